@@ -1,0 +1,3 @@
+from speedy.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Audio input/output and feature front ends."""

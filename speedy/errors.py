@@ -1,0 +1,17 @@
+"""User-facing errors: what went wrong and how to fix it, printed as one line by the CLI."""
+
+
+class SpeedyError(Exception):
+    """An error caused by the user's input, with the fix to try."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.problem} (fix: {self.fix})" if self.fix else self.problem
+
+
+class ParityError(SpeedyError):
+    """An artifact's outputs differ from its parent's beyond the tolerance."""

@@ -1,0 +1,84 @@
+"""Loading and saving ONNX files safely: clear errors, external data confined, > 2 GB support."""
+
+from collections import Counter
+from pathlib import Path
+
+import onnx
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+from speedy.errors import SpeedyError
+
+PROTOBUF_LIMIT = 2**31 - 1
+EXTERNAL_DATA_SUFFIX = ".data"
+
+
+def check_external_data(model: onnx.ModelProto, directory: Path) -> None:
+    """Refuse external-data locations that escape the model's directory."""
+    root = directory.resolve()
+    for tensor in model.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        location = next(e.value for e in tensor.external_data if e.key == "location")
+        target = (root / location).resolve()
+        if not target.is_relative_to(root):
+            raise SpeedyError(
+                f"external data of '{tensor.name}' points outside the model directory ({location})",
+                "only load models whose external data files sit next to the .onnx file",
+            )
+        if not target.is_file():
+            raise SpeedyError(
+                f"external data file {location} of '{tensor.name}' is missing",
+                "copy the model together with its external data files",
+            )
+
+
+def load_onnx(path: Path, with_weights: bool = True) -> onnx.ModelProto:
+    """Parse an ONNX file with a clear error when it is missing or corrupt."""
+    if not path.is_file():
+        raise SpeedyError(f"ONNX model not found: {path}", "pass an existing .onnx file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise SpeedyError(
+            f"{path} is not a valid ONNX file ({type(exc).__name__})",
+            "re-create it with `speedy export` or restore the file",
+        ) from exc
+    if len(model.graph.node) == 0:
+        raise SpeedyError(f"{path} has an empty graph", "re-create it with `speedy export`")
+    check_external_data(model, path.parent)
+    if with_weights:
+        load_external_data_for_model(model, str(path.parent))
+    return model
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> list[Path]:
+    """Save `model`; past protobuf's 2 GB limit the weights go to one external data file.
+
+    Returns the files written, the .onnx first.
+    """
+    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    if weight_bytes < PROTOBUF_LIMIT - (1 << 26):
+        onnx.save_model(model, str(path))
+        return [path]
+    data = path.with_suffix(path.suffix + EXTERNAL_DATA_SUFFIX)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
+    return [path, data]
+
+
+def graph_stats(model: onnx.ModelProto) -> dict[str, object]:
+    """Node and initializer counts, weight bytes and the op-type histogram."""
+    return {
+        "nodes": len(model.graph.node),
+        "initializers": len(model.graph.initializer),
+        "weight_bytes": sum(
+            len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer
+        ),
+        "op_types": dict(Counter(n.op_type for n in model.graph.node).most_common()),
+    }

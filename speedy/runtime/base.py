@@ -1,0 +1,87 @@
+"""The one session interface every backend implements; feeds are checked here, not in backends."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from speedy.artifact import Manifest
+from speedy.errors import SpeedyError
+from speedy.specs import TensorSpec
+
+
+def check_feeds(manifest: Manifest, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Check names, dtypes, ranks and dim ranges against the manifest; return symbol sizes."""
+    expected = {spec.name: spec for spec in manifest.inputs}
+    if missing := expected.keys() - feeds.keys():
+        raise SpeedyError(
+            f"missing input(s) {sorted(missing)}",
+            f"feed {', '.join(s.describe() for s in manifest.inputs)}",
+        )
+    if extra := feeds.keys() - expected.keys():
+        raise SpeedyError(
+            f"unknown input(s) {sorted(extra)}", f"the model takes {sorted(expected)}"
+        )
+    sizes: dict[str, int] = {}
+    for name, spec in expected.items():
+        _check_tensor(spec, np.asarray(feeds[name]), manifest, sizes)
+    return sizes
+
+
+def _check_tensor(
+    spec: TensorSpec, value: np.ndarray, manifest: Manifest, sizes: dict[str, int]
+) -> None:
+    fix = f"feed {spec.describe()} as made by the recipe's front end"
+    if value.dtype != np.dtype(spec.dtype):
+        raise SpeedyError(f"input '{spec.name}' is {value.dtype}, expected {spec.dtype}", fix)
+    if value.ndim != len(spec.shape):
+        raise SpeedyError(
+            f"input '{spec.name}' has rank {value.ndim} {value.shape}, expected {len(spec.shape)}",
+            fix,
+        )
+    for axis, (dim, size) in enumerate(zip(spec.shape, value.shape, strict=True)):
+        if isinstance(dim, int):
+            if size != dim:
+                raise SpeedyError(
+                    f"input '{spec.name}' has size {size} on axis {axis}, the model needs {dim}",
+                    fix,
+                )
+            continue
+        declared = manifest.model.dims.get(dim)
+        if declared is not None and size not in declared:
+            raise SpeedyError(
+                f"input '{spec.name}' {dim}={size} is outside the declared range "
+                f"{declared.min}..{declared.max}",
+                f"cut the input into pieces within the range, or widen dims.{dim} and rebuild",
+            )
+        if sizes.setdefault(dim, size) != size:
+            raise SpeedyError(
+                f"inputs disagree on {dim}: {sizes[dim]} and {size}",
+                "feed tensors of matching sizes",
+            )
+
+
+class Session(ABC):
+    """A loaded artifact that maps named NumPy inputs to named NumPy outputs."""
+
+    def __init__(self, manifest: Manifest, model_file: Path) -> None:
+        self.manifest = manifest
+        self.model_file = model_file
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.manifest.outputs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check `feeds` against the manifest, then run the backend."""
+        check_feeds(self.manifest, feeds)
+        return self._run({name: np.ascontiguousarray(value) for name, value in feeds.items()})
+
+    @abstractmethod
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run checked feeds through the backend."""

@@ -1,0 +1,48 @@
+"""PyTorch eager backend: rebuilds the network from the manifest and loads its state dict."""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speedy.artifact import Manifest
+from speedy.errors import SpeedyError
+from speedy.families.base import read_state_dict
+from speedy.runtime.base import Session
+
+
+def torch_device(device: str) -> torch.device:
+    """A torch device, with a clear error when CUDA is asked for but absent."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SpeedyError(
+            "CUDA is not available to PyTorch here", "use --device cpu, or a GPU machine"
+        )
+    if device not in ("cpu", "cuda"):
+        raise SpeedyError(f"unknown device '{device}'", "use cpu or cuda")
+    return torch.device(device)
+
+
+class TorchSession(Session):
+    """Eager PyTorch inference under `torch.inference_mode`."""
+
+    def __init__(
+        self, manifest: Manifest, model_file: Path, device: str = "cpu", threads: int | None = None
+    ) -> None:
+        super().__init__(manifest, model_file)
+        self.device = torch_device(device)
+        if threads:
+            torch.set_num_threads(threads)
+        self.module = manifest.model.build_module()
+        self.module.load_state_dict(read_state_dict(model_file))
+        self.module.to(self.device)
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(feeds[spec.name]).to(self.device) for spec in self.inputs]
+        with torch.inference_mode():
+            result = self.module(*args)
+        results = result if isinstance(result, tuple | list) else (result,)
+        return {
+            spec.name: value.float().cpu().numpy()
+            for spec, value in zip(self.outputs, results, strict=True)
+        }

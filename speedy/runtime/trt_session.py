@@ -1,0 +1,80 @@
+"""TensorRT backend (imported lazily): engine I/O through torch CUDA tensors, no pycuda."""
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from speedy.artifact import Manifest
+from speedy.errors import SpeedyError
+from speedy.runtime.base import Session
+from speedy.runtime.torch_session import torch_device
+
+
+def import_tensorrt() -> ModuleType:
+    """The `tensorrt` module, or a clear error naming the extra to install."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise SpeedyError(
+            "TensorRT is not installed",
+            "pip install 'openspeedy[trt]' on a machine with an NVIDIA GPU and CUDA",
+        ) from None
+    return tensorrt
+
+
+def check_engine_target(manifest: Manifest, tensorrt_version: str, gpu_name: str) -> None:
+    """Refuse an engine built for another TensorRT version or GPU (engines are not portable)."""
+    built = manifest.reports.get("engine", {})
+    if built.get("tensorrt") not in (None, tensorrt_version):
+        raise SpeedyError(
+            f"engine was built with TensorRT {built['tensorrt']}, this is {tensorrt_version}",
+            "rebuild it here with `speedy compile --backend trt`",
+        )
+    if built.get("gpu") not in (None, gpu_name):
+        raise SpeedyError(
+            f"engine was built for {built['gpu']}, this GPU is {gpu_name}",
+            "rebuild it on this GPU with `speedy compile --backend trt`",
+        )
+
+
+class TrtSession(Session):
+    """A TensorRT execution context with shapes set per call."""
+
+    def __init__(
+        self, manifest: Manifest, model_file: Path, device: str = "cuda", threads: int | None = None
+    ) -> None:
+        super().__init__(manifest, model_file)
+        if device != "cuda":
+            raise SpeedyError("TensorRT engines run on CUDA only", "use --device cuda")
+        trt = import_tensorrt()
+        self.device = torch_device("cuda")
+        check_engine_target(manifest, trt.__version__, torch.cuda.get_device_name())
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(model_file.read_bytes())
+        if self.engine is None:
+            raise SpeedyError(
+                f"TensorRT could not deserialize {model_file}",
+                "the engine was built for another TensorRT version or GPU: rebuild it here",
+            )
+        self.context = self.engine.create_execution_context()
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stream = torch.cuda.current_stream(self.device)
+        keep_alive = []
+        for spec in self.inputs:
+            tensor = torch.from_numpy(feeds[spec.name]).to(self.device)
+            keep_alive.append(tensor)
+            self.context.set_input_shape(spec.name, tuple(tensor.shape))
+            self.context.set_tensor_address(spec.name, tensor.data_ptr())
+        outputs = {}
+        for spec in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(spec.name))
+            outputs[spec.name] = torch.empty(shape, dtype=torch.float32, device=self.device)
+            self.context.set_tensor_address(spec.name, outputs[spec.name].data_ptr())
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise SpeedyError("TensorRT execution failed", "run with --debug for TensorRT's log")
+        stream.synchronize()
+        return {name: tensor.cpu().numpy() for name, tensor in outputs.items()}

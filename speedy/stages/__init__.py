@@ -1,0 +1,1 @@
+"""Stages (passes): typed options, `build` writes an artifact, `validate` checks it."""
