@@ -19,7 +19,7 @@ from speedy.specs import TensorSpec
 
 MANIFEST = "speedy.json"
 FORMAT_VERSION = 1
-Kind = Literal["torch", "onnx", "trt"]
+Kind = Literal["torch", "onnx", "trt", "aoti"]
 TOOLS = ("openspeedy", "torch", "onnx", "onnxruntime", "onnxslim", "onnxsim", "tensorrt")
 
 

@@ -13,7 +13,7 @@ from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec, ParityOptions
 from speedy.specs import DimRange
 
-StageName = Literal["export", "simplify"]
+StageName = Literal["export", "simplify", "quantize", "compile"]
 BUILTIN = files("speedy") / "data" / "recipes"
 DEFAULT_DATA = Path(str(files("speedy") / "data" / "clips"))
 
@@ -34,6 +34,8 @@ class Recipe(BaseModel):
     stages: list[StageName] = Field(default_factory=lambda: ["export", "simplify"])
     export: dict[str, Any] = Field(default_factory=dict)
     simplify: dict[str, Any] = Field(default_factory=dict)
+    quantize: dict[str, Any] = Field(default_factory=dict)
+    compile: dict[str, Any] = Field(default_factory=dict)
     parity: ParityOptions
     source: Path | None = Field(default=None, exclude=True)
 

