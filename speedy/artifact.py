@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from speedy import interrupt
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.specs import TensorSpec
@@ -140,6 +141,7 @@ def atomic_dir(out_dir: Path, force: bool) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         yield tmp
+        interrupt.check()
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
             out_dir.rename(old)

@@ -1,22 +1,25 @@
 """The `speedy` command line: resolves options into stage configs and calls them."""
 
-import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import numpy as np
 import typer
+from rich.markup import escape
+from typer.exceptions import TyperException
 
-from speedy import runtime
+from speedy import interrupt, runtime
 from speedy.artifact import Artifact, check_writable
 from speedy.audio.io import read_audio, write_audio
+from speedy.compile.ort import Level, Provider
 from speedy.console import console, out
 from speedy.errors import SpeedyError
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.recipe import DEFAULT_DATA, load_recipe
 from speedy.stages.base import Stage, StageContext, execute
+from speedy.stages.compile import Backend, Device
 from speedy.stages.export import Exporter
 from speedy.stages.load import LoadOptions, LoadStage
 from speedy.stages.simplify import Tool
@@ -43,9 +46,11 @@ def _artifact_context(artifact: Artifact, data: Path | None, threads: int) -> St
     return context_for(artifact.manifest.model, data or DEFAULT_DATA, threads)
 
 
-def _export_stage(settings: dict, opset: int, exporter: Exporter, skip_parity: bool) -> Stage:
+def _export_stage(
+    settings: dict, opset: int | None, exporter: Exporter | None, skip_parity: bool
+) -> Stage:
     overrides = {"opset": opset, "exporter": exporter, "verify": not skip_parity}
-    return make_stage("export", settings | overrides)
+    return make_stage("export", settings | {k: v for k, v in overrides.items() if v is not None})
 
 
 @app.command()
@@ -77,8 +82,10 @@ def export(
     model: Annotated[
         str | None, typer.Option(help="module:function building a custom network of the family.")
     ] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
-    exporter: Annotated[Exporter, typer.Option(help="torch.onnx exporter.")] = "dynamo",
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the recipe's).")] = None,
+    exporter: Annotated[
+        Exporter | None, typer.Option(help="torch.onnx exporter (default: the recipe's).")
+    ] = None,
     data: Data = None,
     threads: Threads = 2,
     skip_parity: SkipParity = False,
@@ -87,6 +94,11 @@ def export(
     """Export PyTorch to ONNX with dynamic dims, checked against PyTorch on real inputs."""
     check_writable(output, force)
     if Path(source).is_dir():
+        if checkpoint or model:
+            raise SpeedyError(
+                "--checkpoint and --model apply to recipes, not to a torch artifact",
+                "pass the recipe instead of the artifact, or drop those options",
+            )
         parent = Artifact.open(Path(source))
         ctx = _artifact_context(parent, data, threads)
         stage = _export_stage({}, opset, exporter, skip_parity)
@@ -127,6 +139,89 @@ def simplify(
     )
 
 
+def _providers(values: list[str] | None) -> list[str] | None:
+    if unknown := [v for v in values or [] if v not in get_args(Provider)]:
+        raise typer.BadParameter(f"{unknown[0]!r}: use one of {', '.join(get_args(Provider))}")
+    return values
+
+
+@app.command(name="compile")
+def compile_(
+    source: Annotated[Path, typer.Argument(help="Artifact: ONNX for trt/ort, torch for aoti.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
+    backend: Annotated[
+        Backend, typer.Option(help="trt: TensorRT engine; ort: optimized ONNX; aoti: AOTInductor.")
+    ] = "ort",
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 inside, float32 I/O.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 from the parent's Q/DQ.")] = False,
+    max_seq_len: Annotated[
+        int | None, typer.Option(min=1, help="Largest length the profiles accept.")
+    ] = None,
+    shapes: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME:MIN,OPT,MAX for a dim or an input (repeatable)."),
+    ] = None,
+    profiles_from: Annotated[
+        Path | None, typer.Option(help="Audio/.npy whose lengths set profiles (default: --data).")
+    ] = None,
+    timing_cache: Annotated[
+        Path | None, typer.Option(help="TensorRT timing cache file (read, then updated).")
+    ] = None,
+    workspace: Annotated[
+        int | None, typer.Option(min=1, help="TensorRT workspace limit in MiB.")
+    ] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="Target device (default: cuda for trt, else cpu).")
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            callback=_providers, help="ORT provider at run time: cpu, cuda, tensorrt (repeatable)."
+        ),
+    ] = None,
+    ort_level: Annotated[Level, typer.Option(help="ORT graph optimization level.")] = "all",
+    ort_threads: Annotated[
+        int, typer.Option(min=0, help="ORT intra-op threads for the runtime (0: ORT's default).")
+    ] = 0,
+    atol: Annotated[
+        float | None, typer.Option(min=0, help="Parity tolerance vs the parent.")
+    ] = None,
+    data: Data = None,
+    threads: Threads = 2,
+    skip_parity: SkipParity = False,
+    force: Force = False,
+) -> None:
+    """Compile an artifact, with optimization profiles derived from real data, checked."""
+    check_writable(output, force)
+    settings = {
+        "backend": backend,
+        "device": device,
+        "fp16": fp16,
+        "int8": int8,
+        "shapes": shapes or [],
+        "max_seq_len": max_seq_len,
+        "profiles_from": profiles_from,
+        "timing_cache": timing_cache,
+        "workspace_mb": workspace,
+        "providers": provider or ["cpu"],
+        "ort_level": ort_level,
+        "ort_threads": ort_threads,
+        "atol": atol,
+        "verify": not skip_parity,
+    }
+    stage = make_stage("compile", settings)
+    parent = Artifact.open(source)
+    artifact = execute(stage, parent, output, _artifact_context(parent, data, threads), force)
+    manifest = artifact.manifest
+    out.print(
+        f"wrote {artifact.path} ({manifest.kind}, {manifest.precision}, "
+        f"{artifact.size_bytes / 1e6:.1f} MB)"
+    )
+    covered = manifest.reports["compile"].get("profile_data")
+    if covered:
+        out.print(f"profiles cover {covered['covered']} of {covered['clips']} clips")
+
+
 @app.command()
 def infer(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory of a vocoder recipe.")],
@@ -158,35 +253,35 @@ def inspect(artifact: Annotated[Path, typer.Argument(help="Artifact directory.")
     out.print_json(Artifact.open(artifact).manifest.model_dump_json())
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+INTERRUPTED = 130
 
 
 def main() -> None:
     """Entry point: one-line errors and a non-zero exit; tracebacks only with --debug."""
     debug = "--debug" in sys.argv
     sys.argv = [arg for arg in sys.argv if arg != "--debug"]
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns an exit code for --help and interrupts
     except SpeedyError as exc:
         if debug:
             raise
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # [extra] stays
         sys.exit(1)
     except KeyboardInterrupt:
-        console.print("[red]interrupted:[/] no partial output was kept", soft_wrap=True)
-        sys.exit(130)
-    except typer.Exit as exc:
+        code = INTERRUPTED
+    except TyperException as exc:  # usage errors: bad option, missing argument
+        exc.show()
         sys.exit(exc.exit_code)
     except Exception as exc:
-        if debug or isinstance(exc, SystemExit):
+        if debug:
             raise
-        if hasattr(exc, "show"):  # click usage errors
-            exc.show()
-            sys.exit(2)
         console.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug)",
+            f"[red]error:[/] unexpected {type(exc).__name__}: {str(exc).splitlines()[0]} "
+            "(fix: rerun with --debug for the traceback, and report it)",
             soft_wrap=True,
         )
         sys.exit(1)
+    if code == INTERRUPTED:
+        console.print("[red]interrupted:[/] no partial output was kept", soft_wrap=True)
+    sys.exit(code if isinstance(code, int) else 0)

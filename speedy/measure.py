@@ -3,17 +3,28 @@
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-import numpy as np
-
+from speedy.families.base import Family
 from speedy.model_spec import ModelSpec
 from speedy.runtime.base import Session
+
+
+def total_seconds(
+    family: Family, session: Session, utterances: Sequence[tuple[dict, float | None]]
+) -> float:
+    """Audio seconds of the utterances; where the inputs do not tell (a text-to-mel model's),
+    one run of `session` does."""
+    return sum(
+        family.seconds(session.run(feeds)) if seconds is None else seconds
+        for feeds, seconds in utterances
+    )
 
 
 def measure_rtf(
     sessions: Mapping[str, Session],
     spec: ModelSpec,
-    features: Sequence[np.ndarray],
+    features: Sequence[Any],
     repeats: int = 3,
     warmup: int = 1,
 ) -> dict[str, float]:
@@ -24,7 +35,7 @@ def measure_rtf(
     """
     family = spec.adapter()
     utterances = [family.utterance(f) for f in features]
-    audio_seconds = sum(seconds for _, seconds in utterances)
+    audio_seconds = total_seconds(family, next(iter(sessions.values())), utterances)
     timings: dict[str, list[float]] = {name: [] for name in sessions}
     for round_index in range(warmup + repeats):
         for name, session in sessions.items():

@@ -15,6 +15,7 @@ from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.recipe import Recipe
 from speedy.stages.base import Stage, StageContext, cached, execute
+from speedy.stages.compile import CompileOptions, CompileStage
 from speedy.stages.export import ExportOptions, ExportStage
 from speedy.stages.load import LoadOptions, LoadStage
 from speedy.stages.simplify import SimplifyOptions, SimplifyStage
@@ -22,6 +23,7 @@ from speedy.stages.simplify import SimplifyOptions, SimplifyStage
 STAGES: dict[str, tuple[type[Stage], type[BaseModel]]] = {
     "export": (ExportStage, ExportOptions),
     "simplify": (SimplifyStage, SimplifyOptions),
+    "compile": (CompileStage, CompileOptions),
 }
 
 

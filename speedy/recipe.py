@@ -9,13 +9,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speedy.audio.mel import AudioSpec
+from speedy.data_source import DEFAULT_CLIPS
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec, ParityOptions
 from speedy.specs import DimRange
 
 StageName = Literal["export", "simplify", "quantize", "compile"]
 BUILTIN = files("speedy") / "data" / "recipes"
-DEFAULT_DATA = Path(str(files("speedy") / "data" / "clips"))
+DEFAULT_DATA = DEFAULT_CLIPS
 
 
 class Recipe(BaseModel):

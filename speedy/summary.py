@@ -7,7 +7,7 @@ from rich.table import Table
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.measure import measure_rtf
+from speedy.measure import measure_rtf, total_seconds
 from speedy.onnx_io import graph_stats, load_onnx
 from speedy.stages.base import StageContext
 
@@ -36,7 +36,10 @@ def summarize(
     sessions = {name: runtime.load(a.path, threads=ctx.threads) for name, a in artifacts.items()}
     rtf = measure_rtf(sessions, ctx.spec, ctx.features, repeats=repeats)
     reference = next(iter(rtf.values()))
-    seconds = sum(ctx.spec.adapter().utterance(f)[1] for f in ctx.features)
+    family = ctx.spec.adapter()
+    seconds = total_seconds(
+        family, next(iter(sessions.values())), [family.utterance(f) for f in ctx.features]
+    )
     table = Table(
         title=f"{ctx.spec.recipe}: {len(ctx.features)} clips, {seconds:.1f} s of audio, "
         f"{ctx.threads} threads"

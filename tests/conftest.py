@@ -52,3 +52,36 @@ def real_build(real_recipe: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     build = tmp_path_factory.mktemp("real")
     outcomes, ctx = run_recipe(load_recipe(str(real_recipe)), build)
     return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
+
+
+@pytest.fixture
+def speedy_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """Run the real `speedy` entry point in-process; return (exit code, stdout, stderr)."""
+    from speedy.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.argv", ["speedy", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+SAMBERT_TINY = FIXTURES / "sambert_tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def sambert_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """torch, export and simplify artifacts of the tiny Sambert recipe, built once per session."""
+    pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path_factory.mktemp("sambert")
+    outcomes, ctx = run_recipe(load_recipe(str(SAMBERT_TINY)), build)
+    return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}

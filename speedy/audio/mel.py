@@ -48,18 +48,22 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= 15.0, log, linear)
 
 
-@lru_cache(maxsize=8)
-def mel_filterbank(spec: AudioSpec) -> np.ndarray:
-    """Slaney-normalized triangular filters, shape (n_mels, n_fft // 2 + 1)."""
-    fft_hz = np.linspace(0.0, spec.sample_rate / 2, spec.n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(spec.fmin), _hz_to_mel(spec.fmax), spec.n_mels + 2))
+def slaney_filters(fft_hz: np.ndarray, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Slaney-normalized triangular mel filters over FFT bins at `fft_hz`, float64."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_hz[None, :]
     rising = -ramps[:-2] / widths[:-1, None]
     falling = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights.astype(np.float32)
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(spec: AudioSpec) -> np.ndarray:
+    """Slaney-normalized triangular filters, shape (n_mels, n_fft // 2 + 1)."""
+    fft_hz = np.linspace(0.0, spec.sample_rate / 2, spec.n_fft // 2 + 1)
+    return slaney_filters(fft_hz, spec.n_mels, spec.fmin, spec.fmax).astype(np.float32)
 
 
 def log_mel(audio: np.ndarray, spec: AudioSpec) -> np.ndarray:

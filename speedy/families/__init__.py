@@ -3,8 +3,9 @@
 from speedy.errors import SpeedyError
 from speedy.families.base import Family
 from speedy.families.hifigan import HiFiGAN
+from speedy.families.sambert import SambertFamily
 
-FAMILIES: dict[str, type[Family]] = {HiFiGAN.name: HiFiGAN}
+FAMILIES: dict[str, type[Family]] = {HiFiGAN.name: HiFiGAN, SambertFamily.name: SambertFamily}
 
 
 def family_class(name: str) -> type[Family]:

@@ -3,14 +3,17 @@
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 
+from speedy.audio.cache import FeatureCache
 from speedy.audio.mel import AudioSpec
+from speedy.data_source import DEFAULT_CLIPS, audio_features
 from speedy.errors import SpeedyError
+from speedy.quality import compare
 from speedy.specs import TensorSpec
 
 
@@ -38,6 +41,10 @@ class Family(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
     quality_metric: ClassVar[str]
+    # What the model's inputs are made from and what its outputs are (a vocoder: mel -> audio).
+    consumes: ClassVar[Literal["mel", "text"]] = "mel"
+    produces: ClassVar[Literal["audio", "mel"]] = "audio"
+    default_data: ClassVar[Path] = DEFAULT_CLIPS  # what `read_data` reads unless told otherwise
 
     def __init__(self, params: BaseModel, audio: AudioSpec) -> None:
         self.params = params
@@ -68,23 +75,48 @@ class Family(ABC):
         """Model inputs with the given symbolic sizes, cut (or tiled) from real features."""
 
     @abstractmethod
-    def utterance(self, features: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """Model inputs for one whole utterance, and its audio duration in seconds."""
+    def utterance(self, features: Any) -> tuple[dict[str, np.ndarray], float | None]:
+        """Model inputs for one whole utterance (one example of `read_data`), and its audio
+        duration in seconds (None when only the outputs tell: see `seconds`)."""
 
     @abstractmethod
     def waveform(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The mono waveform in the model's outputs (one utterance)."""
 
+    def read_data(self, source: Path, cache: FeatureCache) -> list[Any]:
+        """The examples in a data source that `feeds` and `utterance` take; by default the
+        front-end features of its audio (or .npy) files, cached by content hash."""
+        return audio_features(source, self, cache)
+
+    def seconds(self, outputs: dict[str, np.ndarray]) -> float:
+        """Seconds of audio that the outputs of one utterance stand for."""
+        return self.waveform(outputs).size / self.audio.sample_rate
+
+    def quality(
+        self, reference: dict[str, np.ndarray], test: dict[str, np.ndarray]
+    ) -> dict[str, float]:
+        """`quality_metric` of `test` outputs against `reference` outputs (one utterance)."""
+        return compare(
+            self.waveform(reference),
+            self.waveform(test),
+            self.audio.sample_rate,
+            [self.quality_metric],
+        )
+
     def load(self, module: torch.nn.Module, checkpoint: Path) -> None:
         """Load a checkpoint into `module` strictly, with a clear error on mismatch."""
         state = self.adapt_state_dict(read_state_dict(checkpoint))
-        result = module.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
+        expected = module.state_dict()
+        missing = sorted(expected.keys() - state.keys())
+        unexpected = sorted(state.keys() - expected.keys())
+        misshapen = [k for k in expected.keys() & state.keys() if state[k].shape != expected[k].shape]
+        if missing or unexpected or misshapen:
             raise SpeedyError(
-                f"checkpoint {checkpoint} does not fit the {self.name} network: "
-                f"missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}",
+                f"checkpoint {checkpoint} does not fit the {self.name} network: missing "
+                f"{missing[:3]}, unexpected {unexpected[:3]}, other shape {sorted(misshapen)[:3]}",
                 "check the recipe's `network` settings match the checkpoint's training config",
             )
+        module.load_state_dict(state)
 
     def example_feeds(self, sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
         """Seeded random inputs of the given sizes (used for tracing, never for parity)."""

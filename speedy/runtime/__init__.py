@@ -17,6 +17,8 @@ def load(path: str | Path, device: str = "cpu", threads: int | None = None) -> S
         from speedy.runtime.onnx_session import OnnxSession as backend
     elif kind == "torch":
         from speedy.runtime.torch_session import TorchSession as backend
+    elif kind == "aoti":
+        from speedy.runtime.aoti_session import AotiSession as backend
     else:
         from speedy.runtime.trt_session import TrtSession as backend
     return backend(artifact.manifest, artifact.model_file, device=device, threads=threads)

@@ -10,6 +10,7 @@ from speedy.artifact import Manifest
 from speedy.errors import SpeedyError
 from speedy.families.base import read_state_dict
 from speedy.runtime.base import Session
+from speedy.torch_utils import strip_weight_norm
 
 
 def torch_device(device: str) -> torch.device:
@@ -34,6 +35,7 @@ class TorchSession(Session):
         if threads:
             torch.set_num_threads(threads)
         self.module = manifest.model.build_module()
+        strip_weight_norm(self.module)  # a factory's network may carry it; the weights do not
         self.module.load_state_dict(read_state_dict(model_file))
         self.module.to(self.device)
 
@@ -43,6 +45,6 @@ class TorchSession(Session):
             result = self.module(*args)
         results = result if isinstance(result, tuple | list) else (result,)
         return {
-            spec.name: value.float().cpu().numpy()
+            spec.name: (value.float() if value.is_floating_point() else value).cpu().numpy()
             for spec, value in zip(self.outputs, results, strict=True)
         }

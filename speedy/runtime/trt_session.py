@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from speedy.artifact import Manifest
+from speedy.compile.profiles import select_profile, stored_profiles, symbol_sizes
 from speedy.errors import SpeedyError
 from speedy.runtime.base import Session
 from speedy.runtime.torch_session import torch_device
@@ -60,9 +61,23 @@ class TrtSession(Session):
                 "the engine was built for another TensorRT version or GPU: rebuild it here",
             )
         self.context = self.engine.create_execution_context()
+        self.profiles = stored_profiles(manifest.reports)
+        if self.profiles and len(self.profiles) != self.engine.num_optimization_profiles:
+            raise SpeedyError(
+                f"the manifest lists {len(self.profiles)} profile(s), the engine has "
+                f"{self.engine.num_optimization_profiles}",
+                "rebuild the artifact with `speedy compile --backend trt`",
+            )
+        self.profile = 0
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         stream = torch.cuda.current_stream(self.device)
+        if self.profiles:  # the profile covering these sizes, nearest to its `opt`
+            sizes = symbol_sizes(self.inputs, {name: v.shape for name, v in feeds.items()})
+            index = select_profile(self.profiles, sizes)
+            if index != self.profile:
+                self.context.set_optimization_profile_async(index, stream.cuda_stream)
+                self.profile = index
         keep_alive = []
         for spec in self.inputs:
             tensor = torch.from_numpy(feeds[spec.name]).to(self.device)
@@ -72,7 +87,8 @@ class TrtSession(Session):
         outputs = {}
         for spec in self.outputs:
             shape = tuple(self.context.get_tensor_shape(spec.name))
-            outputs[spec.name] = torch.empty(shape, dtype=torch.float32, device=self.device)
+            dtype = getattr(torch, spec.dtype)  # e.g. int64 lengths next to float32 audio
+            outputs[spec.name] = torch.empty(shape, dtype=dtype, device=self.device)
             self.context.set_tensor_address(spec.name, outputs[spec.name].data_ptr())
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise SpeedyError("TensorRT execution failed", "run with --debug for TensorRT's log")

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel
 
 from speedy import __version__
@@ -30,7 +29,7 @@ class StageContext:
     """What every stage may use: the model spec, real features for checks, and thread count."""
 
     spec: ModelSpec
-    features: list[np.ndarray]
+    features: list[Any]  # the family's examples (`Family.read_data`): mels, sentences, ...
     threads: int = 2
 
 

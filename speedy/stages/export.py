@@ -20,7 +20,7 @@ from speedy.parity import check
 from speedy.runtime.onnx_session import OnnxSession
 from speedy.runtime.torch_session import TorchSession
 from speedy.stages.base import Draft, Stage, StageContext
-from speedy.torch_utils import source_module, strip_weight_norm, unsupported_op
+from speedy.torch_utils import source_module, unsupported_op
 
 Exporter = Literal["dynamo", "torchscript"]
 MODEL_FILE = "model.onnx"
@@ -148,7 +148,6 @@ class ExportStage(Stage):
                 "check parity at sizes never used for tracing",
             )
         module = TorchSession(parent.manifest, parent.model_file).module
-        strip_weight_norm(module)
         feeds = ctx.spec.adapter().example_feeds(trace)
         args = tuple(torch.from_numpy(feeds[s.name]) for s in ctx.spec.inputs())
         path, exporter = workdir / MODEL_FILE, self.options.exporter

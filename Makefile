@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make run` (the main job) and `make test` (the tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and pinned: a bare `torch` requirement with no torch installed pulls a multi-GB
+# CUDA build. Override TORCH for a GPU machine, e.g. make TORCH="torch==2.13.0" install.
+TORCH ?= torch==2.13.0
+EXTRAS ?= weights,onnxsim,eval,dev
+STAMP := $(VENV)/.installed-$(shell echo "$(TORCH) $(EXTRAS)" | md5sum | cut -c1-8)
+
+.PHONY: install run test lint benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+run: install  ## the main job: the default recipe end to end on the shipped clips
+	$(BIN)/speedy run hifigan_v1
+
+lint: install
+	$(BIN)/ruff check speedy tests benchmarks
+
+test: lint  ## ruff, then the whole test suite (tiny seeded models and the real HiFi-GAN V1)
+	$(BIN)/pytest -q --durations=10
+
+benchmark: install  ## issue-2 figures: PyTorch vs ORT RTF and front-end PESQ on the shared clips
+	$(BIN)/python benchmarks/hifigan_v1.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

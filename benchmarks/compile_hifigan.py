@@ -1,0 +1,132 @@
+"""HiFi-GAN V1 (real LJSpeech checkpoint): `speedy compile` ORT and AOTInductor vs ORT FP32.
+
+Builds (or reuses) the recipe's torch/export/simplify artifacts, compiles the simplified ONNX
+with `--backend ort` (profiles from the shared LJSpeech clips) and the torch artifact with
+`--backend aoti` (CPU), each checked against its parent at the recipe's parity sizes. Then, in
+one process with interleaved repeats, measures the RTF of PyTorch eager, ORT FP32 (simplify),
+the ORT-compiled model and the AOTInductor package on the same clips, and how long each takes
+to load. Writes benchmarks/results/compile_hifigan_cpu.json.
+
+    python benchmarks/compile_hifigan.py [--data DIR] [--repeats N]
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from speedy import runtime
+from speedy.artifact import Artifact
+from speedy.machine import machine_info
+from speedy.measure import measure_rtf
+from speedy.pipeline import context_for, make_stage, run_recipe
+from speedy.recipe import DEFAULT_DATA, load_recipe
+from speedy.stages.base import StageContext, cached, execute
+
+ROOT = Path(__file__).resolve().parent
+SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
+
+
+def compiled(
+    settings: dict, parent: Artifact, out: Path, ctx: StageContext
+) -> tuple[Artifact, float | None]:
+    """The compiled artifact (reused when unchanged) and its compile seconds when built now."""
+    stage = make_stage("compile", settings)
+    artifact = cached(out, stage.fingerprint(parent, ctx.spec))
+    if artifact is not None:
+        return artifact, None
+    start = time.perf_counter()
+    artifact = execute(stage, parent, out, ctx, force=True)
+    return artifact, time.perf_counter() - start
+
+
+def load_seconds(paths: dict[str, Path], threads: int, repeats: int) -> dict[str, float]:
+    """Median seconds to open each artifact's session (interleaved)."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, path in paths.items():
+            start = time.perf_counter()
+            runtime.load(path, threads=threads)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def worst_parity(artifact: Artifact) -> dict:
+    parity = artifact.manifest.reports["parity"]
+    worst = max(max(c["max_abs_error"].values()) for c in parity["cases"])
+    sizes = [c["sizes"]["frames"] for c in parity["cases"]]
+    return {
+        "max_abs_error": worst,
+        "atol": parity["atol"],
+        "passed": parity["passed"],
+        "frames": sizes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="clips timed for RTF")
+    parser.add_argument("--profiles-from", type=Path, default=SHARED_CLIPS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "compile_hifigan_cpu.json")
+    args = parser.parse_args()
+
+    recipe = load_recipe("hifigan_v1")
+    outcomes, ctx = run_recipe(recipe, args.build_dir, threads=args.threads)
+    built = {o.stage: o.artifact for o in outcomes}
+    base = args.build_dir / recipe.name
+    ort_settings = {"backend": "ort", "profiles_from": str(args.profiles_from)}
+    ort_artifact, ort_seconds = compiled(ort_settings, built["simplify"], base / "compile-ort", ctx)
+    aoti, aoti_seconds = compiled({"backend": "aoti"}, built["torch"], base / "compile-aoti", ctx)
+    artifacts = {
+        "torch eager": built["torch"],
+        "ORT FP32 (simplify)": built["simplify"],
+        "ORT compiled (speedy compile --backend ort)": ort_artifact,
+        "AOTInductor CPU (speedy compile --backend aoti)": aoti,
+    }
+
+    timed = context_for(recipe.model_spec(), args.data, args.threads)
+    sessions = {name: runtime.load(a.path, threads=args.threads) for name, a in artifacts.items()}
+    rtf = measure_rtf(sessions, timed.spec, timed.features, repeats=args.repeats)
+    reference = rtf["ORT FP32 (simplify)"]
+    paths = {name: a.path for name, a in artifacts.items()}
+    result = {
+        "benchmark": "hifigan_v1: speedy compile (ort, aoti) next to ORT FP32 and PyTorch eager",
+        "machine": machine_info(),
+        "gpu": "none: this task had no GPU machine, so no GPU or TensorRT figures were taken",
+        "data": {
+            "rtf_clips": str(args.data),
+            "clips": len(timed.features),
+            "audio_seconds": sum(timed.spec.adapter().utterance(f)[1] for f in timed.features),
+            "profiles_from": str(args.profiles_from),
+        },
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "rtf": rtf,
+        "rtf_ratio_to_ort_fp32": {name: value / reference for name, value in rtf.items()},
+        "load_seconds": load_seconds(paths, args.threads, repeats=3),
+        "compile_seconds": {
+            "ort": ort_seconds,
+            "aoti": aoti_seconds,
+            "note": "null: reused from an earlier run (inputs and options unchanged)",
+        },
+        "parity_vs_parent": {
+            "ort": worst_parity(ort_artifact),
+            "aoti": worst_parity(aoti),
+        },
+        "ort_profiles": ort_artifact.manifest.reports["compile"]["profiles"],
+        "ort_profile_coverage": ort_artifact.manifest.reports["compile"]["profile_data"],
+        "sizes_mb": {name: a.size_bytes / 1e6 for name, a in artifacts.items()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    keys = ("rtf", "rtf_ratio_to_ort_fp32", "load_seconds", "compile_seconds", "parity_vs_parent")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Backend compilers for `speedy compile`: TensorRT engines, ORT-optimized models, AOTInductor."""

@@ -1,0 +1,67 @@
+"""AOTInductor backend: `torch.export` with the recipe's dynamic dims, compiled into a `.pt2`."""
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from speedy.errors import SpeedyError
+from speedy.model_spec import ModelSpec
+
+
+class HalfPrecision(torch.nn.Module):
+    """Runs the wrapped module in FP16 behind float32 inputs and outputs (as the manifest says)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module.half()
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        result = self.module(*(a.half() if a.is_floating_point() else a for a in args))
+        if isinstance(result, tuple | list):
+            return tuple(r.float() for r in result)
+        return result.float()
+
+
+def trace_sizes(spec: ModelSpec) -> dict[str, int]:
+    """Typical sizes to trace at, at least 2 where the range allows (torch specializes 0 and 1)."""
+    return {name: max(r.opt, min(2, r.max)) for name, r in spec.dims.items()}
+
+
+def dynamic_shapes(spec: ModelSpec) -> tuple[dict[int, torch.export.Dim], ...]:
+    """Per input (in order), its dynamic axes as `torch.export.Dim`s shared between inputs."""
+    dims = {
+        name: torch.export.Dim(name, min=r.min, max=r.max)
+        for name, r in spec.dims.items()
+        if r.max > r.min
+    }
+    return tuple(
+        {axis: dims[d] for axis, d in enumerate(s.shape) if isinstance(d, str) and d in dims}
+        for s in spec.inputs()
+    )
+
+
+def compile_package(
+    module: torch.nn.Module, spec: ModelSpec, path: Path, device: str, fp16: bool
+) -> dict:
+    """Export `module` with the recipe's dims and compile it into an AOTInductor package."""
+    feeds = spec.adapter().example_feeds(trace_sizes(spec))
+    args = tuple(torch.from_numpy(feeds[s.name]).to(device) for s in spec.inputs())
+    module = (HalfPrecision(module) if fp16 else module).to(device).eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # inductor's deprecation chatter; --debug keeps errors
+            program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes(spec))
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+    except Exception as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
+        raise SpeedyError(
+            f"AOTInductor could not compile the model: {first}",
+            "run with --debug for the full report; a C++ compiler (g++) must be installed",
+        ) from exc
+    return {"device": device, "torch": torch_release(), "trace_sizes": trace_sizes(spec)}
+
+
+def torch_release() -> str:
+    """This torch's release number without the build tag (2.13.0, not 2.13.0+cpu)."""
+    return torch.__version__.split("+")[0]

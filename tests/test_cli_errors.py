@@ -1,0 +1,127 @@
+"""Bad input gets one clear line naming the problem and the fix, a non-zero exit, no traceback."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY_RECIPE
+
+
+def assert_clean_error(code: int, err: str, *phrases: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    error_lines = [line for line in lines if line.startswith("error:")]
+    assert len(error_lines) == 1, err
+    assert "fix:" in error_lines[0]
+    for phrase in phrases:
+        assert phrase in error_lines[0], error_lines[0]
+
+
+def test_unknown_recipe(speedy_cli) -> None:
+    code, _, err = speedy_cli("run", "no_such_recipe")
+    assert_clean_error(code, err, "unknown recipe 'no_such_recipe'", "hifigan_v1")
+
+
+def test_missing_checkpoint(speedy_cli, tmp_path: Path) -> None:
+    code, _, err = speedy_cli(
+        "export", TINY_RECIPE, "--checkpoint", tmp_path / "absent.pt", "-o", tmp_path / "out"
+    )
+    assert_clean_error(code, err, "checkpoint not found")
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_checkpoint(speedy_cli, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"definitely not a zip archive" * 10)
+    code, _, err = speedy_cli("export", TINY_RECIPE, "--checkpoint", corrupt, "-o", tmp_path / "o")
+    assert_clean_error(code, err, "not a readable PyTorch file")
+
+
+def test_checkpoint_of_another_network(speedy_cli, tmp_path: Path) -> None:
+    other = tmp_path / "other.pt"
+    torch.save({"generator": {"conv_pre.weight": torch.zeros(3, 3, 3)}}, other)
+    code, _, err = speedy_cli("export", TINY_RECIPE, "--checkpoint", other, "-o", tmp_path / "o")
+    assert_clean_error(code, err, "does not fit the hifigan network")
+
+
+def test_mel_with_81_bins(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
+    mel = tmp_path / "mel81.npy"
+    np.save(mel, np.zeros((81, 100), dtype=np.float32))
+    code, _, err = speedy_cli("infer", tiny_build["export"].path, "-i", mel, "-o", tmp_path / "a.wav")
+    assert_clean_error(code, err, "input 'mel' has size 81 on axis 1, the model needs 80")
+    assert not (tmp_path / "a.wav").exists()
+
+
+@pytest.mark.parametrize("frames", [3, 4000])
+def test_frames_outside_declared_range(speedy_cli, tiny_build: dict, tmp_path: Path, frames: int):
+    mel = tmp_path / "mel.npy"
+    np.save(mel, np.zeros((80, frames), dtype=np.float32))
+    code, _, err = speedy_cli("infer", tiny_build["simplify"].path, "-i", mel, "-o", tmp_path / "a.wav")
+    assert_clean_error(code, err, f"frames={frames} is outside the declared range 8..2048")
+
+
+def test_corrupt_onnx(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    source = tiny_build["export"]
+    (broken / "speedy.json").write_bytes((source.path / "speedy.json").read_bytes())
+    (broken / "model.onnx").write_bytes(source.model_file.read_bytes()[:5000])
+    code, _, err = speedy_cli("simplify", broken, "-o", tmp_path / "out")
+    assert_clean_error(code, err, "is not a valid ONNX file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_force(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
+    out = tmp_path / "simplified"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, _, err = speedy_cli("simplify", tiny_build["export"].path, "-o", out)
+    assert_clean_error(code, err, "already exists", "--force")
+    assert (out / "keep.txt").read_text() == "mine"
+    code, _, _ = speedy_cli("simplify", tiny_build["export"].path, "-o", out, "--force")
+    assert code == 0 and (out / "speedy.json").is_file() and not (out / "keep.txt").exists()
+
+
+def test_not_an_artifact(speedy_cli, tmp_path: Path) -> None:
+    code, _, err = speedy_cli("inspect", tmp_path)
+    assert_clean_error(code, err, "is not a speedy artifact")
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "SPEEDY_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "speedy", "--debug", "run", "no_such_recipe"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "SpeedyError" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_export_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    """Stop `speedy export` while it writes: no output dir and no temporary dir remain."""
+    out = tmp_path / "exported"
+    env = {**os.environ, "SPEEDY_CACHE_DIR": str(tmp_path / "cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "speedy", "export", str(TINY_RECIPE), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".exported.") for p in tmp_path.iterdir()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []

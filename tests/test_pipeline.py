@@ -1,0 +1,62 @@
+"""`speedy run`: stages chained into build/<recipe>/<stage>/, unchanged stages reused."""
+
+import json
+from pathlib import Path
+
+from tests.conftest import TINY_RECIPE
+
+
+def test_run_builds_reuses_and_rebuilds_what_changed(speedy_cli, tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    code, out, err = speedy_cli("run", TINY_RECIPE, "--build-dir", build)
+    assert code == 0, err
+    for stage in ("torch", "export", "simplify"):
+        assert (build / "hifigan_tiny" / stage / "speedy.json").is_file()
+    summary = json.loads((build / "hifigan_tiny" / "summary.json").read_text())
+    assert set(summary["artifacts"]) == {"torch", "export", "simplify"}
+    assert all(row["rtf"] > 0 for row in summary["artifacts"].values())
+    assert "RTF" in out and "speed-up" in out
+
+    code, _, err = speedy_cli("run", TINY_RECIPE, "--build-dir", build)
+    assert code == 0 and err.count("reused (inputs and options unchanged)") == 3
+    assert "feature cache: 4 hit(s), 0 computed" in err
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(TINY_RECIPE.read_text() + "simplify:\n  tool: ort\n")
+    code, _, err = speedy_cli("run", changed, "--build-dir", build)
+    assert code == 0, err
+    assert "torch: " in err and err.count("reused") == 2 and "simplify: " in err
+    manifest = json.loads((build / "hifigan_tiny" / "simplify" / "speedy.json").read_text())
+    assert manifest["reports"]["simplify"]["tool"] == "ort"
+
+
+def test_run_refuses_to_replace_foreign_directories(speedy_cli, tmp_path: Path) -> None:
+    foreign = tmp_path / "build" / "hifigan_tiny" / "torch"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("not speedy's")
+    code, _, err = speedy_cli("run", TINY_RECIPE, "--build-dir", tmp_path / "build")
+    assert code != 0 and "already exists" in err and "--force" in err
+    assert (foreign / "notes.txt").is_file()
+
+
+def test_infer_resynthesizes_a_wav(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from speedy.recipe import DEFAULT_DATA
+
+    clip = DEFAULT_DATA / "LJ001-0008.wav"
+    code, out, err = speedy_cli("infer", tiny_build["simplify"].path, "-i", clip, "-o", tmp_path / "o.wav")
+    assert code == 0, err
+    audio, rate = sf.read(tmp_path / "o.wav")
+    assert rate == 22050 and abs(len(audio) - sf.info(clip).frames) < 256
+
+
+def test_infer_resamples_other_rates_with_a_notice(speedy_cli, tiny_build: dict, tmp_path: Path):
+    import numpy as np
+    import soundfile as sf
+
+    clip = tmp_path / "16k.wav"
+    sf.write(clip, np.sin(np.arange(16000) / 10.0).astype(np.float32) * 0.3, 16000)
+    code, _, err = speedy_cli("infer", tiny_build["export"].path, "-i", clip, "-o", tmp_path / "o.wav")
+    assert code == 0, err
+    assert "resampled 16000 Hz -> 22050 Hz" in err

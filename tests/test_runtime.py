@@ -1,0 +1,76 @@
+"""The shared runtime: one interface for every artifact kind, feeds checked before backends."""
+
+import numpy as np
+import pytest
+
+from speedy import runtime
+from speedy.errors import SpeedyError
+
+
+def mel(frames: int, batch: int = 1) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((batch, 80, frames)).astype(np.float32)
+
+
+@pytest.mark.parametrize("stage", ["torch", "export", "simplify"])
+def test_every_kind_loads_behind_one_interface(tiny_build: dict, stage: str) -> None:
+    session = runtime.load(tiny_build[stage].path)
+    assert [s.name for s in session.inputs] == ["mel"]
+    assert [s.name for s in session.outputs] == ["audio"]
+    assert session.manifest.lineage.stage == stage
+    out = session.run({"mel": mel(40, batch=2)})["audio"]
+    assert out.shape == (2, 1, 40 * 256) and out.dtype == np.float32
+
+
+def test_load_by_model_file(tiny_build: dict) -> None:
+    session = runtime.load(tiny_build["export"].model_file)
+    assert session.manifest.kind == "onnx"
+
+
+def test_torch_and_onnx_agree(tiny_build: dict) -> None:
+    feeds = {"mel": mel(123)}
+    expected = runtime.load(tiny_build["torch"].path).run(feeds)["audio"]
+    actual = runtime.load(tiny_build["simplify"].path).run(feeds)["audio"]
+    assert np.max(np.abs(expected - actual)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("feeds", "message"),
+    [
+        ({}, "missing input(s) ['mel']"),
+        ({"mel": mel(20), "speaker": np.zeros(1)}, "unknown input(s) ['speaker']"),
+        ({"mel": mel(20).astype(np.float64)}, "is float64, expected float32"),
+        ({"mel": mel(20)[0]}, "has rank 2"),
+        ({"mel": mel(20, batch=5)}, "batch=5 is outside the declared range 1..4"),
+    ],
+)
+def test_feeds_are_checked_before_the_backend(tiny_build: dict, feeds: dict, message: str) -> None:
+    session = runtime.load(tiny_build["export"].path)
+    with pytest.raises(SpeedyError, match=None) as error:
+        session.run(feeds)
+    assert message in str(error.value)
+    assert error.value.fix
+
+
+def test_cuda_request_without_gpu_is_clear(tiny_build: dict) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SpeedyError, match="no CUDAExecutionProvider"):
+        runtime.load(tiny_build["export"].path, device="cuda")
+    with pytest.raises(SpeedyError, match="CUDA is not available"):
+        runtime.load(tiny_build["torch"].path, device="cuda")
+
+
+def test_tensorrt_absent_is_clear(tiny_build: dict, tmp_path) -> None:
+    pytest.importorskip("torch")
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed")
+    except ImportError:
+        pass
+    from speedy.runtime.trt_session import import_tensorrt
+
+    with pytest.raises(SpeedyError, match=r"TensorRT is not installed.*openspeedy\[trt\]"):
+        import_tensorrt()
