@@ -17,13 +17,14 @@ from speedy.compile.ort import Level, Provider
 from speedy.console import console, out
 from speedy.errors import SpeedyError
 from speedy.pipeline import context_for, make_stage, run_recipe
-from speedy.recipe import DEFAULT_DATA, load_recipe
+from speedy.recipe import load_recipe
 from speedy.stages.base import Stage, StageContext, execute
 from speedy.stages.compile import Backend, Device
 from speedy.stages.export import Exporter
 from speedy.stages.load import LoadOptions, LoadStage
 from speedy.stages.simplify import Tool
 from speedy.summary import summarize, write_summary
+from speedy.synth import Synthesizer
 
 app = typer.Typer(
     help="Convert, optimize and check speech-generation models. Add --debug for tracebacks.",
@@ -43,7 +44,8 @@ SkipParity = Annotated[
 
 
 def _artifact_context(artifact: Artifact, data: Path | None, threads: int) -> StageContext:
-    return context_for(artifact.manifest.model, data or DEFAULT_DATA, threads)
+    spec = artifact.manifest.model
+    return context_for(spec, data or spec.adapter().default_data, threads)
 
 
 def _export_stage(
@@ -248,9 +250,102 @@ def infer(
 
 
 @app.command()
+def synth(
+    acoustic: Annotated[Path, typer.Option(help="Artifact of a text-to-mel recipe (sambert).")],
+    vocoder: Annotated[Path, typer.Option(help="Artifact of a vocoder recipe (hifigan).")],
+    text: Annotated[str, typer.Option(help="What to say (Chinese and/or English).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    speaker: Annotated[int, typer.Option(help="Speaker id.")] = 0,
+    emotion: Annotated[
+        str | None, typer.Option(help="Emotion label (default: the model's first).")
+    ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Clip whose emotion to take (instead of --emotion).")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Speaking rate: 2 is twice as fast.")] = 1.0,
+    pitch_shift: Annotated[float, typer.Option(help="Pitch shift in semitones.")] = 0.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Threads = 2,
+    force: Force = False,
+) -> None:
+    """Text to wave: an acoustic model's mels through a vocoder, with per-stage RTF."""
+    check_writable(output, force)
+    synthesizer = Synthesizer.load(acoustic, vocoder, device=device, threads=threads)
+    result = synthesizer(text, speaker, emotion, reference, speed, pitch_shift)
+    write_audio(output, result.audio, result.sample_rate)
+    rtf = ", ".join(f"{stage} {value:.3f}" for stage, value in result.rtf().items())
+    seconds = f"{result.audio_seconds:.2f} s at {result.sample_rate} Hz"
+    out.print(f"wrote {output} ({seconds}; RTF {rtf})")
+
+
+@app.command()
 def inspect(artifact: Annotated[Path, typer.Argument(help="Artifact directory.")]) -> None:
     """Print an artifact's manifest: I/O, dims, lineage and reports."""
     out.print_json(Artifact.open(artifact).manifest.model_dump_json())
+
+
+@app.command()
+def bench(
+    artifacts: Annotated[
+        list[str], typer.Argument(help="Artifact directories of one recipe; NAME=PATH names one.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Report directory to write.")],
+    reference: Annotated[
+        str | None,
+        typer.Option(help="What the ratios and comparisons refer to: a name, path or NAME=PATH "
+                     "(default: the first artifact)."),
+    ] = None,
+    data: Annotated[
+        str, typer.Option(help="Directory or file of examples, or 'default' (the family's).")
+    ] = "default",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Threads = 2,
+    batch: Annotated[
+        list[int], typer.Option(help="Batch size for throughput; repeat for several.")
+    ] = [1],  # noqa: B006 (typer needs a list default)
+    warmup: Annotated[int, typer.Option(help="Untimed rounds first.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Timed rounds; medians are reported.")] = 3,
+    chunk_seconds: Annotated[
+        float, typer.Option(help="Streaming chunk length (vocoders), 0 for no streaming.")
+    ] = 0.25,
+    html: Annotated[bool, typer.Option(help="Write index.html with figures and audio.")] = True,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Gate: fail when a figure regressed from this baseline.")
+    ] = None,
+    tolerance: Annotated[
+        str | None,
+        typer.Option(help="Gate tolerances: a relative one for speed/size/memory ratios and/or "
+                     "NAME=VALUE (speed, size, memory, quality or a figure such as pesq)."),
+    ] = None,
+    save_baseline: Annotated[
+        Path | None, typer.Option(help="Write this run's figures as a new baseline file.")
+    ] = None,
+    force: Force = False,
+) -> None:
+    """Measure artifacts side by side on the same data, each in its own process: size, load
+    time, memory, latency, RTF, throughput, streaming, DNSMOS and quality against a reference."""
+    from speedy.bench.command import BenchCommand
+    from speedy.bench.command import bench as run_bench
+
+    run_bench(
+        BenchCommand(
+            artifacts=artifacts,
+            output=output,
+            reference=reference,
+            data=data,
+            device=device,
+            threads=threads,
+            batches=tuple(batch),
+            warmup=warmup,
+            repeat=repeat,
+            chunk_seconds=chunk_seconds or None,
+            html=html,
+            baseline=baseline,
+            tolerance=tolerance,
+            save_baseline=save_baseline,
+            force=force,
+        )
+    )
 
 
 INTERRUPTED = 130

@@ -24,6 +24,7 @@ from speedy.audio.cache import default_cache_dir
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.runtime.base import Session
+from speedy.specs import DimRange
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,17 @@ def chunk_frames(seconds: float, spec: ModelSpec) -> int:
     return max(1, round(seconds * spec.audio.sample_rate / spec.audio.hop_length))
 
 
-def _time_dim(spec: ModelSpec) -> str:
-    """The symbolic dim on the last axis of the first input: the features' time axis."""
+def _frames(spec: ModelSpec) -> DimRange:
+    """The declared range of the features' time axis (the first input's last dim), for models
+    that turn mels into audio; a clear error for others."""
+    family = spec.adapter()
     dim = spec.inputs()[0].shape[-1]
-    if not isinstance(dim, str) or dim not in spec.dims:
+    if (family.consumes, family.produces) != ("mel", "audio") or dim not in spec.dims:
         raise SpeedyError(
-            f"the {spec.family} model's first input has no dynamic time axis last",
-            "stream only vocoder-like models whose features have time on their last axis",
+            f"a {spec.family} model cannot be streamed here: it does not turn mels into audio",
+            "stream vocoders (mel in, audio out)",
         )
-    return dim
+    return spec.dims[str(dim)]
 
 
 def _dependencies(spec: ModelSpec, frames: int) -> tuple[int, int]:
@@ -83,15 +86,15 @@ def receptive_field(spec: ModelSpec) -> Context:
     entry = default_cache_dir() / "receptive_field" / f"{key}.json"
     if entry.is_file():
         return Context(**json.loads(entry.read_text()))
-    frames, largest = 64, spec.dims[_time_dim(spec)].max
+    frames, largest = 64, _frames(spec).max
     while True:
         first, last = _dependencies(spec, frames)
-        if 0 < first and last < frames - 1:  # not cut off by either end: the full field
+        if first > 0 and last < frames - 1:  # not cut off by either end: the full field
             break
         if frames >= largest:
             raise SpeedyError(
                 f"the receptive field of {spec.recipe} is wider than {largest} frames",
-                f"stream with an explicit context, or widen dims.{_time_dim(spec)}",
+                "stream with an explicit context, or widen the time dim's range",
             )
         frames = min(2 * frames, largest)
     context = Context(left=frames // 2 - first, right=last - frames // 2)
@@ -117,7 +120,9 @@ def stream(
     spec = session.manifest.model
     family = spec.adapter()
     context = context or receptive_field(spec)
-    limits = spec.dims[_time_dim(spec)]
+    limits = _frames(spec)
+    if chunk < 1:
+        raise SpeedyError(f"chunk of {chunk} frames", "stream at least one frame per chunk")
     if context.left + chunk + context.right > limits.max:
         raise SpeedyError(
             f"a window of {context.left} + {chunk} + {context.right} frames exceeds the model's "
@@ -150,4 +155,3 @@ def stream(
         stop = min(done + chunk, known)
         yield vocode(stop, known)
         done = stop
-

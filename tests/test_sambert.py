@@ -74,19 +74,43 @@ def test_graph_has_dynamic_dims_and_no_data_dependent_shapes(sambert_build, stag
     assert data_dependent_shapes(model) == []
 
 
+@pytest.mark.filterwarnings("ignore")
 def test_data_dependent_shape_check_flags_a_naive_length_regulator(tmp_path: Path) -> None:
-    class Naive(torch.nn.Module):
+    class Naive(torch.nn.Module):  # FastSpeech2's usual length regulator
         def forward(self, x: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
-            frames = torch.arange(int(durations.sum()))  # traced as a Range over input values
-            return torch.repeat_interleave(x, durations, dim=0)[frames]
+            return torch.repeat_interleave(x, durations, dim=0)
 
     path = tmp_path / "naive.onnx"
     args = (torch.randn(5, 3), torch.tensor([1, 2, 3, 1, 2]))
     axes = {"x": {0: "tokens"}, "durations": {0: "tokens"}}
-    torch.onnx.export(Naive(), args, str(path), dynamo=False, dynamic_axes=axes,
-                      input_names=["x", "durations"])  # fmt: skip
+    names = ["x", "durations"]
+    torch.onnx.export(Naive(), args, str(path), dynamo=False, dynamic_axes=axes, input_names=names)
     problems = data_dependent_shapes(onnx.load(str(path)))
-    assert any("Sequence" in p or "NonZero" in p for p in problems), problems
+    assert any("SplitToSequence" in p for p in problems), problems
+
+
+def test_data_dependent_shape_check_flags_arange_of_summed_durations() -> None:
+    helper = onnx.helper
+    nodes = [
+        helper.make_node("ReduceSum", ["durations"], ["total"], keepdims=0),
+        helper.make_node("Shape", ["durations"], ["shape"]),  # shapes are fine
+        helper.make_node("Reshape", ["durations", "shape"], ["same"]),
+        helper.make_node("Range", ["zero", "total", "one"], ["frames"], name="arange"),
+    ]
+    int64 = onnx.TensorProto.INT64
+    graph = helper.make_graph(
+        nodes,
+        "arange_sum",
+        [helper.make_tensor_value_info("durations", int64, ["tokens"])],
+        [helper.make_tensor_value_info("frames", int64, ["frames"])],
+        initializer=[
+            helper.make_tensor("zero", int64, [], [0]),
+            helper.make_tensor("one", int64, [], [1]),
+        ],
+    )
+    assert data_dependent_shapes(helper.make_model(graph)) == [
+        "Range 'arange': input 1 (total) is computed from input values"
+    ]
 
 
 def test_speed_scales_the_output_length(session, family) -> None:

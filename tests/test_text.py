@@ -161,5 +161,5 @@ def test_calibration_texts(front_end: TextFrontEnd, capsys) -> None:
     latin = sum(any(c.isascii() and c.isalpha() for c in t) for t in texts)
     assert hanzi >= 80 and latin >= 80
     assert sum(any(c.isdigit() for c in t) for t in texts) >= 25
-    for mark in "，。！？；：“”（）《》!?;:\"-":
+    for mark in '，。！？；：“”（）《》!?;:"-':
         assert any(mark in t for t in texts), mark

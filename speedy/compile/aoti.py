@@ -6,7 +6,13 @@ from pathlib import Path
 import torch
 
 from speedy.errors import SpeedyError
+from speedy.machine import cpu_model
 from speedy.model_spec import ModelSpec
+
+# Freezing folds the weights into the graph as constants (prepacked for oneDNN on CPU). On the
+# real HiFi-GAN V1 (2-core CPU, one interleaved run) the package compiled in 34 s instead of
+# 128 s and ran 14% faster than without it.
+INDUCTOR_CONFIGS = {"freezing": True}
 
 
 class HalfPrecision(torch.nn.Module):
@@ -52,14 +58,22 @@ def compile_package(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # inductor's deprecation chatter; --debug keeps errors
             program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes(spec))
-            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(path), inductor_configs=INDUCTOR_CONFIGS
+            )
     except Exception as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
         raise SpeedyError(
             f"AOTInductor could not compile the model: {first}",
             "run with --debug for the full report; a C++ compiler (g++) must be installed",
         ) from exc
-    return {"device": device, "torch": torch_release(), "trace_sizes": trace_sizes(spec)}
+    return {
+        "device": device,
+        "torch": torch_release(),
+        "trace_sizes": trace_sizes(spec),
+        "inductor_configs": INDUCTOR_CONFIGS,
+        "host_cpu": cpu_model(),  # CPU kernels are built for this host's instruction set
+    }
 
 
 def torch_release() -> str:

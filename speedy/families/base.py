@@ -71,8 +71,9 @@ class Family(ABC):
         """The front end: mono audio at the model's rate -> model features."""
 
     @abstractmethod
-    def feeds(self, features: Sequence[np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
-        """Model inputs with the given symbolic sizes, cut (or tiled) from real features."""
+    def feeds(self, features: Sequence[Any], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        """Model inputs with the given symbolic sizes, cut (or tiled) from real examples (those
+        of `read_data`: audio features, sentences, ...)."""
 
     @abstractmethod
     def utterance(self, features: Any) -> tuple[dict[str, np.ndarray], float | None]:

@@ -120,7 +120,7 @@ class CompileStage(Stage):
             raise SpeedyError(
                 f"--backend {o.backend} compiles a {needed} artifact, not "
                 f"{parent.manifest.kind if parent else 'nothing'}",
-                "pass the torch artifact (build/<recipe>/torch)"
+                "pass the torch artifact (build/<recipe>/torch); in a recipe: stages: [compile]"
                 if needed == "torch"
                 else "pass an ONNX artifact (from export, simplify or quantize)",
             )

@@ -1,0 +1,137 @@
+"""Sambert text-to-wave pipeline: acoustic variants vs FP32 ONNX, and per-stage RTF end to end.
+
+Builds (or reuses) the sambert_zh_en and hifigan_v1 recipes' artifacts, then on the recipe's
+evaluation sentences (not the calibration set) measures, in one process with interleaved repeats:
+each acoustic artifact's mel distance to the FP32 ONNX mels (mean |log-mel difference| over the
+frames both hold, and the largest length difference), its RTF and RTF ratio to FP32 ONNX; and
+the RTF of each stage (front end, acoustic, vocoder) of the chain through the HiFi-GAN V1 ONNX
+artifact. Quantized acoustic artifacts (INT8, FP16) join with --acoustic NAME=DIR.
+Writes benchmarks/results/sambert_pipeline_cpu.json.
+
+    python benchmarks/sambert_pipeline.py [--acoustic int8=DIR --acoustic fp16=DIR] [--repeats N]
+"""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from speedy import runtime
+from speedy.machine import machine_info
+from speedy.measure import measure_rtf, total_seconds
+from speedy.pipeline import run_recipe
+from speedy.recipe import load_recipe
+from speedy.stages.base import StageContext
+from speedy.synth import Synthesizer
+
+ROOT = Path(__file__).resolve().parent
+REFERENCE = "fp32"  # the simplified FP32 ONNX artifact every variant is compared with
+
+
+def build(recipe: str, build_dir: Path, threads: int) -> tuple[dict[str, Path], StageContext]:
+    """The recipe's artifacts (built or reused) by stage, and its stage context."""
+    outcomes, ctx = run_recipe(load_recipe(recipe), build_dir, threads=threads)
+    return {o.stage: o.artifact.path for o in outcomes}, ctx
+
+
+def named_paths(values: list[str]) -> dict[str, Path]:
+    pairs = [value.split("=", 1) for value in values]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit("--acoustic takes NAME=ARTIFACT_DIR")
+    return {name: Path(path) for name, path in pairs}
+
+
+def mel_distances(sessions: dict, family, examples: list) -> dict[str, dict[str, float]]:
+    """Each session's mean mel distance (and worst length difference) to the reference's."""
+    results = {name: {"mel": [], "frames_diff": []} for name in sessions}
+    for example in examples:
+        feeds, _ = family.utterance(example)
+        expected = sessions[REFERENCE].run(feeds)
+        for name, session in sessions.items():
+            for metric, value in family.quality(expected, session.run(feeds)).items():
+                results[name][metric].append(value)
+    return {
+        name: {"mel": float(np.mean(r["mel"])), "frames_diff_max": float(max(r["frames_diff"]))}
+        for name, r in results.items()
+    }
+
+
+def stage_rtf(chains: dict[str, Synthesizer], texts: list[str], repeats: int) -> dict:
+    """Median over repeats (chains interleaved) of each stage's compute / audio seconds."""
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in chains}
+    for round_index in range(repeats + 1):  # the first round warms up
+        for name, chain in chains.items():
+            results = [chain(text) for text in texts]
+            audio = sum(r.audio_seconds for r in results)
+            seconds = {
+                stage: sum(r.seconds[stage] for r in results) for stage in results[0].seconds
+            }
+            if round_index:
+                rounds[name].append({s: v / audio for s, v in seconds.items()} | {"audio": audio})
+    return {
+        name: {
+            stage: statistics.median(r[stage] for r in runs)
+            for stage in ("front_end", "acoustic", "vocoder")
+        }
+        | {"total": statistics.median(sum(v for k, v in r.items() if k != "audio") for r in runs)}
+        | {"audio_seconds": runs[0]["audio"]}
+        for name, runs in rounds.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--acoustic", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "sambert_pipeline_cpu.json")
+    args = parser.parse_args()
+
+    built, ctx = build("sambert_zh_en", args.build_dir, args.threads)
+    vocoder = build("hifigan_v1", args.build_dir, args.threads)[0]["simplify"]
+    variants = {"torch": built["torch"], REFERENCE: built["simplify"]} | named_paths(args.acoustic)
+    sessions = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
+    family = ctx.spec.adapter()
+
+    rtf = measure_rtf(sessions, ctx.spec, ctx.features, repeats=args.repeats)
+    distances = mel_distances(sessions, family, ctx.features)
+    chains = {
+        name: Synthesizer.load(path, vocoder, threads=args.threads)
+        for name, path in variants.items()
+        if name != "torch"  # eager PyTorch is compared above; the chain is about deployment
+    }
+    texts = [example.text for example in ctx.features]
+    result = {
+        "benchmark": "sambert_zh_en acoustic variants vs FP32 ONNX; text-to-wave per-stage RTF",
+        "machine": machine_info(),
+        "data": {
+            "texts": str(load_recipe("sambert_zh_en").data_dir()),
+            "sentences": len(texts),
+            "audio_seconds_fp32": total_seconds(
+                family, sessions[REFERENCE], [family.utterance(e) for e in ctx.features]
+            ),
+        },
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "variants": {name: str(path) for name, path in variants.items()},
+        "acoustic_rtf": rtf,
+        "acoustic_rtf_ratio_to_fp32": {name: v / rtf[REFERENCE] for name, v in rtf.items()},
+        "mel_distance_to_fp32": distances,
+        "pipeline_rtf_with_hifigan_v1_onnx": stage_rtf(chains, texts, args.repeats),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    keys = (
+        "acoustic_rtf_ratio_to_fp32",
+        "mel_distance_to_fp32",
+        "pipeline_rtf_with_hifigan_v1_onnx",
+    )
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The parent side of `speedy.bench.worker`: one process per artifact, driven by JSON lines."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from speedy.errors import SpeedyError
+
+
+class WorkerProcess:
+    """A running worker for one artifact; `call` sends a command and returns its reply."""
+
+    def __init__(
+        self, name: str, artifact: Path, device: str, threads: int, inputs: Path, log: Path
+    ) -> None:
+        self.name, self.log_path = name, log
+        self.log = log.open("w")
+        command = [sys.executable, "-m", "speedy.bench.worker", str(artifact)]
+        command += ["--device", device, "--threads", str(threads), "--inputs", str(inputs)]
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
+
+    def _crashed(self) -> SpeedyError:
+        self.process.wait(timeout=30)
+        self.log.flush()
+        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit code {self.process.returncode}"
+        return SpeedyError(
+            f"the bench worker for {self.name} stopped: {last}",
+            f"rerun with --debug, or read its log {self.log_path}",
+        )
+
+    def receive(self) -> dict[str, Any]:
+        """The next reply, with a clear error when the worker failed or died."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise self._crashed()
+        reply = json.loads(line)
+        if not reply.pop("ok"):
+            raise SpeedyError(f"{self.name}: {reply['problem']}", reply["fix"])
+        return reply
+
+    def call(self, op: str, **arguments: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise self._crashed() from None
+        return self.receive()
+
+    def close(self) -> None:
+        """Ask the worker to exit; kill it if it does not within a few seconds."""
+        if self.process.poll() is None:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@contextmanager
+def workers(
+    artifacts: Mapping[str, Path], device: str, threads: int, inputs: Path, logs: Path
+) -> Iterator[dict[str, WorkerProcess]]:
+    """Start one worker per artifact (imports run in parallel), wait until all are ready."""
+    with ExitStack() as stack:
+        started = {}
+        for index, (name, path) in enumerate(artifacts.items()):
+            worker = WorkerProcess(name, path, device, threads, inputs, logs / f"{index}.log")
+            stack.callback(worker.close)
+            started[name] = worker
+        for worker in started.values():
+            worker.receive()
+        yield started

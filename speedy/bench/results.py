@@ -1,0 +1,92 @@
+"""What one bench run found, as typed records that become `bench.json`."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+REPORT_FORMAT = "speedy-bench"
+REPORT_VERSION = 1
+DNSMOS_FIGURES = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+REFERENCE_FIGURES = ("snr", "mel", "mcd", "pesq", "stoi")  # against the reference's output
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Utterance(Record):
+    """One clip's figures for one artifact."""
+
+    name: str
+    audio_seconds: float
+    latency_ms: float  # median over the timed rounds
+    first_chunk_ms: float | None = None
+    seam_snr_db: float | None = None
+    # DNSMOS, and the comparison with the reference's output (None: could not be computed)
+    quality: dict[str, float | None]
+
+
+class Speed(Record):
+    rtf: float  # compute seconds per audio second, whole utterances, median over rounds
+    latency_p50_ms: float
+    latency_p95_ms: float
+    throughput: dict[str, float]  # batch size -> audio seconds per second
+    first_chunk_p50_ms: float | None = None
+    first_chunk_p95_ms: float | None = None
+    stream_rtf: float | None = None  # one streamed pass over all utterances
+
+
+class Memory(Record):
+    rss_before_load_bytes: int
+    rss_after_load_bytes: int
+    rss_peak_bytes: int  # whole process, after the timed whole-utterance and batch runs
+    gpu_peak_bytes: int | None = None
+
+
+class ArtifactResult(Record):
+    """Everything measured for one artifact, with its ratios to the reference."""
+
+    path: str
+    kind: str
+    stage: str
+    precision: str
+    size_bytes: int
+    load_seconds: float
+    first_run_seconds: float
+    speed: Speed
+    memory: Memory
+    quality: dict[str, float | None]  # means over the utterances
+    ratios: dict[str, float]
+    utterances: list[Utterance]
+
+
+class DataInfo(Record):
+    path: str
+    files: list[str]
+    audio_seconds: float
+    digest: str  # of the model features: the same digest means the same inputs
+
+
+class Settings(Record):
+    device: str
+    threads: int
+    batches: list[int]
+    batch_sizes: dict[str, int]  # symbolic sizes of the batched runs, batch aside
+    warmup: int
+    repeat: int
+    chunk_frames: int | None
+    chunk_seconds: float | None
+    context_frames: list[int] | None  # left, right
+
+
+class BenchReport(Record):
+    format: Literal["speedy-bench"] = REPORT_FORMAT
+    version: int = REPORT_VERSION
+    recipe: str
+    reference: str
+    machine: dict[str, Any]
+    settings: Settings
+    data: DataInfo
+    source_quality: dict[str, float | None] | None  # DNSMOS of the data's own recordings
+    artifacts: dict[str, ArtifactResult]
+    gate: dict[str, Any] | None = None

@@ -1,0 +1,141 @@
+"""Calibration sources: a named set, a directory or file of audio / .npy / text, or `default`.
+
+A named set is `calibration/<name>.yaml` (the repository's `calibration/` directory, or one in
+`$SPEEDY_CALIBRATION_PATH`): a list of files with their SHA-256, so a set always means the same
+data. Every file goes through the family's own reader (`Family.read_data`: the recipe's front
+end, resampling with a notice, the content-hash feature cache).
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from speedy.audio.cache import FeatureCache
+from speedy.audio.io import AUDIO_SUFFIXES
+from speedy.data_source import TEXT_SUFFIXES, data_files
+from speedy.errors import SpeedyError
+from speedy.model_spec import ModelSpec
+
+REPO_SETS = Path(__file__).resolve().parents[2] / "calibration"
+DEFAULT = "default"  # the family's default data (for HiFi-GAN: the clips shipped with speedy)
+
+
+class CalibrationSet(BaseModel):
+    """A named calibration set: files under `root` (relative to the YAML file) and their SHA-256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    root: str = "."
+    files: dict[str, str] = Field(min_length=1)  # file name -> "sha256:<hex>"
+
+
+@dataclass
+class Calibration:
+    """The examples of a calibration source, one name each, and a digest of the files read."""
+
+    source: str
+    names: list[str]
+    examples: list[Any]
+    digest: str
+
+
+def set_dirs() -> list[Path]:
+    """Where named sets are looked up: `$SPEEDY_CALIBRATION_PATH` entries, then the repository's."""
+    extra = os.environ.get("SPEEDY_CALIBRATION_PATH", "")
+    return [*(Path(p) for p in extra.split(os.pathsep) if p), REPO_SETS]
+
+
+def known_sets() -> list[str]:
+    names = {p.stem for d in set_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(names | {DEFAULT})
+
+
+def _sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _set_files(path: Path, name: str) -> list[Path]:
+    try:
+        entry = CalibrationSet.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise SpeedyError(
+            f"calibration set {path} is not valid: {str(exc).splitlines()[0]}",
+            "list its files as `files: {NAME: sha256:HEX}` (see calibration/README.md)",
+        ) from exc
+    root = (path.parent / entry.root).resolve()
+    files = []
+    for file_name, digest in entry.files.items():
+        file = root / file_name
+        if not file.is_file():
+            raise SpeedyError(
+                f"calibration set '{name}' needs {file}, which is missing",
+                "get the clips named in calibration/README.md, or pass --calib DIR",
+            )
+        if _sha256(file) != digest:
+            raise SpeedyError(
+                f"{file} differs from the copy calibration set '{name}' was made with",
+                f"restore the file, or update its sha256 in {path}",
+            )
+        files.append(file)
+    return files
+
+
+def source_files(source: str, spec: ModelSpec) -> list[Path]:
+    """The files a calibration source stands for, in a deterministic order."""
+    family = spec.adapter()
+    if source == DEFAULT:
+        return _check_kind(data_files(family.default_data, *_suffixes(family.consumes)), spec)
+    path = Path(source).expanduser()
+    if not path.exists():
+        for directory in set_dirs():
+            if (directory / f"{source}.yaml").is_file():
+                return _check_kind(_set_files(directory / f"{source}.yaml", source), spec)
+        raise SpeedyError(
+            f"'{source}' is neither a path nor a named calibration set",
+            f"pass a directory or file of examples, or one of: {', '.join(known_sets())}",
+        )
+    return _check_kind(data_files(path, *_suffixes(family.consumes)), spec)
+
+
+def _suffixes(consumes: str) -> tuple[tuple[str, ...], str]:
+    if consumes == "text":
+        return TEXT_SUFFIXES, "text (.txt)"
+    return (*AUDIO_SUFFIXES, ".npy"), "audio or .npy"
+
+
+def _check_kind(files: list[Path], spec: ModelSpec) -> list[Path]:
+    family = spec.adapter()
+    if family.consumes != "text" and (texts := [f for f in files if f.suffix in TEXT_SUFFIXES]):
+        raise SpeedyError(
+            f"calibration file {texts[0]} is text, but the {family.name} family's inputs come "
+            "from audio",
+            "pass audio files or .npy features (text sources are for text-to-mel recipes)",
+        )
+    return files
+
+
+def load_calibration(source: str, spec: ModelSpec, cache: FeatureCache) -> Calibration:
+    """Every example of `source`, read by the family (audio features come from the cache)."""
+    family = spec.adapter()
+    names: list[str] = []
+    examples: list[Any] = []
+    digest = hashlib.sha256()
+    try:
+        files = source_files(source, spec)
+    except SpeedyError as exc:
+        raise SpeedyError(f"calibration source: {exc.problem}", exc.fix) from exc
+    for path in files:
+        try:
+            found = family.read_data(path, cache)
+        except SpeedyError as exc:
+            raise SpeedyError(f"calibration source '{source}': {exc.problem}", exc.fix) from exc
+        digest.update(f"{path.name}|{_sha256(path)}|".encode())
+        names += [path.name] if len(found) == 1 else [f"{path.name}#{i}" for i in range(len(found))]
+        examples += found
+    return Calibration(source, names, examples, "sha256:" + digest.hexdigest())

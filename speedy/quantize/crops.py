@@ -1,0 +1,100 @@
+"""Model inputs for calibration: whole utterances cut into crops that fit the declared dims.
+
+Crops are evenly spaced windows over each utterance, taken round-robin over the examples (the
+first window of every example, then the second, ...), so a small count still covers every
+example. Each crop is checked against the artifact's declared dims before any session sees it.
+"""
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from speedy.artifact import Manifest
+from speedy.errors import SpeedyError
+from speedy.runtime.base import check_feeds
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass
+class Crop:
+    """One calibration input: where it was cut from, and the feeds."""
+
+    name: str
+    feeds: Feeds
+
+
+def crop_sizes(manifest: Manifest, overrides: dict[str, int]) -> dict[str, int]:
+    """Longest crop per symbolic dim: `overrides`, else half the dim's `opt` (never below `min`)."""
+    dims = manifest.model.dims
+    if unknown := overrides.keys() - dims.keys():
+        raise SpeedyError(
+            f"crop names unknown dim(s) {sorted(unknown)}", f"use dims of the model: {sorted(dims)}"
+        )
+    return {name: overrides.get(name, max(r.min, r.opt // 2)) for name, r in dims.items()}
+
+
+def window_starts(length: int, size: int) -> list[int]:
+    """Starts of the fewest evenly spaced `size`-long windows covering `length` (one when it fits)."""
+    if length <= size:
+        return [0]
+    count = -(-length // size)
+    return [int(round(s)) for s in np.linspace(0, length - size, count)]
+
+
+def cut(feeds: Feeds, manifest: Manifest, sizes: dict[str, int]) -> list[tuple[str, Feeds]]:
+    """Windows of `feeds` along every symbolic dim longer than its crop size, with labels."""
+    axes: dict[str, list[tuple[str, int]]] = {}  # dim -> (input, axis) pairs it appears on
+    lengths: dict[str, int] = {}
+    for spec in manifest.inputs:
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, str) and spec.name in feeds and axis < feeds[spec.name].ndim:
+                axes.setdefault(dim, []).append((spec.name, axis))
+                lengths[dim] = feeds[spec.name].shape[axis]
+    long = [d for d in axes if d in sizes and lengths[d] > sizes[d]]
+    starts = [[(d, s) for s in window_starts(lengths[d], sizes[d])] for d in long]
+    crops = []
+    for combination in itertools.product(*starts):
+        cropped = dict(feeds)
+        for dim, start in combination:
+            for name, axis in axes[dim]:
+                index = [slice(None)] * cropped[name].ndim
+                index[axis] = slice(start, start + sizes[dim])
+                cropped[name] = cropped[name][tuple(index)]
+        label = ",".join(f"{d}={s}:{s + sizes[d]}" for d, s in combination)
+        crops.append((f"[{label}]" if label else "", cropped))
+    return crops
+
+
+def select_crops(
+    names: Sequence[str],
+    examples: Sequence[Any],
+    manifest: Manifest,
+    sizes: dict[str, int],
+    count: int,
+) -> list[Crop]:
+    """Up to `count` crops, round-robin over the examples; every crop is checked against the
+    dims first, so a bad example fails even when it would not be chosen."""
+    family = manifest.model.adapter()
+    per_example = []
+    for name, example in zip(names, examples, strict=True):
+        feeds, _ = family.utterance(example)
+        crops = [Crop(name + label, f) for label, f in cut(feeds, manifest, sizes)]
+        for crop in crops:
+            _check(crop, manifest)
+        per_example.append(crops)
+    rounds = itertools.zip_longest(*per_example)
+    return [crop for row in rounds for crop in row if crop is not None][:count]
+
+
+def _check(crop: Crop, manifest: Manifest) -> None:
+    try:
+        check_feeds(manifest, crop.feeds)
+    except SpeedyError as exc:
+        raise SpeedyError(
+            f"calibration input {crop.name} does not fit the model: {exc.problem}",
+            f"drop it from the calibration source, or fix it ({exc.fix})",
+        ) from exc

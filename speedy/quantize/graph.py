@@ -1,0 +1,133 @@
+"""What a float ONNX graph offers to quantize: weighted layers, their groups and their MACs.
+
+A group is the unit the sensitivity analysis and the mixed-precision search work on: one layer
+(`node` granularity) or one module block (`block`: the weight's module path up to its first
+list index, e.g. `resblocks.3.convs1.0.weight` -> `resblocks.3`, `conv_pre.weight` ->
+`conv_pre`). Ops without weights (activations, residual adds) join the group of their first
+grouped producer, so a block's residual adds go with its convolutions.
+"""
+
+import copy
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import onnx
+
+Granularity = Literal["block", "node"]
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+QUANTIZED_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger"}
+    | {"MatMulInteger", "QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMulNBits"}
+)
+
+
+@dataclass
+class Layer:
+    """A weighted node: its weight initializer, group and multiply-accumulates per run."""
+
+    node: str
+    op_type: str
+    weight: str
+    group: str
+    macs: int
+
+
+@dataclass
+class GraphInfo:
+    layers: list[Layer]
+    members: dict[str, list[str]] = field(default_factory=dict)  # group -> all its node names
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.members)
+
+    def macs(self, group: str) -> int:
+        return sum(layer.macs for layer in self.layers if layer.group == group)
+
+    def share(self, group: str) -> float:
+        total = sum(layer.macs for layer in self.layers)
+        return self.macs(group) / total if total else 0.0
+
+    def op_types(self, group: str) -> str:
+        """E.g. `Conv x6` for the group's weighted layers."""
+        counts = Counter(layer.op_type for layer in self.layers if layer.group == group)
+        return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items())
+
+
+def block_of(weight: str) -> str:
+    """The module block a parameter belongs to (up to the first numeric path component)."""
+    parts = weight.split(".")
+    for index, part in enumerate(parts[:-1]):
+        if part.isdigit():
+            return ".".join(parts[: index + 1])
+    return ".".join(parts[:-1]) or weight
+
+
+def quantized_reason(model: onnx.ModelProto) -> str | None:
+    """Why `model` is already quantized or reduced precision (None when it is plain float32)."""
+    ops = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    if ops:
+        return f"it holds {', '.join(ops)} nodes"
+    half = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    if any(t.data_type in half for t in model.graph.initializer):
+        return "its weights are 16-bit floats"
+    return None
+
+
+def _weight(node: onnx.NodeProto, initializers: set[str]) -> str | None:
+    if node.op_type not in WEIGHTED_OPS or len(node.input) < 2:
+        return None
+    return node.input[1] if node.input[1] in initializers else None
+
+
+def _shapes(model: onnx.ModelProto, sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Static shapes of every tensor with the symbolic input dims set to `sizes`."""
+    fixed = copy.deepcopy(model)
+    for value in fixed.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in sizes:
+                dim.dim_value = sizes[dim.dim_param]
+    inferred = onnx.shape_inference.infer_shapes(fixed)
+    shapes = {}
+    for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = tuple(d.dim_value for d in dims)
+    return shapes
+
+
+def _macs(node: onnx.NodeProto, weight: tuple[int, ...], shapes: dict) -> int:
+    """Multiply-accumulates of one run; the weight count when shapes are unknown."""
+    per_output = int(np.prod(weight[1:])) if node.op_type in ("Conv", "ConvTranspose") else 0
+    if node.op_type == "Conv" and node.output[0] in shapes:
+        return int(np.prod(shapes[node.output[0]])) * per_output
+    if node.op_type == "ConvTranspose" and node.input[0] in shapes:
+        return int(np.prod(shapes[node.input[0]])) * per_output
+    if node.op_type in ("MatMul", "Gemm") and node.output[0] in shapes:
+        transposed = any(a.name == "transB" and a.i for a in node.attribute)
+        inner = weight[-1] if transposed else weight[0]
+        return int(np.prod(shapes[node.output[0]])) * inner
+    return int(np.prod(weight))
+
+
+def analyze(model: onnx.ModelProto, sizes: dict[str, int], granularity: Granularity) -> GraphInfo:
+    """The weighted layers of `model` (MACs at `sizes`) and the nodes of each group."""
+    initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    shapes = _shapes(model, sizes)
+    info = GraphInfo(layers=[])
+    group_of_tensor: dict[str, str] = {}
+    for node in model.graph.node:
+        weight = _weight(node, set(initializers))
+        if weight is not None:
+            group = node.name if granularity == "node" else block_of(weight)
+            macs = _macs(node, initializers[weight], shapes)
+            info.layers.append(Layer(node.name, node.op_type, weight, group, macs))
+        else:
+            group = next((group_of_tensor[i] for i in node.input if i in group_of_tensor), None)
+        if group is None:
+            continue
+        info.members.setdefault(group, []).append(node.name)
+        group_of_tensor.update({output: group for output in node.output})
+    return info

@@ -1,0 +1,304 @@
+"""`speedy bench`: every figure for every artifact kind, the report files, the regression gate."""
+
+import json
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from speedy.artifact import Artifact, file_digest, write_manifest
+from speedy.bench import gate
+from speedy.bench.command import BenchCommand, bench
+from speedy.bench.results import DNSMOS_FIGURES, BenchReport
+from speedy.errors import SpeedyError
+from speedy.recipe import DEFAULT_DATA
+from tests.test_cli_errors import assert_clean_error
+
+FAST = ("--warmup", "0", "--repeat", "1", "--batch", "1", "--batch", "2")
+
+
+@pytest.fixture(scope="module")
+def one_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One shipped clip, to keep bench runs quick: 5.1 s, long enough for a single DNSMOS
+    window (shorter clips are repeated to 9 s and scored at several offsets)."""
+    data = tmp_path_factory.mktemp("one_clip")
+    shutil.copy(DEFAULT_DATA / "LJ001-0004.wav", data)
+    return data
+
+
+def degraded_copy(source: Artifact, out: Path, noise: float = 0.5) -> Path:
+    """A copy of an ONNX artifact whose weights carry seeded noise (`noise` x their std)."""
+    shutil.copytree(source.path, out)
+    model = onnx.load(str(out / source.manifest.files[0]))
+    rng = np.random.default_rng(0)
+    for tensor in model.graph.initializer:
+        weights = numpy_helper.to_array(tensor)
+        if weights.dtype == np.float32 and weights.ndim >= 2:
+            weights = weights + noise * weights.std() * rng.standard_normal(weights.shape)
+            tensor.CopyFrom(numpy_helper.from_array(weights.astype(np.float32), tensor.name))
+    onnx.save(model, str(out / source.manifest.files[0]))
+    manifest = source.manifest.model_copy(
+        update={"digest": file_digest([out / f for f in source.manifest.files])}
+    )
+    write_manifest(out, manifest)
+    return out
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tiny_build: dict, one_clip: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One bench over a PyTorch and an ONNX artifact, saved as a baseline."""
+    out = tmp_path_factory.mktemp("bench")
+    command = BenchCommand(
+        artifacts=[str(tiny_build["torch"].path), str(tiny_build["export"].path)],
+        output=out / "report",
+        data=str(one_clip),
+        batches=(1, 2),
+        warmup=0,
+        repeat=1,
+        save_baseline=out / "baseline.json",
+    )
+    bench(command)
+    report = BenchReport.model_validate_json((out / "report" / "bench.json").read_text())
+    return report, out / "report", out / "baseline.json"
+
+
+def test_every_figure_with_ratios(baseline_run) -> None:
+    report, _, _ = baseline_run
+    assert report.reference == "torch" and list(report.artifacts) == ["torch", "export"]
+    assert report.settings.batches == [1, 2] and report.settings.chunk_frames == 22
+    assert report.machine["cores"] and report.machine["tools"]["onnxruntime"]
+    assert report.data.files == ["LJ001-0004"] and 5.1 < report.data.audio_seconds < 5.2
+    assert {name: r.kind for name, r in report.artifacts.items()} == {
+        "torch": "torch",
+        "export": "onnx",
+    }
+    for name, result in report.artifacts.items():
+        assert result.size_bytes > 0 and result.load_seconds > 0 and result.first_run_seconds > 0
+        memory = result.memory
+        assert (
+            0 < memory.rss_before_load_bytes <= memory.rss_after_load_bytes <= memory.rss_peak_bytes
+        )
+        speed = result.speed
+        assert speed.rtf > 0 and 0 < speed.latency_p50_ms <= speed.latency_p95_ms
+        assert set(speed.throughput) == {"1", "2"} and min(speed.throughput.values()) > 0
+        assert 0 < speed.first_chunk_p50_ms <= speed.first_chunk_p95_ms
+        assert speed.stream_rtf > 0
+        expected = {"speedup", "size", "rss_peak", "load_time", "throughput_b1", "throughput_b2"}
+        assert expected | {"first_chunk_speedup"} == set(result.ratios)
+        assert all(np.isfinite(v) and v > 0 for v in result.ratios.values())
+        assert all(np.isfinite(result.quality[k]) for k in DNSMOS_FIGURES)
+        assert result.quality["seam_snr"] >= 40
+        (utterance,) = result.utterances
+        assert utterance.latency_ms > 0 and utterance.seam_snr_db >= 40
+        if name == "torch":
+            assert result.ratios["speedup"] == 1.0 and result.ratios["size"] == 1.0
+            continue
+        # against the reference's output: same network, so (nearly) identical audio
+        assert result.quality["snr"] > 60 and result.quality["stoi"] > 0.99
+        assert result.quality["mel"] < 0.01 and result.quality["mcd"] < 0.1
+    assert report.source_quality and 2 < report.source_quality["dnsmos_ovrl"] < 5
+
+
+class _Media(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.audio: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append(attributes["src"])
+        elif tag == "audio":
+            assert "controls" in attributes
+            self.audio.append(attributes["src"])
+
+
+def test_report_files(baseline_run) -> None:
+    report, directory, _ = baseline_run
+    media = _Media()
+    media.feed((directory / "index.html").read_text())
+    assert media.images == ["figures/speed.png", "figures/quality.png", "figures/spectrogram_0.png"]
+    assert len(media.audio) == 3  # the recording, then each artifact's audio of the clip
+    for src in media.images + media.audio:
+        path = directory / src
+        assert path.is_file() and path.stat().st_size > 1000, src
+    assert all((directory / src).read_bytes()[:4] == b"RIFF" for src in media.audio)
+    markdown = (directory / "bench.md").read_text()
+    for name in report.artifacts:
+        assert f"| {name} |" in markdown
+    assert "| recording |" in markdown and "first chunk" in markdown
+
+
+def test_gate_passes_and_fails_on_a_degraded_artifact(
+    baseline_run, tiny_build: dict, one_clip: Path, tmp_path: Path, speedy_cli
+) -> None:
+    """A second run, `export` now a degraded copy: the gate fails on its quality figures and
+    passes the unchanged reference (speed and memory tolerances opened wide: the test is about
+    audio, timing on a shared machine is not)."""
+    report, _, baseline = baseline_run
+    assert all(c.passed for c in gate.compare(report, gate.load_baseline(baseline), {}))
+    degraded = degraded_copy(tiny_build["export"], tmp_path / "degraded")
+    code, _, err = speedy_cli(
+        "bench", tiny_build["torch"].path, f"export={degraded}", "--data", one_clip, *FAST,
+        "--baseline", baseline, "--tolerance", "speed=100,memory=100", "--no-html",
+        "-o", tmp_path / "report",
+    )  # fmt: skip
+    assert_clean_error(code, err, "regression gate failed", "export snr", "export mel")
+    written = json.loads((tmp_path / "report" / "bench.json").read_text())
+    checks = written["gate"]["checks"]
+    assert not written["gate"]["passed"]
+    failed = {(c["artifact"], c["figure"]) for c in checks if not c["passed"]}
+    assert {artifact for artifact, _ in failed} == {"export"}
+    assert all(c["passed"] for c in checks if c["artifact"] == "torch")
+    assert (tmp_path / "report" / "bench.md").read_text().count("REGRESSED") == len(failed)
+
+
+def test_gate_rules(baseline_run) -> None:
+    """A ratio regresses beyond its relative tolerance; quality beyond its absolute one."""
+    report, _, baseline_path = baseline_run
+    baseline = gate.load_baseline(baseline_path)
+    slower = report.model_copy(deep=True)
+    slower.artifacts["export"].ratios["speedup"] *= 0.7
+    (check,) = [c for c in gate.compare(slower, baseline, {}) if not c.passed]
+    assert (check.artifact, check.figure) == ("export", "speedup")
+    assert all(c.passed for c in gate.compare(slower, baseline, gate.parse_tolerance("0.35")))
+    worse = report.model_copy(deep=True)
+    worse.artifacts["export"].quality["dnsmos_ovrl"] -= 0.2
+    (check,) = [c for c in gate.compare(worse, baseline, {}) if not c.passed]
+    assert check.figure == "dnsmos_ovrl"
+    assert all(c.passed for c in gate.compare(worse, baseline, {"quality": 0.25}))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"format": "speedy-bench-baseline", "version": 0, "speedy_version": "0.0.1"},
+         "has format version 0 (speedy 0.0.1); this speedy reads version 1"),
+        ({"format": "something-else"}, "is not a speedy bench baseline"),
+        ({"format": "speedy-bench-baseline", "version": 1}, "Field required"),
+    ],
+)  # fmt: skip
+def test_incompatible_baseline(
+    content: dict, message: str, tiny_build: dict, tmp_path: Path, speedy_cli
+) -> None:
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(content))
+    code, _, err = speedy_cli(
+        "bench", tiny_build["export"].path, "--baseline", path, "-o", tmp_path / "out"
+    )
+    assert_clean_error(code, err, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_baseline_of_other_conditions(
+    baseline_run, tiny_build: dict, one_clip: Path, tmp_path: Path, speedy_cli
+) -> None:
+    _, _, baseline = baseline_run
+    artifacts = [tiny_build[s].path for s in ("torch", "export")]
+    run = ["bench", *artifacts, *FAST, "--baseline", baseline, "-o", tmp_path / "out"]
+    code, _, err = speedy_cli(*run, "--threads", "1")
+    assert_clean_error(code, err, "the baseline has threads 2, this run 1")
+    code, _, err = speedy_cli(*run)  # the default data, not the baseline's one clip
+    assert_clean_error(code, err, "the baseline was measured on other data")
+    only_torch = [tiny_build["torch"].path, "--data", one_clip, *FAST, "--baseline", baseline]
+    code, _, err = speedy_cli("bench", *only_torch, "-o", tmp_path / "out")
+    assert_clean_error(code, err, "the baseline has artifact(s) ['export'] that this run lacks")
+
+
+def test_empty_data_dir(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = speedy_cli(
+        "bench", tiny_build["export"].path, "--data", tmp_path / "empty", "-o", tmp_path / "out"
+    )
+    assert_clean_error(code, err, "no audio or .npy files in")
+
+
+def test_artifact_of_another_recipe(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(tiny_build["simplify"].path, other)
+    manifest = tiny_build["simplify"].manifest
+    model = manifest.model.model_copy(update={"recipe": "hifigan_other"})
+    write_manifest(other, manifest.model_copy(update={"model": model}))
+    code, _, err = speedy_cli(
+        "bench", other, "--reference", tiny_build["export"].path, "-o", tmp_path / "out"
+    )
+    assert_clean_error(
+        code, err, "artifact 'other' is a model of recipe 'hifigan_other'", "'hifigan_tiny'"
+    )
+
+
+def test_cuda_without_gpu(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = speedy_cli(
+        "bench", tiny_build["export"].path, "--device", "cuda", "-o", tmp_path / "out"
+    )
+    assert_clean_error(code, err, "--device cuda: no CUDA GPU is available here")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--batch", "9"], "--batch 9 is outside the model's batch range 1..4"),
+        (["--tolerance", "0.2"], "--tolerance applies to the gate only"),
+        (["--repeat", "0"], "need warmup >= 0, repeat >= 1"),
+    ],
+)
+def test_bad_options(options, message, tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
+    code, _, err = speedy_cli("bench", tiny_build["export"].path, *options, "-o", tmp_path / "o")
+    assert_clean_error(code, err, message)
+
+
+def test_names(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
+    path = tiny_build["export"].path
+    code, _, err = speedy_cli("bench", path, path, "-o", tmp_path / "out")
+    assert_clean_error(code, err, "two artifacts are named 'export'", "NAME=PATH")
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    code, _, err = speedy_cli("bench", path, "-o", existing)
+    assert_clean_error(code, err, "already exists", "--force")
+
+
+def test_tolerance_terms() -> None:
+    assert gate.parse_tolerance("0.3,pesq=0.2") == {
+        "speed": 0.3, "size": 0.3, "memory": 0.3, "pesq": 0.2
+    }  # fmt: skip
+    for bad in ("fast=0.1", "pesq=-1", "pesq=high"):
+        with pytest.raises(SpeedyError):
+            gate.parse_tolerance(bad)
+
+
+def test_matplotlib_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speedy.bench import plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SpeedyError, match=r"needs matplotlib.*openspeedy\[report\]"):
+        plots.pyplot()
+
+
+def test_text_to_mel_model(sambert_build: dict, tmp_path: Path) -> None:
+    """A Sambert acoustic model benches too: its own quality figure, no audio, no streaming."""
+    bench(
+        BenchCommand(
+            artifacts=[str(sambert_build["export"].path), str(sambert_build["simplify"].path)],
+            output=tmp_path / "report",
+            warmup=0,
+            repeat=1,
+        )
+    )
+    report = BenchReport.model_validate_json((tmp_path / "report" / "bench.json").read_text())
+    simplified = report.artifacts["simplify"]
+    assert simplified.quality["mel"] < 1e-3 and simplified.ratios["speedup"] > 0
+    assert report.settings.chunk_frames is None and report.source_quality is None
+    assert report.data.audio_seconds > 0 and simplified.speed.rtf > 0
+    media = _Media()
+    media.feed((tmp_path / "report" / "index.html").read_text())
+    assert media.images == ["figures/speed.png"] and media.audio == []

@@ -1,0 +1,117 @@
+"""Streaming vocoding: chunked audio equals whole-utterance audio, memory stays bounded."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speedy import runtime
+from speedy.errors import SpeedyError
+from speedy.quality import snr_db
+from speedy.streaming import Context, chunk_frames, receptive_field, stream
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_build: dict):
+    session = runtime.load(tiny_build["export"].path, threads=2)
+    family = session.manifest.model.adapter()
+    mel = tiny_build["ctx"].features[1]  # a real clip's mel
+    whole = family.waveform(session.run(family.utterance(mel)[0]))
+    return session, mel, whole
+
+
+def test_receptive_field_from_the_layers(tiny_build: dict) -> None:
+    """The tiny recipe's field (resblock kernels 3 and 7, dilations 1 and 3) is 7 frames each
+    way; it is computed once and stored in the cache directory."""
+    spec = tiny_build["export"].manifest.model
+    context = receptive_field(spec)
+    assert context == Context(left=7, right=7)
+    stored = list((Path(os.environ["SPEEDY_CACHE_DIR"]) / "receptive_field").glob("*.json"))
+    assert any(json.loads(p.read_text()) == {"left": 7, "right": 7} for p in stored)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 22, 100])
+def test_chunks_tile_the_whole_output(tiny, chunk: int) -> None:
+    session, mel, whole = tiny
+    pieces = list(stream(session, mel, chunk))
+    hop = session.manifest.model.audio.hop_length
+    assert [p.size for p in pieces[:-1]] == [chunk * hop] * (len(pieces) - 1)
+    streamed = np.concatenate(pieces)
+    assert streamed.size == whole.size
+    assert snr_db(whole, streamed) >= 100  # exact up to float rounding
+
+
+def test_pieces_arriving_one_by_one(tiny) -> None:
+    """Uneven pieces from an iterator give the same audio; each chunk leaves as soon as its
+    right context has arrived."""
+    session, mel, whole = tiny
+    cuts = np.cumsum([1, 3, 30, 2, 50, 7])
+    arrived = []
+
+    def pieces():
+        for piece in np.split(mel, cuts, axis=-1):
+            arrived.append(piece.shape[-1])
+            yield piece
+
+    chunk, context = 22, receptive_field(session.manifest.model)
+    chunks = stream(session, pieces(), chunk)
+    first = next(chunks)
+    assert sum(arrived) >= chunk + context.right
+    assert sum(arrived[:-1]) < chunk + context.right
+    streamed = np.concatenate([first, *chunks])
+    assert snr_db(whole, streamed) >= 100
+
+
+def test_less_context_than_the_field_costs_quality(tiny) -> None:
+    session, mel, whole = tiny
+    exact = snr_db(whole, np.concatenate(list(stream(session, mel, 22))))
+    short = snr_db(whole, np.concatenate(list(stream(session, mel, 22, Context(1, 1)))))
+    assert short < exact - 30
+
+
+def test_chunk_seconds() -> None:
+    from speedy.recipe import load_recipe
+
+    spec = load_recipe("hifigan_v1").model_spec()
+    assert chunk_frames(0.25, spec) == 22  # 0.25 s * 22050 / 256 = 21.5 frames
+    with pytest.raises(SpeedyError, match="chunk length must be positive"):
+        chunk_frames(0, spec)
+
+
+def test_window_beyond_the_model_range(tiny) -> None:
+    session, mel, _ = tiny
+    with pytest.raises(SpeedyError, match="exceeds the model's limit of 2048"):
+        next(stream(session, mel, 2040))
+
+
+def test_long_stream_memory_is_bounded(tiny_build: dict) -> None:
+    """A minute streamed peaks at (about) the memory of ten seconds, each in a fresh process."""
+
+    def peak(seconds: int) -> dict:
+        command = [sys.executable, "-m", "speedy.bench.long_audio", str(tiny_build["export"].path)]
+        command += ["--seconds", str(seconds), "--threads", "1"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+        return json.loads(result.stdout.splitlines()[-1])
+
+    short, long = peak(10), peak(60)
+    assert abs(long["audio_seconds"] - 60) < 0.1 and long["chunks"] > 200
+    assert long["rss_peak"] <= 1.2 * short["rss_peak"]
+    assert long["rss_peak"] - long["rss_before_stream"] < 10e6  # 60 s of audio is 5.3 MB
+
+
+@pytest.mark.real
+def test_real_hifigan_seams(real_build: dict) -> None:
+    """The real HiFi-GAN V1, 0.25 s chunks: streamed audio within 40 dB of the whole output."""
+    session = runtime.load(real_build["simplify"].path, threads=2)
+    family = session.manifest.model.adapter()
+    mel = real_build["ctx"].features[0]
+    whole = family.waveform(session.run(family.utterance(mel)[0]))
+    assert receptive_field(session.manifest.model) == Context(left=13, right=13)
+    streamed = np.concatenate(
+        list(stream(session, mel, chunk_frames(0.25, session.manifest.model)))
+    )
+    assert snr_db(whole, streamed) >= 40

