@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 # torch first and pinned: a bare `torch` requirement with no torch installed pulls a multi-GB
 # CUDA build. Override TORCH for a GPU machine, e.g. make TORCH="torch==2.13.0" install.
 TORCH ?= torch==2.13.0
-EXTRAS ?= weights,onnxsim,eval,text,dev
+EXTRAS ?= weights,onnxsim,eval,text,report,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(TORCH) $(EXTRAS)" | md5sum | cut -c1-8)
 
-.PHONY: install run test lint benchmark clean
+.PHONY: install run test lint benchmark bench bench-baseline clean
 
 install: $(STAMP)
 
@@ -30,6 +30,17 @@ test: lint  ## ruff, then the whole test suite (tiny seeded models and the real 
 
 benchmark: install  ## issue-2 figures: PyTorch vs ORT RTF and front-end PESQ on the shared clips
 	$(BIN)/python benchmarks/hifigan_v1.py
+
+# The default regression benchmark: HiFi-GAN V1 PyTorch, ONNX and simplified ONNX on the shipped
+# clips, each in its own process, ratios to PyTorch; report in build/bench/index.html.
+BASELINE ?= benchmarks/baselines/hifigan_v1_cpu.json
+BENCH_ARTIFACTS := $(addprefix build/hifigan_v1/,torch export simplify)
+
+bench: run  ## fails (non-zero) when a ratio or quality figure regressed from $(BASELINE)
+	$(BIN)/speedy bench $(BENCH_ARTIFACTS) -o build/bench --force --baseline $(BASELINE)
+
+bench-baseline: run  ## refresh $(BASELINE) from a new run (explicit; review its diff)
+	$(BIN)/speedy bench $(BENCH_ARTIFACTS) -o build/bench --force --save-baseline $(BASELINE)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

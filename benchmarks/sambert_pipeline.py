@@ -5,25 +5,32 @@ evaluation sentences (not the calibration set) measures, in one process with int
 each acoustic artifact's mel distance to the FP32 ONNX mels (mean |log-mel difference| over the
 frames both hold, and the largest length difference), its RTF and RTF ratio to FP32 ONNX; and
 the RTF of each stage (front end, acoustic, vocoder) of the chain through the HiFi-GAN V1 ONNX
-artifact. Quantized acoustic artifacts (INT8, FP16) join with --acoustic NAME=DIR.
-Writes benchmarks/results/sambert_pipeline_cpu.json.
+artifact. The quantize stage builds INT8 (MatMul/Gemm layers, calibrated on
+calibration/texts_zh_en.txt; --no-quantize skips it) and FP16 variants; others join with
+--acoustic NAME=DIR. Writes benchmarks/results/sambert_pipeline_cpu.json.
 
-    python benchmarks/sambert_pipeline.py [--acoustic int8=DIR --acoustic fp16=DIR] [--repeats N]
+    python benchmarks/sambert_pipeline.py [--acoustic NAME=DIR] [--repeats N]
 """
 
 import argparse
 import json
+import os
 import statistics
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from speedy import runtime
+from speedy.artifact import Artifact
 from speedy.machine import machine_info
 from speedy.measure import measure_rtf, total_seconds
 from speedy.pipeline import run_recipe
+from speedy.quantize.graph import analyze
+from speedy.quantize.qdq import preprocess
 from speedy.recipe import load_recipe
-from speedy.stages.base import StageContext
+from speedy.stages.base import StageContext, cached, execute
+from speedy.stages.quantize import QuantizeOptions, QuantizeStage
 from speedy.synth import Synthesizer
 
 ROOT = Path(__file__).resolve().parent
@@ -34,6 +41,33 @@ def build(recipe: str, build_dir: Path, threads: int) -> tuple[dict[str, Path], 
     """The recipe's artifacts (built or reused) by stage, and its stage context."""
     outcomes, ctx = run_recipe(load_recipe(recipe), build_dir, threads=threads)
     return {o.stage: o.artifact.path for o in outcomes}, ctx
+
+
+def quantized(parent: Path, ctx: StageContext, build_dir: Path, calib: Path) -> dict[str, Path]:
+    """INT8 (MatMul/Gemm layers; convolutions kept float) and FP16 artifacts of `parent`, the
+    INT8 one calibrated on `calib`, each with its quality report against `parent`."""
+    artifact = Artifact.open(parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        info = analyze(
+            preprocess(artifact.model_file, Path(tmp) / "float.onnx"), ctx.spec.sizes(), "node"
+        )
+    not_matmul = [layer.node for layer in info.layers if layer.op_type not in ("MatMul", "Gemm")]
+    settings = {
+        "int8": {
+            "precision": "int8",
+            "calib": str(calib),
+            "granularity": "node",
+            "keep_float": not_matmul,
+        },
+        "fp16": {"precision": "fp16"},
+    }
+    out = {}
+    for name, options in settings.items():
+        stage = QuantizeStage(QuantizeOptions(**options))
+        target = build_dir / "sambert_zh_en" / name
+        done = cached(target, stage.fingerprint(artifact, ctx.spec))
+        out[name] = (done or execute(stage, artifact, target, ctx, force=True)).path
+    return out
 
 
 def named_paths(values: list[str]) -> dict[str, Path]:
@@ -84,6 +118,10 @@ def stage_rtf(chains: dict[str, Synthesizer], texts: list[str], repeats: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--acoustic", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--calib", type=Path, default=ROOT.parent / "calibration" / "texts_zh_en.txt"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
@@ -92,7 +130,10 @@ def main() -> None:
 
     built, ctx = build("sambert_zh_en", args.build_dir, args.threads)
     vocoder = build("hifigan_v1", args.build_dir, args.threads)[0]["simplify"]
-    variants = {"torch": built["torch"], REFERENCE: built["simplify"]} | named_paths(args.acoustic)
+    variants = {"torch": built["torch"], REFERENCE: built["simplify"]}
+    if args.quantize:
+        variants |= quantized(built["simplify"], ctx, args.build_dir, args.calib)
+    variants |= named_paths(args.acoustic)
     sessions = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
     family = ctx.spec.adapter()
 
@@ -106,7 +147,7 @@ def main() -> None:
     texts = [example.text for example in ctx.features]
     result = {
         "benchmark": "sambert_zh_en acoustic variants vs FP32 ONNX; text-to-wave per-stage RTF",
-        "machine": machine_info(),
+        "machine": machine_info() | {"load_average_1_5_15min_at_end": os.getloadavg()},
         "data": {
             "texts": str(load_recipe("sambert_zh_en").data_dir()),
             "sentences": len(texts),
@@ -117,6 +158,12 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "variants": {name: str(path) for name, path in variants.items()},
+        "calibration": str(args.calib) if args.quantize else None,
+        "quantize_quality_vs_fp32_on_eval_texts": {
+            name: Artifact.open(path).manifest.reports.get("quality", {}).get("metrics")
+            for name, path in variants.items()
+            if name not in ("torch", REFERENCE)
+        },
         "acoustic_rtf": rtf,
         "acoustic_rtf_ratio_to_fp32": {name: v / rtf[REFERENCE] for name, v in rtf.items()},
         "mel_distance_to_fp32": distances,

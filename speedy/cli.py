@@ -17,11 +17,15 @@ from speedy.compile.ort import Level, Provider
 from speedy.console import console, out
 from speedy.errors import SpeedyError
 from speedy.pipeline import context_for, make_stage, run_recipe
+from speedy.quantize.graph import Granularity
+from speedy.quantize.ranges import Method
+from speedy.quantize.summary import quantization_table
 from speedy.recipe import load_recipe
 from speedy.stages.base import Stage, StageContext, execute
 from speedy.stages.compile import Backend, Device
 from speedy.stages.export import Exporter
 from speedy.stages.load import LoadOptions, LoadStage
+from speedy.stages.quantize import Precision
 from speedy.stages.simplify import Tool
 from speedy.summary import summarize, write_summary
 from speedy.synth import Synthesizer
@@ -145,6 +149,74 @@ def _providers(values: list[str] | None) -> list[str] | None:
     if unknown := [v for v in values or [] if v not in get_args(Provider)]:
         raise typer.BadParameter(f"{unknown[0]!r}: use one of {', '.join(get_args(Provider))}")
     return values
+
+
+@app.command()
+def quantize(
+    source: Annotated[Path, typer.Argument(help="Float32 ONNX artifact directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
+    calib: Annotated[
+        str,
+        typer.Option(help="Calibration data: directory or file of examples, a named set "
+                     "(calibration/NAME.yaml), or 'default' (the family's default data)."),
+    ] = "default",
+    precision: Annotated[
+        Precision,
+        typer.Option(help="int8: every node (naive); mixed: INT8 with the most harmful groups "
+                     "in float under --budget; fp16; dynamic (MatMul-heavy graphs)."),
+    ] = "mixed",
+    method: Annotated[
+        Method,
+        typer.Option(help="Activation ranges: ORT's minmax/entropy/percentile calibrators, or "
+                     "mse (per-tensor clipping search)."),
+    ] = "mse",
+    calib_size: Annotated[int, typer.Option(min=1, help="Number of calibration crops.")] = 16,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' "
+                     "(mixed: the family's default, pesq>=4.0 for vocoders)."),
+    ] = None,
+    granularity: Annotated[
+        Granularity, typer.Option(help="Sensitivity and precision per module block or node.")
+    ] = "block",
+    keep_float: Annotated[
+        list[str] | None,
+        typer.Option(help="Group or node kept in float (repeatable; fp16: also an op type)."),
+    ] = None,
+    per_channel: Annotated[bool, typer.Option(help="Per-channel weight scales.")] = True,
+    weight_only: Annotated[
+        bool, typer.Option(help="Store the weights of float layers as int8 too.")
+    ] = True,
+    data: Data = None,
+    threads: Threads = 2,
+    force: Force = False,
+) -> None:
+    """Quantize an ONNX artifact (INT8, FP16, or mixed under an audio-quality budget) and
+    record its quality against the parent."""
+    check_writable(output, force)
+    settings = {
+        "precision": precision,
+        "calib": calib,
+        "method": method,
+        "calib_size": calib_size,
+        "budget": budget,
+        "granularity": granularity,
+        "keep_float": keep_float or [],
+        "per_channel": per_channel,
+        "weight_only": weight_only,
+    }
+    stage = make_stage("quantize", settings)
+    parent = Artifact.open(source)
+    artifact = execute(stage, parent, output, _artifact_context(parent, data, threads), force)
+    report = artifact.manifest.reports
+    if "table" in report["quantize"]:
+        out.print(quantization_table(report["quantize"]))
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in report["quality"]["metrics"].items())
+    out.print(
+        f"wrote {artifact.path} ({artifact.manifest.precision}, "
+        f"{artifact.size_bytes / 1e6:.1f} MB, {report['quantize']['size_ratio']:.0%} of the "
+        f"parent): {figures}; {report['quality']['verdict']}"
+    )
 
 
 @app.command(name="compile")
@@ -280,8 +352,12 @@ def synth(
 
 @app.command()
 def inspect(artifact: Annotated[Path, typer.Argument(help="Artifact directory.")]) -> None:
-    """Print an artifact's manifest: I/O, dims, lineage and reports."""
-    out.print_json(Artifact.open(artifact).manifest.model_dump_json())
+    """Print an artifact's manifest: I/O, dims, lineage and reports (and the quantization table
+    of a quantized artifact)."""
+    manifest = Artifact.open(artifact).manifest
+    out.print_json(manifest.model_dump_json())
+    if "table" in manifest.reports.get("quantize", {}):
+        out.print(quantization_table(manifest.reports["quantize"]))
 
 
 @app.command()

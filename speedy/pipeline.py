@@ -18,12 +18,14 @@ from speedy.stages.base import Stage, StageContext, cached, execute
 from speedy.stages.compile import CompileOptions, CompileStage
 from speedy.stages.export import ExportOptions, ExportStage
 from speedy.stages.load import LoadOptions, LoadStage
+from speedy.stages.quantize import QuantizeOptions, QuantizeStage
 from speedy.stages.simplify import SimplifyOptions, SimplifyStage
 
 STAGES: dict[str, tuple[type[Stage], type[BaseModel]]] = {
     "export": (ExportStage, ExportOptions),
     "simplify": (SimplifyStage, SimplifyOptions),
     "compile": (CompileStage, CompileOptions),
+    "quantize": (QuantizeStage, QuantizeOptions),
 }
 
 

@@ -219,6 +219,15 @@ def test_empty_data_dir(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
     assert_clean_error(code, err, "no audio or .npy files in")
 
 
+def test_example_outside_an_artifacts_range(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "short.npy", np.zeros((80, 3), dtype=np.float32))
+    code, _, err = speedy_cli(
+        "bench", tiny_build["export"].path, "--data", tmp_path / "data", "-o", tmp_path / "out"
+    )
+    assert_clean_error(code, err, "export, short: input 'mel' frames=3 is outside the declared")
+
+
 def test_artifact_of_another_recipe(tiny_build: dict, tmp_path: Path, speedy_cli) -> None:
     other = tmp_path / "other"
     shutil.copytree(tiny_build["simplify"].path, other)

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 import yaml
 
 from speedy import runtime
@@ -227,6 +228,12 @@ def test_malformed_shapes_on_the_command_line(speedy_cli, tiny_build: dict, tmp_
 def test_conflicting_options(settings: dict, message: str) -> None:
     with pytest.raises(SpeedyError, match=message):
         CompileStage(CompileOptions.model_validate(settings))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_aoti_for_cuda_without_cuda() -> None:
+    with pytest.raises(SpeedyError, match="CUDA is not available"):
+        CompileStage(CompileOptions(backend="aoti", device="cuda"))
 
 
 def test_wrong_parent_kind(tiny_build: dict, tmp_path: Path) -> None:

@@ -145,3 +145,40 @@ def test_cli_simplify_reads_the_text_models_default_data(speedy_cli, sambert_bui
     code, _, err = speedy_cli("simplify", sambert_build["export"].path, "-o", out)
     assert code == 0, err
     assert "parity of the simplified model" in err and out.is_dir()
+
+
+@pytest.fixture(scope="module")
+def quantized(sambert_build, tiny_build, tmp_path_factory) -> dict[str, Path]:
+    """INT8 Sambert calibrated on the text calibration file, and an FP16 HiFi-GAN."""
+    from speedy.stages.quantize import QuantizeOptions, QuantizeStage
+
+    calib = Path(__file__).parents[1] / "calibration" / "texts_zh_en.txt"
+    out = tmp_path_factory.mktemp("quantized")
+    jobs = {
+        "acoustic": (sambert_build, {"precision": "int8", "calib": str(calib), "calib_size": 8}),
+        "vocoder": (tiny_build, {"precision": "fp16"}),
+    }
+    return {
+        role: execute(
+            QuantizeStage(QuantizeOptions(**options)), build["simplify"], out / role, build["ctx"]
+        ).path
+        for role, (build, options) in jobs.items()
+    }
+
+
+def test_cli_synth_through_quantized_artifacts(speedy_cli, quantized, tmp_path) -> None:
+    from speedy.artifact import Artifact
+
+    acoustic = Artifact.open(quantized["acoustic"]).manifest
+    assert acoustic.precision == "int8"
+    assert acoustic.reports["quantize"]["calibration"]["source"].endswith("texts_zh_en.txt")
+    assert acoustic.reports["quality"]["metrics"]["mel"] < 1.0
+    assert Artifact.open(quantized["vocoder"]).manifest.precision == "fp16"
+    out = tmp_path / "q.wav"
+    code, stdout, err = speedy_cli(
+        "synth", "--acoustic", quantized["acoustic"], "--vocoder", quantized["vocoder"],
+        "--text", TEXT, "--emotion", "surprise", "-o", out,
+    )  # fmt: skip
+    assert code == 0, err
+    audio, rate = sf.read(str(out))
+    assert rate == 22050 and np.abs(audio).max() > 1e-3

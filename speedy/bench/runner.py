@@ -154,6 +154,16 @@ def _clips(source: Path, family: Family, count: int) -> tuple[list[str], list[Pa
     return [f"{i:03d}" for i in range(count)], None
 
 
+def _check_inputs(artifacts: Mapping[str, Artifact], named: Sequence[tuple[str, Feeds]]) -> None:
+    """Every input fits every artifact's declared ranges (compiled ones may be narrower)."""
+    for artifact_name, artifact in artifacts.items():
+        for name, feeds in named:
+            try:
+                check_feeds(artifact.manifest, feeds)
+            except SpeedyError as exc:
+                raise SpeedyError(f"{artifact_name}, {name}: {exc.problem}", exc.fix) from None
+
+
 def _digest(feeds: Sequence[Feeds]) -> str:
     digest = hashlib.sha256()
     for item in feeds:
@@ -206,14 +216,13 @@ def prepare(plan: BenchPlan) -> Prepared:
     examples = read_features(data, spec)
     names, recordings = _clips(data, family, len(examples))
     utterances, seconds = [], []
-    for name, example in zip(names, examples, strict=True):
+    for example in examples:
         feeds, length = family.utterance(example)
-        try:
-            check_feeds(artifacts[plan.reference].manifest, feeds)
-        except SpeedyError as exc:
-            raise SpeedyError(f"example {name}: {exc.problem}", exc.fix) from None
         utterances.append(feeds)
         seconds.append(length)
+    batches = {s["batch"]: family.feeds(examples, s) for s in sizes}
+    named = [*zip(names, utterances, strict=True), *((f"batch {b}", f) for b, f in batches.items())]
+    _check_inputs(artifacts, named)
     chunk, context = _streaming(plan, spec)
     return Prepared(
         plan=plan,
@@ -224,7 +233,7 @@ def prepare(plan: BenchPlan) -> Prepared:
         recordings=recordings,
         utterances=utterances,
         seconds=seconds,
-        batches={s["batch"]: family.feeds(examples, s) for s in sizes},
+        batches=batches,
         batch_sizes={k: v for k, v in (sizes[0] if sizes else {}).items() if k != "batch"},
         streams=list(examples) if chunk else [],
         chunk=chunk,

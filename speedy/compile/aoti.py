@@ -57,7 +57,10 @@ def compile_package(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # inductor's deprecation chatter; --debug keeps errors
-            program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes(spec))
+            shapes = dynamic_shapes(spec)  # HalfPrecision takes *args: one tuple of inputs
+            program = torch.export.export(
+                module, args, dynamic_shapes=(shapes,) if fp16 else shapes
+            )
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(path), inductor_configs=INDUCTOR_CONFIGS
             )

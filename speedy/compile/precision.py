@@ -6,11 +6,11 @@ float tensors, INT8 by Q/DQ nodes from `speedy quantize`.
 """
 
 import onnx
-from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 from speedy.artifact import Artifact
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx
+from speedy.quantize import fp16 as quantize_fp16
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -34,6 +34,4 @@ def require_qdq(artifact: Artifact) -> int:
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with float tensors in FP16, float32 inputs and outputs, Q/DQ nodes left in FP32."""
-    return convert_float_to_float16(
-        model, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *QDQ_OPS]
-    )
+    return quantize_fp16.to_fp16(model, block=[op for op in QDQ_OPS if qdq_nodes(model)])

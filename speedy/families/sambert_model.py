@@ -67,8 +67,9 @@ class SambertParams(BaseModel):
 
 def positions(length: int, channels: int, like: torch.Tensor) -> torch.Tensor:
     """Sinusoidal position encodings (length, channels), computed from the length alone."""
-    position = torch.arange(length, device=like.device, dtype=like.dtype)[:, None]
-    exponent = torch.arange(0, channels, 2, device=like.device, dtype=like.dtype) / channels
+    # Integer ranges, cast after: index arithmetic stays exact whatever precision the floats get.
+    position = torch.arange(length, device=like.device).to(like.dtype)[:, None]
+    exponent = torch.arange(0, channels, 2, device=like.device).to(like.dtype) / channels
     angles = position / torch.pow(10000.0, exponent)[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)[:, :channels]
 
@@ -173,20 +174,22 @@ def regulate_length(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Repeat each token's vector `durations` times, as cumsum + mask + matmul.
 
-    x (B, T, d); durations (B, T) whole numbers as floats. The frame axis has the bounded size
+    x (B, T, d); durations (B, T) whole numbers. The frame axis has the bounded size
     T * max_frames_per_token, known from the input's shape; frames past a sequence's total
-    duration are masked (and a total past the bound is cut there).
+    duration are masked (and a total past the bound is cut there). Frame indices are int64,
+    exact under FP16 too.
     Returns frames (B, F, d), frame mask (B, F) and lengths (B,) int64.
     """
     frame_count = x.shape[1] * max_frames_per_token
+    durations = durations.to(torch.int64)
     ends = torch.cumsum(durations, dim=1)
     starts = ends - durations
-    frame = torch.arange(frame_count, device=x.device, dtype=x.dtype)
+    frame = torch.arange(frame_count, device=x.device)
     grid = frame[None, :, None]
     alignment = (grid >= starts[:, None, :]) & (grid < ends[:, None, :])  # (B, F, T)
     frames = alignment.to(x.dtype) @ x
     total = torch.minimum(ends[:, -1], frame[-1:] + 1)  # cut at the bound (a tensor: no guard)
-    return frames, frame[None, :] < total[:, None], total.to(torch.int64)
+    return frames, frame[None, :] < total[:, None], total
 
 
 class Sambert(nn.Module):

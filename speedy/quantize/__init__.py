@@ -1,1 +1,1 @@
-"""Quantization: calibration data, INT8 Q/DQ, FP16, sensitivity and quality-budgeted mixed precision."""
+"""Quantization: calibration, INT8 Q/DQ, FP16, sensitivity and quality-budgeted mixed precision."""

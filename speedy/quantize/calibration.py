@@ -2,8 +2,9 @@
 
 A named set is `calibration/<name>.yaml` (the repository's `calibration/` directory, or one in
 `$SPEEDY_CALIBRATION_PATH`): a list of files with their SHA-256, so a set always means the same
-data. Every file goes through the family's own reader (`Family.read_data`: the recipe's front
-end, resampling with a notice, the content-hash feature cache).
+data; `calibration/<name>.txt` holds sentences for text-to-mel recipes. Every file goes through
+the family's own reader (`Family.read_data`: the recipe's front end, resampling with a notice,
+the content-hash feature cache).
 """
 
 import hashlib
@@ -52,7 +53,9 @@ def set_dirs() -> list[Path]:
 
 
 def known_sets() -> list[str]:
-    names = {p.stem for d in set_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    names = {
+        p.stem for d in set_dirs() if d.is_dir() for p in [*d.glob("*.yaml"), *d.glob("*.txt")]
+    }
     return sorted(names | {DEFAULT})
 
 
@@ -90,17 +93,21 @@ def source_files(source: str, spec: ModelSpec) -> list[Path]:
     """The files a calibration source stands for, in a deterministic order."""
     family = spec.adapter()
     if source == DEFAULT:
-        return _check_kind(data_files(family.default_data, *_suffixes(family.consumes)), spec)
+        return data_files(family.default_data, *_suffixes(family.consumes))
     path = Path(source).expanduser()
     if not path.exists():
         for directory in set_dirs():
             if (directory / f"{source}.yaml").is_file():
                 return _check_kind(_set_files(directory / f"{source}.yaml", source), spec)
+            if (directory / f"{source}.txt").is_file():  # sentences for text-to-mel recipes
+                return _check_kind([directory / f"{source}.txt"], spec)
         raise SpeedyError(
             f"'{source}' is neither a path nor a named calibration set",
             f"pass a directory or file of examples, or one of: {', '.join(known_sets())}",
         )
-    return _check_kind(data_files(path, *_suffixes(family.consumes)), spec)
+    if path.is_file():
+        _check_kind([path], spec)
+    return data_files(path, *_suffixes(family.consumes))
 
 
 def _suffixes(consumes: str) -> tuple[tuple[str, ...], str]:

@@ -38,11 +38,11 @@ def crop_sizes(manifest: Manifest, overrides: dict[str, int]) -> dict[str, int]:
 
 
 def window_starts(length: int, size: int) -> list[int]:
-    """Starts of the fewest evenly spaced `size`-long windows covering `length` (one when it fits)."""
+    """Starts of the fewest evenly spaced `size`-long windows that cover `length`."""
     if length <= size:
         return [0]
     count = -(-length // size)
-    return [int(round(s)) for s in np.linspace(0, length - size, count)]
+    return [int(s) for s in np.rint(np.linspace(0, length - size, count))]
 
 
 def cut(feeds: Feeds, manifest: Manifest, sizes: dict[str, int]) -> list[tuple[str, Feeds]]:

@@ -3,8 +3,8 @@
 A group is the unit the sensitivity analysis and the mixed-precision search work on: one layer
 (`node` granularity) or one module block (`block`: the weight's module path up to its first
 list index, e.g. `resblocks.3.convs1.0.weight` -> `resblocks.3`, `conv_pre.weight` ->
-`conv_pre`). Ops without weights (activations, residual adds) join the group of their first
-grouped producer, so a block's residual adds go with its convolutions.
+`conv_pre`). Ops without weights (activations, residual adds) join the group of their latest
+grouped producer, so a residual add goes with the block whose branch it closes.
 """
 
 import copy
@@ -117,17 +117,18 @@ def analyze(model: onnx.ModelProto, sizes: dict[str, int], granularity: Granular
     initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
     shapes = _shapes(model, sizes)
     info = GraphInfo(layers=[])
-    group_of_tensor: dict[str, str] = {}
-    for node in model.graph.node:
+    produced: dict[str, tuple[int, str]] = {}  # tensor -> (producer's position, its group)
+    for position, node in enumerate(model.graph.node):  # ONNX keeps nodes in topological order
         weight = _weight(node, set(initializers))
         if weight is not None:
             group = node.name if granularity == "node" else block_of(weight)
             macs = _macs(node, initializers[weight], shapes)
             info.layers.append(Layer(node.name, node.op_type, weight, group, macs))
         else:
-            group = next((group_of_tensor[i] for i in node.input if i in group_of_tensor), None)
+            producers = [produced[i] for i in node.input if i in produced]
+            group = max(producers)[1] if producers else None
         if group is None:
             continue
         info.members.setdefault(group, []).append(node.name)
-        group_of_tensor.update({output: group for output in node.output})
+        produced.update({output: (position, group) for output in node.output})
     return info

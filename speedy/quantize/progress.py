@@ -19,8 +19,9 @@ from speedy.console import console
 
 
 @contextlib.contextmanager
-def steps(description: str, total: int) -> Iterator[Callable[[str], None]]:
-    """A progress bar of `total` steps; yields `advance(note)`, called after each step."""
+def steps(description: str, total: int | None) -> Iterator[Callable[[str], None]]:
+    """A progress bar of `total` steps (None: unknown) on a terminal; yields `advance(note)`,
+    called after each step."""
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -29,7 +30,8 @@ def steps(description: str, total: int) -> Iterator[Callable[[str], None]]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    live = console.is_terminal
+    with Progress(*columns, console=console, transient=True, disable=not live) as progress:
         task = progress.add_task(description, total=total)
 
         def advance(note: str = "") -> None:

@@ -75,9 +75,7 @@ def cache_key(model: Path, crops: Sequence[Crop], method: Method) -> str:
     return digest.hexdigest()
 
 
-def activation_ranges(
-    model: Path, crops: Sequence[Crop], method: Method, cache_dir: Path
-) -> Path:
+def activation_ranges(model: Path, crops: Sequence[Crop], method: Method, cache_dir: Path) -> Path:
     """An ORT calibration cache file with the range of every float tensor of `model`."""
     entry = cache_dir / "calibration" / f"{cache_key(model, crops, method)}.json"
     if entry.is_file():
@@ -92,7 +90,7 @@ def activation_ranges(
     partial = entry.with_suffix(f".{os.getpid()}.tmp")
     save_tensors_data(ranges, partial)
     partial.replace(entry)
-    console.print(f"calibration ranges ({method}): {len(ranges.data)} tensors from {len(crops)} crops")
+    console.print(f"calibration ranges ({method}): {len(ranges.data)} tensors, {len(crops)} crops")
     return entry
 
 

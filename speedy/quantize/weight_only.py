@@ -57,8 +57,11 @@ def weight_only_int8(model: onnx.ModelProto, nodes: Collection[str]) -> int:
             )
             rebuilt.append(
                 helper.make_node(
-                    "DequantizeLinear", names, [f"{weight}_dequantized"],
-                    name=f"{weight}_DequantizeLinear", axis=axis,
+                    "DequantizeLinear",
+                    names,
+                    [f"{weight}_dequantized"],
+                    name=f"{weight}_DequantizeLinear",
+                    axis=axis,
                 )
             )
             node.input[1] = f"{weight}_dequantized"

@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from speedy import runtime
 from speedy.artifact import Artifact, file_digest
+from speedy.compile import ort as ort_backend
+from speedy.compile.aoti import compile_package
 from speedy.compile.ort import SESSION_REPORT, Level, Provider
+from speedy.compile.precision import require_qdq, to_fp16
 from speedy.compile.profiles import (
     COMPILE_REPORT,
     PROFILES,
@@ -26,11 +29,14 @@ from speedy.compile.profiles import (
     parse_shapes,
     stored_profiles,
 )
+from speedy.compile.trt import build_engine
 from speedy.console import console
 from speedy.data_source import data_files, read_features
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec, ParityOptions
+from speedy.onnx_io import load_onnx, save_onnx
 from speedy.parity import check
+from speedy.runtime.torch_session import TorchSession, torch_device
 from speedy.runtime.trt_session import import_tensorrt
 from speedy.stages.base import Draft, Stage, StageContext
 
@@ -83,6 +89,8 @@ class CompileStage(Stage):
             raise SpeedyError("TensorRT engines run on CUDA only", "drop --device cpu")
         if o.backend == "trt":
             import_tensorrt()  # fail before any work when TensorRT is missing
+        if o.backend == "aoti" and o.device == "cuda":
+            torch_device("cuda")  # a clear error where CUDA is missing
         if o.backend == "aoti" and (o.shapes or o.max_seq_len or o.profiles_from):
             raise SpeedyError(
                 "--shapes, --max-seq-len and --profiles-from apply to the trt and ort backends",
@@ -109,9 +117,13 @@ class CompileStage(Stage):
         return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
     def precision(self, parent: Artifact) -> str:
-        o = self.options
-        reduced = [p for p, on in (("int8", o.int8), ("fp16", o.fp16)) if on]
-        return "+".join(reduced) or parent.manifest.precision
+        """The parent's precision (int8 when --int8), with its float parts in FP16 if --fp16."""
+        precision = parent.manifest.precision
+        if self.options.int8 and not precision.startswith("int8"):
+            precision = "int8"
+        if self.options.fp16:
+            precision = "int8+fp16" if precision.startswith("int8") else "fp16"
+        return precision
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
         o = self.options
@@ -126,8 +138,6 @@ class CompileStage(Stage):
             )
         report: dict = {"backend": o.backend, "device": self.device}
         if o.int8:
-            from speedy.compile.precision import require_qdq
-
             report["qdq_nodes"] = require_qdq(parent)
         if o.backend == "aoti":
             return self._aoti(parent, workdir, ctx, report)
@@ -151,9 +161,6 @@ class CompileStage(Stage):
         return profiles, {"profile_data": {"source": source, **coverage_report(profiles, lengths)}}
 
     def _aoti(self, parent: Artifact, workdir: Path, ctx: StageContext, report: dict) -> Draft:
-        from speedy.compile.aoti import compile_package
-        from speedy.runtime.torch_session import TorchSession
-
         module = TorchSession(parent.manifest, parent.model_file).module
         file = MODEL_FILES["aoti"]
         report |= compile_package(module, ctx.spec, workdir / file, self.device, self.options.fp16)
@@ -167,8 +174,6 @@ class CompileStage(Stage):
         report: dict,
         profiles: list[Profile],
     ) -> Draft:
-        from speedy.compile.trt import build_engine
-
         o = self.options
         engine, target = build_engine(
             parent.model_file, ctx.spec.inputs(), profiles, o.fp16, o.workspace_mb, o.timing_cache
@@ -186,10 +191,6 @@ class CompileStage(Stage):
         report: dict,
         profiles: list[Profile],
     ) -> Draft:
-        from speedy.compile import ort as ort_backend
-        from speedy.compile.precision import to_fp16
-        from speedy.onnx_io import load_onnx, save_onnx
-
         o = self.options
         level = ort_backend.offline_level(o.ort_level, o.providers)
         with tempfile.TemporaryDirectory(prefix="speedy-fp16-") as tmp:
@@ -216,10 +217,9 @@ class CompileStage(Stage):
     def _parity_spec(self, spec: ModelSpec, artifact: Artifact) -> ModelSpec:
         """The recipe's parity sizes (for TensorRT: those its profiles cover, plus each `opt`)."""
         precision = artifact.manifest.precision
+        reduced = (atol for kind, atol in REDUCED_ATOL.items() if precision.startswith(kind))
         atol = (
-            self.options.atol
-            if self.options.atol is not None
-            else REDUCED_ATOL.get(precision.split("+")[0], spec.parity.atol)
+            self.options.atol if self.options.atol is not None else next(reduced, spec.parity.atol)
         )
         sizes = spec.parity.sizes
         if artifact.manifest.kind == "trt":

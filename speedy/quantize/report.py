@@ -1,0 +1,50 @@
+"""The quality report every quantized artifact records against its parent, on whole utterances."""
+
+from typing import Any
+
+from speedy.artifact import Artifact
+from speedy.console import console
+from speedy.quantize.metrics import mean_quality, output_quality, report_metrics
+from speedy.quantize.progress import steps
+from speedy.runtime.onnx_session import OnnxSession
+from speedy.stages.base import StageContext
+
+# Past these the audio is audibly ruined, whatever the budget says (PESQ-WB 3.0 is "fair").
+COLLAPSE = {"pesq": (3.0, "below"), "mel": (0.5, "above")}
+
+
+def collapse(scores: dict[str, float]) -> str | None:
+    """Why `scores` mean ruined audio, or None."""
+    for metric, (threshold, side) in COLLAPSE.items():
+        value = scores.get(metric)
+        if value is not None and (value < threshold if side == "below" else value > threshold):
+            return f"{metric} {value:.2f} is {side} {threshold:g}"
+    return None
+
+
+def quality_report(parent: Artifact, artifact: Artifact, ctx: StageContext) -> dict[str, Any]:
+    """Metrics of `artifact`'s outputs against `parent`'s on every example of `ctx`."""
+    family = ctx.spec.adapter()
+    metrics = report_metrics(family)
+    reference = OnnxSession(parent.manifest, parent.model_file, threads=ctx.threads)
+    candidate = OnnxSession(artifact.manifest, artifact.model_file, threads=ctx.threads)
+    rows = []
+    with steps("quality against the parent", len(ctx.features)) as advance:
+        for example in ctx.features:
+            feeds, _ = family.utterance(example)
+            rows.append(output_quality(family, reference.run(feeds), candidate.run(feeds), metrics))
+            advance()
+    means = mean_quality(rows)
+    ruined = collapse(means)
+    verdict = f"collapsed: {ruined} against the parent" if ruined else "ok"
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+    colour = "red" if ruined else "green"
+    console.print(f"  quality vs parent ({len(rows)} examples): {figures}: [{colour}]{verdict}[/]")
+    return {
+        "against": "parent",
+        "parent_digest": parent.manifest.digest,
+        "examples": len(rows),
+        "metrics": means,
+        "per_example": rows,
+        "verdict": verdict,
+    }

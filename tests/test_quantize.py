@@ -1,0 +1,131 @@
+"""`speedy quantize` on the tiny seeded HiFi-GAN: INT8, FP16, mixed, reuse, `speedy run`."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from speedy.artifact import Artifact
+from tests.conftest import TINY_RECIPE
+
+FAST = ("--calib-size", "4", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tiny_build: dict, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """The naive INT8 artifact of the tiny model (every node ORT can quantize)."""
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    stage = make_stage("quantize", {"precision": "int8", "method": "minmax", "calib_size": 4})
+    out = tmp_path_factory.mktemp("int8") / "int8"
+    return execute(stage, tiny_build["simplify"], out, tiny_build["ctx"])
+
+
+def test_int8_records_qdq_table_and_quality_report(tiny_int8: Artifact) -> None:
+    manifest = tiny_int8.manifest
+    assert manifest.precision == "int8" and manifest.lineage.stage == "quantize"
+    ops = {n.op_type for n in onnx.load(str(tiny_int8.model_file)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    report = manifest.reports["quantize"]
+    assert report["calibration"]["method"] == "minmax" and len(report["calibration"]["crops"]) == 4
+    assert {row["precision"] for row in report["table"]} == {"int8"}
+    assert [row["group"] for row in report["table"]][:2] == ["conv_pre", "ups.0"]
+    quality = manifest.reports["quality"]
+    assert set(quality["metrics"]) == {"snr", "mel", "stft", "pesq"}
+    assert quality["examples"] == 4 and len(quality["per_example"]) == 4
+    assert quality["verdict"].startswith(("ok", "collapsed"))
+    assert 0.0 < report["size_ratio"] < 1.0
+
+
+def test_fp16_halves_weights_and_keeps_float32_io(speedy_cli, tiny_build: dict, tmp_path) -> None:
+    out = tmp_path / "fp16"
+    code, stdout, err = speedy_cli(
+        "quantize", tiny_build["simplify"].path, "-o", out, "--precision", "fp16"
+    )
+    assert code == 0, err
+    model = onnx.load(str(out / "model.onnx"))
+    weights = [t for t in model.graph.initializer if t.dims and np.prod(t.dims) > 100]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    for value in [*model.graph.input, *model.graph.output]:
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    manifest = Artifact.open(out).manifest
+    assert manifest.precision == "fp16"
+    assert manifest.reports["quality"]["metrics"]["mel"] < 0.01
+    assert "fp16" in stdout and "of the parent" in stdout
+
+
+def test_mixed_meets_its_budget_and_inspect_shows_the_table(
+    speedy_cli, tiny_build: dict, tmp_path
+) -> None:
+    out = tmp_path / "mixed"
+    args = ("quantize", tiny_build["simplify"].path, "-o", out, "--budget", "mel<=0.15", *FAST)
+    code, stdout, err = speedy_cli(*args)
+    assert code == 0, err
+    report = Artifact.open(out).manifest.reports
+    quantize, quality = report["quantize"], report["quality"]
+    assert quantize["budget"] == ["mel<=0.15"] and quality["metrics"]["mel"] <= 0.15
+    assert all(row["sensitivity"] is not None for row in quantize["table"])
+    floats = quantize["float_groups"]
+    chosen = [e for e in quantize["search"] if sorted(e["float_groups"]) == floats]
+    assert chosen and chosen[0]["holds"] and chosen[0]["scores"]["mel"] <= 0.15
+    assert "alone in INT8" in err and "mel alone in INT8" in stdout
+    assert "no int8 kernel" in err  # ConvTranspose has no fused int8 kernel on ORT CPU
+
+    code, stdout, _ = speedy_cli("inspect", out)
+    assert code == 0 and '"precision": "int8+fp32"' in stdout and "alone in INT8" in stdout
+
+
+def test_second_run_reuses_features_and_ranges(speedy_cli, tiny_build: dict, tmp_path) -> None:
+    args = ("quantize", tiny_build["simplify"].path, "-o", tmp_path / "q", "--precision", "int8")
+    code, _, err = speedy_cli(*args, *FAST)
+    assert code == 0, err
+    code, _, err = speedy_cli(*args, *FAST, "--force")
+    assert code == 0, err
+    assert "feature cache: 4 hit(s), 0 computed" in err
+    assert "calibration ranges (mse): reused from cache" in err
+
+
+def test_unmet_budget_is_an_error_with_the_numbers(speedy_cli, tiny_build: dict, tmp_path) -> None:
+    out = tmp_path / "strict"
+    args = ("--precision", "int8", "--budget", "snr>=150", "--method", "minmax", *FAST)
+    code, _, err = speedy_cli("quantize", tiny_build["simplify"].path, "-o", out, *args)
+    assert code != 0 and "Traceback" not in err
+    assert "misses the quality budget" in err and "snr" in err and "needs snr>=150" in err
+    assert not out.exists()
+
+
+def test_dynamic_warns_for_conv_graphs(speedy_cli, tiny_build: dict, tmp_path) -> None:
+    out = tmp_path / "dynamic"
+    code, _, err = speedy_cli(
+        "quantize", tiny_build["simplify"].path, "-o", out, "--precision", "dynamic"
+    )
+    assert code == 0, err
+    assert "ConvInteger" in err and "slower than float" in err
+    assert Artifact.open(out).manifest.precision == "int8-dynamic"
+
+
+def test_run_picks_up_the_quantize_stage(tiny_build: dict, tmp_path: Path) -> None:
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path / "build"
+    shutil.copytree(tiny_build["build"], build)  # export and simplify are reused from here
+    raw = yaml.safe_load(TINY_RECIPE.read_text())
+    raw["stages"] = ["export", "simplify", "quantize"]
+    raw["quantize"] = {"precision": "int8", "method": "minmax", "calib_size": 2}
+    path = tmp_path / "hifigan_tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    outcomes, _ = run_recipe(load_recipe(str(path)), build)
+    assert [(o.stage, o.reused) for o in outcomes] == [
+        ("torch", True),
+        ("export", True),
+        ("simplify", True),
+        ("quantize", False),
+    ]
+    assert outcomes[-1].artifact.manifest.precision == "int8"
+    outcomes, _ = run_recipe(load_recipe(str(path)), build)
+    assert all(o.reused for o in outcomes)

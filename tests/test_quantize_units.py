@@ -1,0 +1,129 @@
+"""Pure parts of quantization: clipping search, crops, groups, weight-only storage, budgets."""
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+
+from speedy.errors import SpeedyError
+from speedy.families import family_class
+from speedy.quality import Budget
+from speedy.quantize.clipping import expected_error, mse_range
+from speedy.quantize.crops import window_starts
+from speedy.quantize.graph import analyze, block_of, quantized_reason
+from speedy.quantize.metrics import budgets_for, mean_quality, unmet
+from speedy.quantize.mixed import Search, ranking
+from speedy.quantize.report import collapse
+from speedy.quantize.sensitivity import Sensitivity
+from speedy.quantize.weight_only import quantize_weight, weight_only_int8
+from speedy.recipe import load_recipe
+from tests.conftest import TINY_RECIPE
+
+
+def test_clipping_search_beats_min_max_on_a_heavy_tail() -> None:
+    values = np.random.default_rng(0).laplace(0.0, 1.0, 200_000)  # long tails, like activations
+    low, high = values.min(), values.max()
+    counts, edges = np.histogram(values, bins=2048, range=(low, high))
+    clip_low, clip_high = mse_range(counts, edges)
+    assert low < clip_low < 0.0 < clip_high < high
+    searched = expected_error(counts, edges, clip_low, clip_high)
+    assert searched < 0.8 * expected_error(counts, edges, low, high)
+
+
+def test_clipping_search_keeps_the_range_of_an_even_spread() -> None:
+    counts, edges = np.histogram(np.linspace(0.0, 1.0, 10_000), bins=2048, range=(0.0, 1.0))
+    low, high = mse_range(counts, edges)
+    assert low == 0.0 and high == pytest.approx(1.0, abs=0.01)
+    assert mse_range(np.zeros(8), np.linspace(-1, 2, 9)) == (-1.0, 2.0)  # no data: full range
+
+
+def test_windows_cover_the_utterance_evenly() -> None:
+    assert window_starts(100, 256) == [0]
+    assert window_starts(256, 256) == [0]
+    starts = window_starts(700, 256)
+    assert starts == [0, 222, 444] and starts[-1] + 256 == 700
+
+
+def test_block_names_follow_module_paths() -> None:
+    assert block_of("resblocks.3.convs1.0.weight") == "resblocks.3"
+    assert block_of("ups.0.weight") == "ups.0"
+    assert block_of("conv_pre.weight") == "conv_pre"
+    assert block_of("encoder.layers.11.attn.q.weight") == "encoder.layers.11"
+    assert block_of("onnx::Conv_12") == "onnx::Conv_12"
+
+
+def test_groups_and_macs_of_the_tiny_vocoder(tiny_build: dict) -> None:
+    model = onnx.load(str(tiny_build["simplify"].model_file))
+    spec = tiny_build["ctx"].spec
+    info = analyze(model, spec.sizes(), "block")
+    assert info.groups[0] == "conv_pre" and info.groups[-1] == "conv_post"
+    assert sum(info.share(g) for g in info.groups) == pytest.approx(1.0)
+    # conv_pre: 80 mels -> 32 channels, kernel 7, over `opt` frames
+    assert info.macs("conv_pre") == 80 * 32 * 7 * spec.sizes()["frames"]
+    # residual adds join the resblock whose branch they close, not the upsampler
+    adds = [n.name for n in model.graph.node if n.op_type == "Add"]
+    assert all(any(n in info.members[g] for g in info.groups if "resblocks" in g) for n in adds)
+    assert quantized_reason(model) is None
+    assert len(analyze(model, spec.sizes(), "node").groups) == len(info.layers)
+
+
+def test_weight_only_storage_keeps_outputs_and_shrinks_weights(tiny_build: dict) -> None:
+    import onnxruntime as ort
+
+    model = onnx.load(str(tiny_build["simplify"].model_file))
+    layers = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    feeds = {"mel": tiny_build["ctx"].features[0][None, :, :100].astype(np.float32)}
+    before = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    assert weight_only_int8(model, layers) == len(layers)
+    assert "DequantizeLinear" in {n.op_type for n in model.graph.node}
+    assert quantized_reason(model) is not None
+    after = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
+    weight = np.random.default_rng(1).normal(size=(8, 4, 3)).astype(np.float32)
+    values, scale = quantize_weight(weight, axis=0)
+    assert values.dtype == np.int8 and np.abs(values).max() == 127
+    assert np.abs(values * scale[:, None, None] - weight).max() <= scale.max() / 2 + 1e-7
+
+
+def test_budgets_for_a_vocoder() -> None:
+    spec = load_recipe(str(TINY_RECIPE)).model_spec()
+    family = spec.adapter()
+    assert budgets_for(None, family, required=False) == []
+    assert budgets_for(None, family, required=True) == [Budget("pesq", ">=", 4.0)]
+    assert budgets_for("mel<=0.2", family, required=True) == [Budget("mel", "<=", 0.2)]
+    with pytest.raises(SpeedyError, match="unknown quality metric 'loudness'"):
+        budgets_for("loudness>=3", family, required=True)
+    assert family_class("hifigan").produces == "audio"
+
+
+def test_unmet_collapse_and_nan_means() -> None:
+    budgets = [Budget("pesq", ">=", 4.0), Budget("mel", "<=", 0.3)]
+    assert unmet(budgets, {"pesq": 4.2, "mel": 0.1}) == []
+    assert unmet(budgets, {"pesq": 1.9, "mel": 0.1}) == ["pesq 1.9 (needs pesq>=4)"]
+    assert unmet(budgets, {"pesq": math.nan, "mel": 0.1})  # unmeasured never meets a budget
+    assert collapse({"pesq": 1.9, "mel": 0.9}) == "pesq 1.90 is below 3"
+    assert collapse({"mel": 0.6}) == "mel 0.60 is above 0.5"
+    assert collapse({"pesq": 4.2, "mel": 0.1}) is None
+    means = mean_quality([{"pesq": math.nan, "mel": 0.1}, {"pesq": 4.0, "mel": 0.3}])
+    assert means == {"pesq": 4.0, "mel": pytest.approx(0.2)}
+
+
+def test_search_keeps_the_fewest_macs_in_float(tiny_build: dict) -> None:
+    """A synthetic quality model: the groups' harms add up and the budget allows 0.5 in all."""
+    model = onnx.load(str(tiny_build["simplify"].model_file))
+    info = analyze(model, tiny_build["ctx"].spec.sizes(), "block")
+    harm = {g: 0.0 for g in info.groups} | {"conv_post": 0.6, "conv_pre": 0.2, "resblocks.3": 0.9}
+
+    def score(floats: list[str]) -> dict[str, float]:
+        return {"mel": sum(h for g, h in harm.items() if g not in floats)}
+
+    sensitivities = [Sensitivity(g, "", info.share(g), {"mel": harm[g]}) for g in info.groups]
+    order = ranking(sensitivities, "mel")
+    assert order[:3] == ["conv_post", "conv_pre", "resblocks.3"]  # most harm per MAC first
+    search = Search(info, [Budget("mel", "<=", 0.5)], score)
+    chosen = search.run(order)
+    # the shortest prefix that holds is all three; pruning then sends conv_pre back to INT8
+    assert sorted(chosen) == ["conv_post", "resblocks.3"]
+    assert [e.holds for e in search.tried][-1] is True and len(search.tried) <= 8
+    assert Search(info, [Budget("mel", "<=", -1.0)], score).run(order) is None
