@@ -175,7 +175,7 @@ def test_cli_synth_through_quantized_artifacts(speedy_cli, quantized, tmp_path) 
     assert acoustic.reports["quality"]["metrics"]["mel"] < 1.0
     assert Artifact.open(quantized["vocoder"]).manifest.precision == "fp16"
     out = tmp_path / "q.wav"
-    code, stdout, err = speedy_cli(
+    code, _, err = speedy_cli(
         "synth", "--acoustic", quantized["acoustic"], "--vocoder", quantized["vocoder"],
         "--text", TEXT, "--emotion", "surprise", "-o", out,
     )  # fmt: skip

@@ -67,11 +67,11 @@ def table(
     rows = []
     for group in info.groups:
         layers = [layer.node for layer in info.layers if layer.group == group]
-        weights = "int8 weights" if weight_only else "float weights"
+        weights = "w8" if weight_only else "w32"
         if group in floats:
             precision = f"float ({weights})"
         elif all(node in unfused for node in layers):
-            precision = f"float ({weights}): no int8 kernel"
+            precision = f"float ({weights}, no int8 kernel)"
         else:
             precision = "int8"
         rows.append(

@@ -12,7 +12,7 @@ def quantization_table(report: dict[str, Any]) -> Table:
     title = f"quantization ({report['precision']}, per {report.get('granularity', 'block')})"
     if report.get("budget"):
         title += f", budget {', '.join(report['budget'])}"
-    table = Table(title=title)
+    table = Table(title=title, caption="float (w8): float compute, weights stored as int8")
     table.add_column(report.get("granularity", "group"))
     table.add_column("op types")
     table.add_column("MACs", justify="right")

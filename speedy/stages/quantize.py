@@ -8,9 +8,11 @@ quality against its parent on the run's data, and an unmet budget fails the stag
 
 import hashlib
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import onnx
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from speedy.artifact import Artifact
@@ -119,6 +121,28 @@ def kept_groups(info: GraphInfo, names: list[str]) -> set[str]:
     return {n if n in info.members else group_of[n] for n in names}
 
 
+@dataclass
+class Calibrated:
+    """A calibration source read and cut, with its activation ranges and candidate builder."""
+
+    calibration: Calibration
+    method: Method
+    sizes: dict[str, int]
+    crops: list[Crop]
+    probes: list[Crop]
+    builder: Builder
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.calibration.source,
+            "digest": self.calibration.digest,
+            "method": self.method,
+            "crop_sizes": self.sizes,
+            "crops": [c.name for c in self.crops],
+            "probes": [p.name for p in self.probes],
+        }
+
+
 class QuantizeStage(Stage):
     """ONNX float32 artifact -> reduced-precision ONNX artifact with a quality report."""
 
@@ -146,8 +170,10 @@ class QuantizeStage(Stage):
         self.budgets(ctx)  # a bad budget fails before any work
         out = workdir / MODEL_FILE
         if o.precision == "fp16":
-            save_onnx(to_fp16(load_onnx(parent.model_file), o.keep_float), out)
-            report: dict[str, Any] = {"keep_float": o.keep_float}
+            model = load_onnx(parent.model_file)
+            blocked = self._fp16_blocked(model, ctx)
+            save_onnx(to_fp16(model, blocked), out)
+            report: dict[str, Any] = {"keep_float": o.keep_float, "float32_nodes_or_ops": blocked}
         else:
             with tempfile.TemporaryDirectory(prefix="speedy-quantize-") as tmp:
                 report = self._quantize(parent, Path(tmp), out, ctx)
@@ -159,6 +185,16 @@ class QuantizeStage(Stage):
             reports={"quantize": report},
         )
 
+    def _fp16_blocked(self, model: onnx.ModelProto, ctx: StageContext) -> list[str]:
+        """`keep_float` as op types and node names (a group, or a node of it, blocks the group)."""
+        op_types = {n.op_type for n in model.graph.node}
+        names = [n for n in self.options.keep_float if n not in op_types]
+        if not names:
+            return list(self.options.keep_float)
+        info = analyze(model, ctx.spec.sizes(), self.options.granularity)
+        nodes = {n for group in kept_groups(info, names) for n in info.members[group]}
+        return [*(n for n in self.options.keep_float if n in op_types), *sorted(nodes)]
+
     def _quantize(self, parent: Artifact, tmp: Path, out: Path, ctx: StageContext) -> dict:
         o, float_model = self.options, tmp / "float.onnx"
         info = analyze(preprocess(parent.model_file, float_model), ctx.spec.sizes(), o.granularity)
@@ -167,6 +203,22 @@ class QuantizeStage(Stage):
             quantize_dynamic_int8(float_model, out, o.per_channel)
             return {}
         kept = kept_groups(info, o.keep_float)
+        setup = self.calibrate(parent, float_model, info, ctx)
+        report: dict[str, Any] = {"calibration": setup.describe(), "granularity": o.granularity}
+        if o.precision == "int8":
+            exclude = [node for group in kept for node in info.members[group]]
+            quantize_qdq(
+                float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
+            )
+            return report | {"table": table(info, kept, weight_only=False)}
+        return report | self._mixed(setup.builder, kept, setup.probes, parent, tmp, out, ctx)
+
+    def calibrate(
+        self, parent: Artifact, float_model: Path, info: GraphInfo, ctx: StageContext
+    ) -> Calibrated:
+        """Read the calibration source, cut crops (and, for mixed, held-out probes), find the
+        activation ranges, and set up the candidate builder for `float_model`."""
+        o = self.options
         cache = FeatureCache(default_cache_dir())
         calibration = load_calibration(o.calib, ctx.spec, cache)
         console.print(cache.summary())
@@ -175,25 +227,10 @@ class QuantizeStage(Stage):
         calib_ids, probe_ids = split(count, o.holdout_every) if mixed else (list(range(count)), [])
         sizes = crop_sizes(parent.manifest, o.crop)
         crops = _crops(calibration, calib_ids, parent, sizes, o.calib_size)
+        probes = _crops(calibration, probe_ids, parent, sizes, o.probes) if mixed else []
         ranges = activation_ranges(float_model, crops, o.method, default_cache_dir())
         builder = Builder(float_model, ranges, o.method, info, o.per_channel, o.weight_only)
-        report: dict[str, Any] = {
-            "calibration": {
-                "source": o.calib,
-                "digest": calibration.digest,
-                "method": o.method,
-                "crop_sizes": sizes,
-                "crops": [c.name for c in crops],
-            },
-            "granularity": o.granularity,
-        }
-        if o.precision == "int8":
-            exclude = [node for group in kept for node in info.members[group]]
-            quantize_qdq(float_model, out, ranges, o.method, None, o.per_channel, exclude)
-            return report | {"table": table(info, kept, weight_only=False)}
-        probes = _crops(calibration, probe_ids, parent, sizes, o.probes)
-        report["calibration"]["probes"] = [p.name for p in probes]
-        return report | self._mixed(builder, kept, probes, parent, tmp, out, ctx)
+        return Calibrated(calibration, o.method, sizes, crops, probes, builder)
 
     def _mixed(
         self,
