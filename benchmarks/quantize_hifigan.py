@@ -27,6 +27,7 @@ from speedy.bench.dnsmos import Dnsmos
 from speedy.bench.machine import bench_machine
 from speedy.measure import measure_rtf
 from speedy.pipeline import make_stage, run_recipe
+from speedy.quantize.calibration import source_files
 from speedy.quantize.graph import analyze
 from speedy.quantize.metrics import mean_quality, output_quality
 from speedy.quantize.qdq import preprocess
@@ -173,6 +174,7 @@ def main() -> None:
         met[name] = checks
 
     mixed_report = artifacts["mixed"].manifest.reports["quantize"]
+    calibration_files = {path.name for path in source_files(CALIBRATION, spec)}
     seconds = sum(family.utterance(f)[1] for f in evaluation)
     result = {
         "benchmark": "hifigan_v1 speedy quantize: naive INT8, FP16, mixed (budgeted) vs ORT FP32",
@@ -180,7 +182,12 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "calibration": {"set": CALIBRATION, **mixed_report["calibration"]},
-        "evaluation": {"dir": str(SHARED_CLIPS), "clips": EVALUATION, "audio_seconds": seconds},
+        "evaluation": {
+            "dir": str(SHARED_CLIPS),
+            "clips": EVALUATION,
+            "audio_seconds": seconds,
+            "also_calibration_clips": sorted(set(EVALUATION) & calibration_files),
+        },
         "results": rows,
         "targets": TARGETS,
         "met": met,

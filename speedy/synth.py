@@ -10,6 +10,7 @@ Artifacts of any kind (torch, ONNX, quantized ONNX, ...) load through `speedy.ru
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import soundfile as sf
@@ -40,6 +41,24 @@ class Synthesis:
         """Real-time factor of each stage and of the whole chain (compute / audio seconds)."""
         stages = {name: s / self.audio_seconds for name, s in self.seconds.items()}
         return stages | {"total": sum(self.seconds.values()) / self.audio_seconds}
+
+
+class TextToMel(Protocol):
+    """What a text-to-mel family offers beyond `Family` (e.g. `SambertFamily`)."""
+
+    def features(self, audio: np.ndarray) -> np.ndarray: ...
+
+    def text_feeds(
+        self,
+        text: str,
+        speaker: int,
+        emotion: str | None,
+        reference: np.ndarray | None,
+        speed: float,
+        pitch_shift: float,
+    ) -> dict[str, np.ndarray]: ...
+
+    def mels(self, outputs: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
 def _role_check(session: Session, path: Path, consumes: str, produces: str, role: str) -> Family:
@@ -79,7 +98,8 @@ class Synthesizer:
 
     def __init__(self, acoustic: Session, vocoder: Session, where: tuple[Path, Path]) -> None:
         self.acoustic, self.vocoder = acoustic, vocoder
-        self.text_family = _role_check(acoustic, where[0], "text", "mel", "acoustic")
+        text_family = _role_check(acoustic, where[0], "text", "mel", "acoustic")
+        self.text_family = cast(TextToMel, text_family)
         self.vocoder_family = _role_check(vocoder, where[1], "mel", "audio", "vocoder")
         check_mel_match(acoustic, vocoder)
         self.audio = acoustic.manifest.model.audio

@@ -65,7 +65,8 @@ def _model_with_external_weight(directory: Path, location: str) -> Path:
     weight.data_location = onnx.TensorProto.EXTERNAL
     weight.external_data.add(key="location", value=location)
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4])],
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4])],
         [weight],

@@ -55,7 +55,9 @@ def test_checkpoint_of_another_network(speedy_cli, tmp_path: Path) -> None:
 def test_mel_with_81_bins(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
     mel = tmp_path / "mel81.npy"
     np.save(mel, np.zeros((81, 100), dtype=np.float32))
-    code, _, err = speedy_cli("infer", tiny_build["export"].path, "-i", mel, "-o", tmp_path / "a.wav")
+    code, _, err = speedy_cli(
+        "infer", tiny_build["export"].path, "-i", mel, "-o", tmp_path / "a.wav"
+    )
     assert_clean_error(code, err, "input 'mel' has size 81 on axis 1, the model needs 80")
     assert not (tmp_path / "a.wav").exists()
 
@@ -64,7 +66,9 @@ def test_mel_with_81_bins(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
 def test_frames_outside_declared_range(speedy_cli, tiny_build: dict, tmp_path: Path, frames: int):
     mel = tmp_path / "mel.npy"
     np.save(mel, np.zeros((80, frames), dtype=np.float32))
-    code, _, err = speedy_cli("infer", tiny_build["simplify"].path, "-i", mel, "-o", tmp_path / "a.wav")
+    code, _, err = speedy_cli(
+        "infer", tiny_build["simplify"].path, "-i", mel, "-o", tmp_path / "a.wav"
+    )
     assert_clean_error(code, err, f"frames={frames} is outside the declared range 8..2048")
 
 
@@ -99,7 +103,10 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "SPEEDY_CACHE_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "speedy", "--debug", "run", "no_such_recipe"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "SpeedyError" in result.stderr
@@ -112,7 +119,10 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, sig: signal.Signals) 
     env = {**os.environ, "SPEEDY_CACHE_DIR": str(tmp_path / "cache")}
     process = subprocess.Popen(
         [sys.executable, "-m", "speedy", "export", str(TINY_RECIPE), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".exported.") for p in tmp_path.iterdir()):

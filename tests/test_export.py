@@ -12,7 +12,9 @@ from tests.test_cli_errors import assert_clean_error
 
 
 def test_torchscript_exporter_also_passes_parity(speedy_cli, tmp_path: Path) -> None:
-    code, out, err = speedy_cli("export", TINY_RECIPE, "--exporter", "torchscript", "-o", tmp_path / "ts")
+    code, _, err = speedy_cli(
+        "export", TINY_RECIPE, "--exporter", "torchscript", "-o", tmp_path / "ts"
+    )
     assert code == 0, err
     manifest = Artifact.open(tmp_path / "ts").manifest
     assert manifest.reports["exporter"] == "torchscript"
@@ -36,23 +38,39 @@ def test_dynamo_failure_falls_back_with_a_notice(speedy_cli, tmp_path: Path, mon
 
 def test_weight_norm_is_removed_before_export(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
     code, _, err = speedy_cli(
-        "export", TINY_RECIPE, "--model", "tests.factories:tiny_with_weight_norm", "-o", tmp_path / "wn"
+        "export",
+        TINY_RECIPE,
+        "--model",
+        "tests.factories:tiny_with_weight_norm",
+        "-o",
+        tmp_path / "wn",
     )
     assert code == 0, err
     assert "removed weight norm from" in err
     with_norm = onnx.load(str(tmp_path / "wn" / "model.onnx"))
     plain = onnx.load(str(tiny_build["export"].model_file))
     assert len(with_norm.graph.node) == len(plain.graph.node)
-    assert Artifact.open(tmp_path / "wn").manifest.model.factory == "tests.factories:tiny_with_weight_norm"
+    assert (
+        Artifact.open(tmp_path / "wn").manifest.model.factory
+        == "tests.factories:tiny_with_weight_norm"
+    )
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_unsupported_operator_names_op_module_and_fix(speedy_cli, tmp_path: Path, exporter: str):
     code, _, err = speedy_cli(
-        "export", TINY_RECIPE, "--model", "tests.factories:with_unsupported_op",
-        "--exporter", exporter, "-o", tmp_path / "bad",
+        "export",
+        TINY_RECIPE,
+        "--model",
+        "tests.factories:with_unsupported_op",
+        "--exporter",
+        exporter,
+        "-o",
+        tmp_path / "bad",
     )
-    assert_clean_error(code, err, "speedy_test.mystery", "'post' (Mystery)", "has no ONNX conversion")
+    assert_clean_error(
+        code, err, "speedy_test.mystery", "'post' (Mystery)", "has no ONNX conversion"
+    )
     assert not (tmp_path / "bad").exists()
 
 
@@ -69,7 +87,9 @@ def test_parity_failure_stops_export_unless_skipped(speedy_cli, tmp_path: Path) 
 
 @pytest.mark.parametrize("tool", ["onnxsim", "ort"])
 def test_other_simplifiers(speedy_cli, tiny_build: dict, tmp_path: Path, tool: str) -> None:
-    code, out, err = speedy_cli("simplify", tiny_build["export"].path, "--tool", tool, "-o", tmp_path / tool)
+    code, out, err = speedy_cli(
+        "simplify", tiny_build["export"].path, "--tool", tool, "-o", tmp_path / tool
+    )
     assert code == 0, err
     report = Artifact.open(tmp_path / tool).manifest.reports
     assert report["simplify"]["tool"] == tool and report["parity"]["passed"]

@@ -45,7 +45,9 @@ def test_infer_resynthesizes_a_wav(speedy_cli, tiny_build: dict, tmp_path: Path)
     from speedy.recipe import DEFAULT_DATA
 
     clip = DEFAULT_DATA / "LJ001-0008.wav"
-    code, out, err = speedy_cli("infer", tiny_build["simplify"].path, "-i", clip, "-o", tmp_path / "o.wav")
+    code, _, err = speedy_cli(
+        "infer", tiny_build["simplify"].path, "-i", clip, "-o", tmp_path / "o.wav"
+    )
     assert code == 0, err
     audio, rate = sf.read(tmp_path / "o.wav")
     assert rate == 22050 and abs(len(audio) - sf.info(clip).frames) < 256
@@ -57,6 +59,8 @@ def test_infer_resamples_other_rates_with_a_notice(speedy_cli, tiny_build: dict,
 
     clip = tmp_path / "16k.wav"
     sf.write(clip, np.sin(np.arange(16000) / 10.0).astype(np.float32) * 0.3, 16000)
-    code, _, err = speedy_cli("infer", tiny_build["export"].path, "-i", clip, "-o", tmp_path / "o.wav")
+    code, _, err = speedy_cli(
+        "infer", tiny_build["export"].path, "-i", clip, "-o", tmp_path / "o.wav"
+    )
     assert code == 0, err
     assert "resampled 16000 Hz -> 22050 Hz" in err

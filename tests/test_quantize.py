@@ -36,6 +36,7 @@ def test_int8_records_qdq_table_and_quality_report(tiny_int8: Artifact) -> None:
     quality = manifest.reports["quality"]
     assert set(quality["metrics"]) == {"snr", "mel", "stft", "pesq"}
     assert quality["examples"] == 4 and len(quality["per_example"]) == 4
+    assert quality["calibration_overlap"] == 4  # calibrated on the default clips, measured there
     assert quality["verdict"].startswith(("ok", "collapsed"))
     assert 0.0 < report["size_ratio"] < 1.0
 
@@ -86,6 +87,7 @@ def test_second_run_reuses_features_and_ranges(speedy_cli, tiny_build: dict, tmp
     assert code == 0, err
     assert "feature cache: 4 hit(s), 0 computed" in err
     assert "calibration ranges (mse): reused from cache" in err
+    assert "4 of the 4 examples the quality was measured on are calibration examples" in err
 
 
 def test_unmet_budget_is_an_error_with_the_numbers(speedy_cli, tiny_build: dict, tmp_path) -> None:

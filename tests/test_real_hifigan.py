@@ -37,5 +37,9 @@ def test_every_checkpoint_tensor_lands_in_the_network(real_build: dict, real_rec
     from speedy.recipe import load_recipe
 
     recipe = load_recipe(str(real_recipe))
-    folded = recipe.model_spec().adapter().adapt_state_dict(read_state_dict(recipe.checkpoint_path()))
-    assert real_build["torch"].manifest.reports["parameters"] == sum(t.numel() for t in folded.values())
+    folded = (
+        recipe.model_spec().adapter().adapt_state_dict(read_state_dict(recipe.checkpoint_path()))
+    )
+    assert real_build["torch"].manifest.reports["parameters"] == sum(
+        t.numel() for t in folded.values()
+    )

@@ -110,7 +110,8 @@ class Family(ABC):
         expected = module.state_dict()
         missing = sorted(expected.keys() - state.keys())
         unexpected = sorted(state.keys() - expected.keys())
-        misshapen = [k for k in expected.keys() & state.keys() if state[k].shape != expected[k].shape]
+        shared = expected.keys() & state.keys()
+        misshapen = [k for k in shared if state[k].shape != expected[k].shape]
         if missing or unexpected or misshapen:
             raise SpeedyError(
                 f"checkpoint {checkpoint} does not fit the {self.name} network: missing "

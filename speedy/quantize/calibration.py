@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,6 +45,19 @@ class Calibration:
     names: list[str]
     examples: list[Any]
     digest: str
+
+    def example_digests(self) -> list[str]:
+        return [example_digest(e) for e in self.examples]
+
+
+def example_digest(example: Any) -> str:
+    """Content digest of one example (features or a sentence), to spot the same data again."""
+    if isinstance(example, np.ndarray):
+        value = np.ascontiguousarray(example)
+        data = f"{value.dtype}|{value.shape}|".encode() + value.tobytes()
+    else:
+        data = repr(example).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def set_dirs() -> list[Path]:

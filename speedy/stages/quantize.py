@@ -21,7 +21,12 @@ from speedy.console import console, notice
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx, save_onnx
 from speedy.quality import METRICS, Budget, parse_budget
-from speedy.quantize.calibration import Calibration, load_calibration, source_files
+from speedy.quantize.calibration import (
+    Calibration,
+    example_digest,
+    load_calibration,
+    source_files,
+)
 from speedy.quantize.candidates import Builder
 from speedy.quantize.crops import Crop, crop_sizes, select_crops
 from speedy.quantize.dynamic import quantize_dynamic_int8
@@ -140,6 +145,7 @@ class Calibrated:
             "crop_sizes": self.sizes,
             "crops": [c.name for c in self.crops],
             "probes": [p.name for p in self.probes],
+            "example_digests": self.calibration.example_digests(),
         }
 
 
@@ -268,6 +274,15 @@ class QuantizeStage(Stage):
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
         report = quality_report(parent, artifact, ctx)
+        calibration = artifact.manifest.reports["quantize"].get("calibration", {})
+        seen = set(calibration.get("example_digests", []))
+        report["calibration_overlap"] = sum(example_digest(e) in seen for e in ctx.features)
+        if report["calibration_overlap"]:
+            notice(
+                f"{report['calibration_overlap']} of the {report['examples']} examples the quality "
+                "was measured on are calibration examples: pass --data with other clips for a "
+                "held-out figure"
+            )
         if missed := unmet(self.budgets(ctx), report["metrics"]):
             raise QualityBudgetError(
                 f"quantized model misses the quality budget on {report['examples']} examples: "
