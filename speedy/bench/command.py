@@ -7,7 +7,7 @@ from rich.table import Table as RichTable
 
 from speedy.artifact import check_writable
 from speedy.bench import gate, plots
-from speedy.bench.report import Table, tables, write_report
+from speedy.bench.report import Table, summary_table, write_report
 from speedy.bench.runner import BenchPlan, name_artifacts, prepare, run_bench
 from speedy.console import out
 from speedy.errors import SpeedyError
@@ -96,8 +96,10 @@ def bench(command: BenchCommand) -> None:
         checks = gate.compare(run.report, baseline, tolerance)
         run.report.gate = gate.gate_record(checks, command.baseline)
     write_report(run, prepared.spec.audio, command.output, command.force, command.html)
-    for table in tables(run.report):
-        out.print(_rich(table))
+    out.print(_rich(summary_table(run.report)))
+    if run.report.gate is not None:
+        failed = sum(not c["passed"] for c in run.report.gate["checks"])
+        out.print(f"gate: {len(run.report.gate['checks'])} checks, {failed} regressed")
     out.print(f"wrote {command.output}/" + ("index.html" if command.html else "bench.md"))
     if command.save_baseline is not None:
         gate.save_baseline(run.report, command.save_baseline)

@@ -129,6 +129,25 @@ def _gate_table(report: BenchReport) -> Table | None:
     )
 
 
+def summary_table(report: BenchReport) -> Table:
+    """The headline figures in a table narrow enough for a terminal; bench.md has them all."""
+    present = [r.quality for r in report.artifacts.values()]
+    keys = [k for k in ("dnsmos_ovrl", "pesq", "mel") if any(k in q for q in present)]
+    header = ["artifact", "RTF", "speed-up", "MB", "RSS MB", *keys]
+    rows = [
+        [
+            name,
+            f"{r.speed.rtf:.3f}",
+            f"{r.ratios['speedup']:.2f}x",
+            f"{r.size_bytes / 1e6:.1f}",
+            f"{r.memory.rss_peak_bytes / 1e6:.0f}",
+            *(_f(r.quality.get(key)) for key in keys),
+        ]
+        for name, r in report.artifacts.items()
+    ]
+    return Table(f"{report.recipe} against {report.reference}", header, rows)
+
+
 def tables(report: BenchReport) -> list[Table]:
     found = [_speed_table(report), _quality_table(report), _gate_table(report)]
     return [t for t in found if t is not None]

@@ -3,8 +3,8 @@
 Groups are ranked by harm per share of MACs (from the sensitivity table): keeping a group in
 float costs its MACs and buys back its harm, so the cheapest harm-per-MAC groups go first. A
 binary search finds the shortest prefix of that ranking that meets the budget on the held-out
-probes; then each float group worth at least PRUNE_SHARE of the MACs is tried back in INT8 and
-stays there if the budget still holds.
+probes; then each float group, largest first, is tried back in INT8 and stays there if the
+budget still holds.
 """
 
 from collections.abc import Callable, Sequence
@@ -16,8 +16,6 @@ from speedy.quantize.graph import GraphInfo
 from speedy.quantize.metrics import unmet
 from speedy.quantize.progress import steps
 from speedy.quantize.sensitivity import Sensitivity
-
-PRUNE_SHARE = 0.01
 
 
 @dataclass
@@ -84,8 +82,7 @@ class Search:
                     low = middle
             chosen = list(order[:high])
             for group in sorted(chosen, key=self.info.share, reverse=True):
-                if self.info.share(group) >= PRUNE_SHARE:
-                    trial = [g for g in chosen if g != group]
-                    if self.holds(trial):
-                        chosen = trial
+                trial = [g for g in chosen if g != group]
+                if self.holds(trial):
+                    chosen = trial
         return chosen

@@ -71,6 +71,7 @@ class QuantizeOptions(BaseModel):
     probes: PositiveInt = 4  # held-out crops that score candidates (mixed)
     holdout_every: int = Field(4, ge=2)  # every Nth calibration example is held out (mixed)
     rank_by: str = "mel"  # the metric sensitivities are ranked by
+    min_share: float = Field(0.01, ge=0, lt=1)  # mixed: smaller groups stay float, unmeasured
     keep_float: list[str] = Field(default_factory=list)  # groups or nodes; fp16: also op types
     weight_only: bool = True  # float layers keep int8 weights (DequantizeLinear -> float op)
 
@@ -257,14 +258,21 @@ class QuantizeStage(Stage):
                 f"ONNX Runtime's CPU provider has no int8 kernel for {len(unfused)} layer(s) "
                 f"({', '.join(ops)}): they keep float activations (weights stay int8)"
             )
+        small = {g for g in info.groups if info.share(g) < o.min_share} - kept
+        if small:
+            console.print(
+                f"{len(small)} group(s) under {o.min_share:.1%} of the MACs stay float: "
+                + ", ".join(g for g in info.groups if g in small)
+            )
         metrics = [o.rank_by, *(b.metric for b in budgets)]
         scorer = Scorer(parent.manifest, builder.model, probes, metrics, ctx.threads)
-        plan = plan_mixed(builder, scorer, budgets, o.rank_by, kept, tmp)
+        plan = plan_mixed(builder, scorer, budgets, o.rank_by, kept | small, tmp)
         builder.build([g for g in info.groups if g not in plan.floats], out)
         return {
             "budget": [str(b) for b in budgets],
             "rank_by": o.rank_by,
             "unfused_layers": sorted(unfused),
+            "small_groups": sorted(small),
             "float_groups": sorted(plan.floats),
             "float_mac_share": sum(info.share(g) for g in plan.floats),
             "search": [vars(e) for e in plan.tried],
