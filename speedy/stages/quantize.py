@@ -205,15 +205,15 @@ class QuantizeStage(Stage):
     def _quantize(self, parent: Artifact, tmp: Path, out: Path, ctx: StageContext) -> dict:
         o, float_model = self.options, tmp / "float.onnx"
         info = analyze(preprocess(parent.model_file, float_model), ctx.spec.sizes(), o.granularity)
+        kept = kept_groups(info, o.keep_float)
+        exclude = [node for group in kept for node in info.members[group]]
         if o.precision == "dynamic":
             _warn_conv_heavy(info)
-            quantize_dynamic_int8(float_model, out, o.per_channel)
-            return {}
-        kept = kept_groups(info, o.keep_float)
+            quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
+            return {"table": table(info, kept, weight_only=False)}
         setup = self.calibrate(parent, float_model, info, ctx)
         report: dict[str, Any] = {"calibration": setup.describe(), "granularity": o.granularity}
         if o.precision == "int8":
-            exclude = [node for group in kept for node in info.members[group]]
             quantize_qdq(
                 float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
             )
