@@ -62,7 +62,9 @@ class Search:
         self.tried.append(Evaluation(groups, share, scores, not missed))
         figures = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
         verdict = "[green]meets the budget[/]" if not missed else "misses " + "; ".join(missed)
-        console.print(f"  {len(groups)} group(s) float ({share:.1%} of MACs): {figures}: {verdict}")
+        console.print(
+            f"  search: {len(groups)} more in float ({share:.1%} of MACs): {figures}: {verdict}"
+        )
         self._advance(f"{len(groups)} in float")
         return not missed
 
