@@ -77,6 +77,7 @@ class Settings(Record):
     chunk_frames: int | None
     chunk_seconds: float | None
     context_frames: list[int] | None  # left, right
+    worker_env: dict[str, str]  # set for every worker process (see speedy.bench.pool)
 
 
 class BenchReport(Record):
