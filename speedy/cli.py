@@ -396,6 +396,11 @@ def bench(
     save_baseline: Annotated[
         Path | None, typer.Option(help="Write this run's figures as a new baseline file.")
     ] = None,
+    vocoder: Annotated[
+        Path | None,
+        typer.Option(help="A vocoder artifact to chain after text-to-mel artifacts: text to "
+                     "wave, with RTF per stage and the audio's quality figures."),
+    ] = None,
     force: Force = False,
 ) -> None:
     """Measure artifacts side by side on the same data, each in its own process: size, load
@@ -420,6 +425,7 @@ def bench(
             tolerance=tolerance,
             save_baseline=save_baseline,
             force=force,
+            vocoder=vocoder,
         )
     )
 

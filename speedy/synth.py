@@ -20,6 +20,7 @@ from speedy.audio.io import read_audio
 from speedy.console import notice
 from speedy.errors import SpeedyError
 from speedy.families.base import Family
+from speedy.model_spec import ModelSpec
 from speedy.runtime.base import Session
 from speedy.specs import DimRange
 
@@ -61,8 +62,9 @@ class TextToMel(Protocol):
     def mels(self, outputs: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
-def _role_check(session: Session, path: Path, consumes: str, produces: str, role: str) -> Family:
-    family = session.manifest.model.adapter()
+def check_role(spec: ModelSpec, path: Path, consumes: str, produces: str, role: str) -> Family:
+    """The family of the model at `path`, after checking it turns `consumes` into `produces`."""
+    family = spec.adapter()
     if (family.consumes, family.produces) != (consumes, produces):
         raise SpeedyError(
             f"{path} is a {family.name} model ({family.consumes} -> {family.produces}), "
@@ -72,9 +74,9 @@ def _role_check(session: Session, path: Path, consumes: str, produces: str, role
     return family
 
 
-def check_mel_match(acoustic: Session, vocoder: Session) -> None:
+def check_mel_match(acoustic: ModelSpec, vocoder: ModelSpec) -> None:
     """Refuse a vocoder trained on other mels than the acoustic model predicts."""
-    a, v = acoustic.manifest.model.audio, vocoder.manifest.model.audio
+    a, v = acoustic.audio, vocoder.audio
     differ = [
         f"{name} {getattr(a, name)} vs {getattr(v, name)}"
         for name in type(a).model_fields
@@ -98,11 +100,12 @@ class Synthesizer:
 
     def __init__(self, acoustic: Session, vocoder: Session, where: tuple[Path, Path]) -> None:
         self.acoustic, self.vocoder = acoustic, vocoder
-        text_family = _role_check(acoustic, where[0], "text", "mel", "acoustic")
+        specs = acoustic.manifest.model, vocoder.manifest.model
+        text_family = check_role(specs[0], where[0], "text", "mel", "acoustic")
         self.text_family = cast(TextToMel, text_family)
-        self.vocoder_family = _role_check(vocoder, where[1], "mel", "audio", "vocoder")
-        check_mel_match(acoustic, vocoder)
-        self.audio = acoustic.manifest.model.audio
+        self.vocoder_family = check_role(specs[1], where[1], "mel", "audio", "vocoder")
+        check_mel_match(*specs)
+        self.audio = specs[0].audio
 
     @classmethod
     def load(
@@ -151,26 +154,35 @@ class Synthesizer:
         start = time.perf_counter()
         if isinstance(reference, Path):
             reference = self.reference_mel(reference)
-        family = self.text_family
-        feeds = family.text_feeds(text, speaker, emotion, reference, speed, pitch_shift)
-        seconds = {"front_end": time.perf_counter() - start}
+        feeds = self.text_family.text_feeds(text, speaker, emotion, reference, speed, pitch_shift)
+        front_end = time.perf_counter() - start
+        synthesis = self.speak(feeds)
+        synthesis.seconds = {"front_end": front_end, **synthesis.seconds}
+        return synthesis
 
+    def speak(self, feeds: dict[str, np.ndarray]) -> Synthesis:
+        """The mel and waveform of the acoustic model's feeds for one utterance, each of the
+        two models timed."""
         start = time.perf_counter()
         outputs = self.acoustic.run(feeds)
-        seconds["acoustic"] = time.perf_counter() - start
-        mel = family.mels(outputs)[0]
+        seconds = {"acoustic": time.perf_counter() - start}
+        mel = self.mel(outputs)
+        start = time.perf_counter()
+        audio = self.vocode(mel)
+        seconds["vocoder"] = time.perf_counter() - start
+        return Synthesis(audio=audio, sample_rate=self.audio.sample_rate, mel=mel, seconds=seconds)
+
+    def mel(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The (n_mels, frames) mel in the acoustic model's outputs for one utterance."""
+        mel = self.text_family.mels(outputs)[0]
         if outputs["mel_lengths"][0] >= outputs["mel"].shape[2]:
             notice(
                 f"speech cut at {mel.shape[1]} frames, the acoustic model's bound for this text "
                 "length: raise --speed, or network.max_frames_per_token and rebuild"
             )
+        return mel
 
-        start = time.perf_counter()
-        audio = self._vocode(mel)
-        seconds["vocoder"] = time.perf_counter() - start
-        return Synthesis(audio=audio, sample_rate=self.audio.sample_rate, mel=mel, seconds=seconds)
-
-    def _vocode(self, mel: np.ndarray) -> np.ndarray:
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
         """The vocoder's waveform for `mel`, padded with silence up to its shortest input."""
         frames = dim_range(self.vocoder, self.vocoder.inputs[0].name, -1)
         floor = np.log(self.audio.log_clamp)

@@ -32,6 +32,7 @@ class BenchCommand:
     tolerance: str | None = None
     save_baseline: Path | None = None
     force: bool = False
+    vocoder: Path | None = None
 
 
 def _rich(table: Table) -> RichTable:
@@ -76,6 +77,7 @@ def bench(command: BenchCommand) -> None:
         warmup=command.warmup,
         repeat=command.repeat,
         chunk_seconds=command.chunk_seconds,
+        vocoder=command.vocoder,
     )
     prepared = prepare(plan)
     if baseline is not None:
@@ -87,6 +89,7 @@ def bench(command: BenchCommand) -> None:
             plan.threads,
             list(prepared.batches),
             prepared.chunk,
+            prepared.vocoder_digest,
             prepared.digest,
             list(artifacts),
         )

@@ -73,6 +73,7 @@ class Baseline(BaseModel):
     threads: int
     batches: list[int]
     chunk_frames: int | None
+    vocoder_digest: str | None = None  # text-to-mel artifacts measured through this vocoder
     data_files: list[str]
     data_digest: str
     machine: dict[str, Any]
@@ -111,6 +112,7 @@ def save_baseline(report: BenchReport, path: Path) -> None:
         threads=report.settings.threads,
         batches=report.settings.batches,
         chunk_frames=report.settings.chunk_frames,
+        vocoder_digest=report.settings.vocoder_digest,
         data_files=report.data.files,
         data_digest=report.data.digest,
         machine=report.machine,
@@ -187,6 +189,7 @@ def check_compatible(
     threads: int,
     batches: list[int],
     chunk: int | None,
+    vocoder_digest: str | None,
     digest: str,
     artifacts: list[str],
 ) -> None:
@@ -198,6 +201,7 @@ def check_compatible(
         "device": (baseline.device, device),
         "threads": (baseline.threads, threads),
         "chunk frames": (baseline.chunk_frames, chunk),
+        "vocoder": (baseline.vocoder_digest, vocoder_digest),
     }
     for what, (expected, actual) in pairs.items():
         if expected != actual:

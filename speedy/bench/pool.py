@@ -22,12 +22,20 @@ class WorkerProcess:
     """A running worker for one artifact; `call` sends a command and returns its reply."""
 
     def __init__(
-        self, name: str, artifact: Path, device: str, threads: int, inputs: Path, log: Path
+        self,
+        name: str,
+        artifact: Path,
+        device: str,
+        threads: int,
+        inputs: Path,
+        log: Path,
+        vocoder: Path | None = None,
     ) -> None:
         self.name, self.log_path = name, log
         self.log = log.open("w")
         command = [sys.executable, "-m", "speedy.bench.worker", str(artifact)]
         command += ["--device", device, "--threads", str(threads), "--inputs", str(inputs)]
+        command += ["--vocoder", str(vocoder)] if vocoder else []
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -84,13 +92,20 @@ class WorkerProcess:
 
 @contextmanager
 def workers(
-    artifacts: Mapping[str, Path], device: str, threads: int, inputs: Path, logs: Path
+    artifacts: Mapping[str, Path],
+    device: str,
+    threads: int,
+    inputs: Path,
+    logs: Path,
+    vocoder: Path | None = None,
 ) -> Iterator[dict[str, WorkerProcess]]:
-    """Start one worker per artifact (imports run in parallel), wait until all are ready."""
+    """Start one worker per artifact (imports run in parallel), wait until all are ready; with
+    `vocoder`, each chains it after its (text-to-mel) artifact."""
     with ExitStack() as stack:
         started = {}
         for index, (name, path) in enumerate(artifacts.items()):
-            worker = WorkerProcess(name, path, device, threads, inputs, logs / f"{index}.log")
+            log = logs / f"{index}.log"
+            worker = WorkerProcess(name, path, device, threads, inputs, log, vocoder)
             stack.callback(worker.close)
             started[name] = worker
         for worker in started.values():

@@ -34,8 +34,14 @@ def _f(value: float | None, pattern: str = "{:.3f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _stages(report: BenchReport) -> list[str]:
+    """The stages timed apart (text to wave: front_end, acoustic, vocoder), or none."""
+    return list(next(iter(report.artifacts.values())).speed.stage_rtf or {})
+
+
 def _speed_table(report: BenchReport) -> Table:
-    batches = report.settings.batches
+    batches, stages = report.settings.batches, _stages(report)
+    batched = "acoustic batch" if report.settings.vocoder else "batch"
     header = [
         "artifact",
         "kind",
@@ -43,16 +49,17 @@ def _speed_table(report: BenchReport) -> Table:
         "size MB",
         "load s",
         "peak RSS MB",
-        "RTF",
+        "RTF" + (f" ({' / '.join(stages)})" if stages else ""),
         "speed-up",
         "latency p50/p95 ms",
     ]
-    header += [f"batch {b} audio s/s" for b in batches]
+    header += [f"{batched} {b} audio s/s" for b in batches]
     if report.settings.chunk_frames:
         header += ["first chunk p50/p95 ms", "stream RTF"]
     rows = []
     for name, r in report.artifacts.items():
         ratios = r.ratios
+        each = " / ".join(f"{r.speed.stage_rtf[s]:.3f}" for s in stages if r.speed.stage_rtf)
         row = [
             name,
             r.kind,
@@ -60,7 +67,7 @@ def _speed_table(report: BenchReport) -> Table:
             f"{r.size_bytes / 1e6:.1f} ({ratios['size']:.2f}x)",
             f"{r.load_seconds:.2f} ({ratios['load_time']:.2f}x)",
             f"{r.memory.rss_peak_bytes / 1e6:.0f} ({ratios['rss_peak']:.2f}x)",
-            f"{r.speed.rtf:.3f}",
+            f"{r.speed.rtf:.3f}" + (f" ({each})" if each else ""),
             f"{ratios['speedup']:.2f}x",
             f"{r.speed.latency_p50_ms:.0f} / {r.speed.latency_p95_ms:.0f}",
         ]
@@ -161,8 +168,9 @@ def _summary_lines(report: BenchReport) -> list[str]:
         if s.chunk_frames
         else "off"
     )
+    chain = f", text to wave through the vocoder {s.vocoder} (RTF end to end)" if s.vocoder else ""
     return [
-        f"recipe {report.recipe}, reference {report.reference}",
+        f"recipe {report.recipe}, reference {report.reference}{chain}",
         f"data: {len(d.files)} examples, {d.audio_seconds:.1f} s of audio ({d.path})",
         f"device {s.device}, {s.threads} thread(s), warmup {s.warmup}, repeat {s.repeat}, "
         f"batch {s.batches} at {s.batch_sizes}, streaming {stream}",

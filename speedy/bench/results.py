@@ -28,6 +28,9 @@ class Utterance(Record):
 
 class Speed(Record):
     rtf: float  # compute seconds per audio second, whole utterances, median over rounds
+    # with a vocoder: the RTF of each stage (front_end, acoustic, vocoder), medians that
+    # add up to about `rtf`, which is then end to end
+    stage_rtf: dict[str, float] | None = None
     latency_p50_ms: float
     latency_p95_ms: float
     throughput: dict[str, float]  # batch size -> audio seconds per second
@@ -78,6 +81,8 @@ class Settings(Record):
     chunk_seconds: float | None
     context_frames: list[int] | None  # left, right
     worker_env: dict[str, str]  # set for every worker process (see speedy.bench.pool)
+    vocoder: str | None = None  # text-to-mel artifacts chained with this vocoder: text to wave
+    vocoder_digest: str | None = None
 
 
 class BenchReport(Record):

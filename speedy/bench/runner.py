@@ -3,11 +3,16 @@
 The inputs are made once, here, and handed to every worker. Workers take turns on every round
 (as `speedy.measure` does within one process), so machine noise spreads evenly over them and the
 ratios to the reference are fair even when absolute figures drift; only one computes at a time.
+
+With a vocoder, text-to-mel artifacts are measured from text to wave: the front end (text to the
+model's feeds) is timed here, once for all, since it is the same for every artifact; each worker
+times its artifact and the vocoder on every utterance and saves the audio for the quality figures.
 """
 
 import hashlib
 import statistics
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,7 @@ from speedy.families.base import Family
 from speedy.model_spec import ModelSpec
 from speedy.runtime.base import check_feeds
 from speedy.streaming import Context, chunk_frames, receptive_field
+from speedy.synth import check_mel_match, check_role
 
 SAME_MODEL_FIELDS = ("recipe", "family", "network", "audio", "factory")
 Feeds = dict[str, np.ndarray]
@@ -56,6 +62,7 @@ class BenchPlan:
     warmup: int = 1
     repeat: int = 3
     chunk_seconds: float | None = 0.25  # None: no streaming figures
+    vocoder: Path | None = None  # chained after text-to-mel artifacts: text to wave
 
 
 def _parse_item(item: str) -> tuple[str, Path]:
@@ -129,6 +136,33 @@ def check_device(device: str) -> None:
             )
 
 
+def check_vocoder(path: Path, spec: ModelSpec) -> str:
+    """The digest of the vocoder at `path`, after checking the artifacts turn text into mels
+    and it is a vocoder of those mels."""
+    family = spec.adapter()
+    if (family.consumes, family.produces) != ("text", "mel"):
+        raise SpeedyError(
+            f"--vocoder chains a vocoder after text-to-mel models, but the artifacts are "
+            f"{spec.family} models ({family.consumes} -> {family.produces})",
+            "leave out --vocoder, or bench artifacts of a text-to-mel recipe with it",
+        )
+    vocoder = Artifact.open(path).manifest
+    check_role(vocoder.model, path, "mel", "audio", "vocoder")
+    check_mel_match(spec, vocoder.model)
+    return vocoder.digest
+
+
+def _front_end_seconds(family: Family, example: Any, repeat: int) -> float:
+    """Median seconds over `repeat` runs of the family's front end on one example: `utterance`,
+    which makes the model's feeds (a text-to-mel model's from the text)."""
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        family.utterance(example)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
 def _batch_sizes(spec: ModelSpec, batches: Sequence[int]) -> list[dict[str, int]]:
     if not batches:
         return []
@@ -191,6 +225,8 @@ class Prepared:
     chunk: int | None
     context: Context | None
     digest: str
+    front_end: list[float] | None = None  # with a vocoder: seconds per utterance
+    vocoder_digest: str | None = None
 
 
 def _streaming(plan: BenchPlan, spec: ModelSpec) -> tuple[int | None, Context | None]:
@@ -209,7 +245,8 @@ def prepare(plan: BenchPlan) -> Prepared:
     artifacts = {name: Artifact.open(path) for name, path in plan.artifacts.items()}
     spec = check_same_model(artifacts, plan.reference)
     family = spec.adapter()
-    if family.produces == "audio":
+    vocoder_digest = check_vocoder(plan.vocoder, spec) if plan.vocoder else None
+    if family.produces == "audio" or plan.vocoder is not None:
         models_dir()  # a clear error now, not after the measurements, when speechmos is missing
     sizes = _batch_sizes(spec, plan.batches)
     data = plan.data or family.default_data
@@ -239,6 +276,10 @@ def prepare(plan: BenchPlan) -> Prepared:
         chunk=chunk,
         context=context,
         digest=_digest(utterances),
+        front_end=[_front_end_seconds(family, e, plan.repeat) for e in examples]
+        if plan.vocoder
+        else None,
+        vocoder_digest=vocoder_digest,
     )
 
 
@@ -285,6 +326,13 @@ class Measured:
     first_chunk: list[dict[str, Any]] | None
     streamed: dict[str, Any]
     outputs: list[Feeds]
+    audio: list[np.ndarray] | None  # the vocoder's, when chained
+
+
+def _with_front_end(reply: dict[str, Any], front_end: Sequence[float]) -> dict[str, Any]:
+    """A worker's reply on a text-to-wave round, with the front end's seconds added."""
+    stages = {"front_end": list(front_end), **reply["stages"]}
+    return {"seconds": [sum(s) for s in zip(*stages.values(), strict=True)], "stages": stages}
 
 
 def _measure(prepared: Prepared) -> dict[str, Measured]:
@@ -300,7 +348,9 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
         _save_inputs(prepared, work / "inputs.npz")
         with (
             Progress(*columns, console=console, transient=True) as progress,
-            workers(plan.artifacts, plan.device, plan.threads, work / "inputs.npz", work) as pool,
+            workers(
+                plan.artifacts, plan.device, plan.threads, work / "inputs.npz", work, plan.vocoder
+            ) as pool,
         ):
             task = progress.add_task("loading", total=len(pool))
             loads = {}
@@ -309,6 +359,9 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                 progress.advance(task)
             progress.remove_task(task)
             whole = _rounds(pool, progress, "whole utterances", plan, "whole")
+            if prepared.front_end is not None:
+                front_end = prepared.front_end
+                whole = {n: [_with_front_end(r, front_end) for r in rs] for n, rs in whole.items()}
             batches = {
                 size: _rounds(pool, progress, f"batch {size}", plan, "batch", size=size)
                 for size in prepared.batches
@@ -329,6 +382,9 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                 for i in range(len(prepared.utterances)):
                     with np.load(directory / f"{i}.npz", allow_pickle=False) as stored:
                         outputs.append({key: stored[key] for key in stored.files})
+                audio = None
+                if plan.vocoder:
+                    audio = [np.load(directory / f"{i}.audio.npy") for i in range(len(outputs))]
                 measured[name] = Measured(
                     load=loads[name],
                     whole=whole[name],
@@ -337,6 +393,7 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                     first_chunk=first[name] if first else None,
                     streamed=streamed,
                     outputs=outputs,
+                    audio=audio,
                 )
                 progress.advance(task)
     return measured
@@ -351,6 +408,11 @@ def _totals(replies: list[dict[str, Any]]) -> list[float]:
     return [float(np.sum(reply["seconds"])) for reply in replies]
 
 
+def _median_rtf(totals: Sequence[float], audio_seconds: float) -> float:
+    """The median over rounds of compute seconds per audio second."""
+    return statistics.median(total / audio_seconds for total in totals)
+
+
 def _ms(values: Sequence[float], percentile: float) -> float:
     return float(np.percentile(values, percentile) * 1000)
 
@@ -359,8 +421,14 @@ def _speed(measured: Measured, audio_seconds: float) -> Speed:
     flat = [s for reply in measured.whole for s in reply["seconds"]]
     first = [s for reply in measured.first_chunk or [] for s in reply["seconds"]]
     stream_seconds = measured.streamed["stream_seconds"]
+    stages = measured.whole[0].get("stages", {})  # text to wave: seconds per stage
     return Speed(
-        rtf=statistics.median(total / audio_seconds for total in _totals(measured.whole)),
+        rtf=_median_rtf(_totals(measured.whole), audio_seconds),
+        stage_rtf={
+            name: _median_rtf([sum(r["stages"][name]) for r in measured.whole], audio_seconds)
+            for name in stages
+        }
+        or None,
         latency_p50_ms=_ms(flat, 50),
         latency_p95_ms=_ms(flat, 95),
         throughput={
@@ -439,6 +507,15 @@ def _result(
     )
 
 
+def _audio(family: Family, measured: Mapping[str, Measured]) -> dict[str, list[np.ndarray]]:
+    """Each artifact's audio: the vocoder's when chained, a vocoder's own, else none."""
+    return {
+        name: m.audio if m.audio is not None else [family.waveform(o) for o in m.outputs]
+        for name, m in measured.items()
+        if m.audio is not None or family.produces == "audio"
+    }
+
+
 @dataclass
 class BenchRun:
     """The report, and the audio behind it: each artifact's and the recordings (audio models)."""
@@ -464,26 +541,24 @@ def run_bench(prepared: Prepared) -> BenchRun:
         for length, outputs in zip(prepared.seconds, ref_outputs, strict=True)
     ]
     sample_rate = spec.audio.sample_rate
-    audio: dict[str, list[np.ndarray]] = {}
-    recordings = None
+    audio = _audio(family, measured)
+    quality: dict[str, list[scores.Figures]] = {n: [{} for _ in seconds] for n in measured}
+    recordings, source_quality = None, None
     with console.status("scoring quality"):
-        if family.produces == "audio":
-            audio = {n: [family.waveform(o) for o in m.outputs] for n, m in measured.items()}
+        if audio:
             dnsmos = Dnsmos(plan.threads)
-            quality = scores.audio_quality(
-                audio, plan.reference, prepared.names, sample_rate, dnsmos
-            )
+            heard = scores.audio_quality(audio, plan.reference, prepared.names, sample_rate, dnsmos)
+            quality = scores.merged(quality, heard)
             if prepared.recordings:
                 recordings = [read_audio(path, sample_rate) for path in prepared.recordings]
-        else:
-            quality = scores.output_quality(
-                {n: m.outputs for n, m in measured.items()}, plan.reference, family
-            )
-        source_quality = (
-            scores.means([scores.dnsmos_figures(dnsmos, r, sample_rate) for r in recordings])
-            if recordings
-            else None
-        )
+                source_quality = scores.means(
+                    [scores.dnsmos_figures(dnsmos, r, sample_rate) for r in recordings]
+                )
+        if family.produces != "audio":
+            # after the audio's figures: a text-to-mel model's own mel distance replaces the
+            # audio's log-mel one, which measures it again through the vocoder
+            outputs = {n: m.outputs for n, m in measured.items()}
+            quality = scores.merged(quality, scores.output_quality(outputs, plan.reference, family))
     artifacts, reference = prepared.artifacts, measured[plan.reference]
     ref_size = artifacts[plan.reference].size_bytes
     results = {
@@ -509,6 +584,8 @@ def run_bench(prepared: Prepared) -> BenchRun:
             if prepared.context
             else None,
             worker_env=WORKER_ENV,
+            vocoder=str(plan.vocoder) if plan.vocoder else None,
+            vocoder_digest=prepared.vocoder_digest,
         ),
         data=DataInfo(
             path=str(prepared.data),

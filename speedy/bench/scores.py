@@ -69,6 +69,16 @@ def output_quality(
     }
 
 
+def merged(
+    first: Mapping[str, Sequence[Figures]], second: Mapping[str, Sequence[Figures]]
+) -> dict[str, list[Figures]]:
+    """Per artifact and utterance, the figures of both (`second`'s where both have one)."""
+    return {
+        name: [a | b for a, b in zip(items, second[name], strict=True)]
+        for name, items in first.items()
+    }
+
+
 def means(per_utterance: Sequence[Mapping[str, float | None]]) -> Figures:
     """The mean of each figure over the utterances where it could be computed (else None)."""
     found: Figures = {}

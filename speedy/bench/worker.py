@@ -1,12 +1,15 @@
 """One artifact measured in its own process, so its load time and peak memory are its own.
 
-    python -m speedy.bench.worker ARTIFACT --device cpu --threads 2 --inputs INPUTS.npz
+    python -m speedy.bench.worker ARTIFACT --device cpu --threads 2 --inputs INPUTS.npz \
+        [--vocoder VOCODER]
 
 INPUTS.npz holds the model inputs the parent made once for all workers: `utterance/<i>/<name>`
 (whole utterances), `batch/<n>/<name>` (batched runs) and `stream/<i>` (features to stream).
 The parent (`speedy.bench.pool`) sends one JSON command per line on stdin and reads one JSON reply
 per line on stdout; anything the libraries print goes to stderr. Every reply carries `ok`; a
 failed command replies `problem` and `fix`. Timings cover `session.run` (or the stream) only.
+With a vocoder (text-to-mel artifacts), whole utterances run through both models, each timed
+(`speedy.synth.Synthesizer.speak`), and their audio is saved beside their outputs.
 """
 
 import argparse
@@ -28,6 +31,7 @@ from speedy.errors import SpeedyError
 from speedy.quality import snr_db
 from speedy.runtime.base import Session
 from speedy.streaming import stream
+from speedy.synth import Synthesizer
 
 Feeds = dict[str, np.ndarray]
 
@@ -48,8 +52,15 @@ def read_inputs(path: Path) -> dict[str, dict[str, Any]]:
 class Worker:
     """The commands the parent can send; each returns a JSON-ready dict."""
 
-    def __init__(self, artifact: Path, device: str, threads: int | None, inputs: Path) -> None:
-        self.artifact, self.device, self.threads = artifact, device, threads
+    def __init__(
+        self,
+        artifact: Path,
+        device: str,
+        threads: int | None,
+        inputs: Path,
+        vocoder: Path | None = None,
+    ) -> None:
+        self.artifact, self.device, self.threads, self.vocoder = artifact, device, threads, vocoder
         found = read_inputs(inputs)
         self.utterances: list[Feeds] = [
             found["utterance"][str(i)] for i in range(len(found["utterance"]))
@@ -59,6 +70,7 @@ class Worker:
             found["stream"][str(i)] for i in range(len(found["stream"]))
         ]
         self.session: Session | None = None
+        self.synth: Synthesizer | None = None  # with a vocoder: the artifact chained with it
 
     @property
     def loaded(self) -> Session:
@@ -67,12 +79,18 @@ class Worker:
         return self.session
 
     def load(self) -> dict[str, Any]:
-        """Open the artifact; time that and its first (cold) run on the first utterance."""
+        """Open the artifact (after the vocoder, if any); time that and its first (cold) run on
+        the first utterance, through the vocoder too."""
+        vocoder = runtime.load(self.vocoder, self.device, self.threads) if self.vocoder else None
         before = current_rss()
         start = time.perf_counter()
         self.session = runtime.load(self.artifact, device=self.device, threads=self.threads)
         loaded = time.perf_counter()
-        self.session.run(self.utterances[0])
+        if vocoder is None:
+            self.session.run(self.utterances[0])
+        else:
+            self.synth = Synthesizer(self.session, vocoder, (self.artifact, vocoder.model_file))
+            self.synth.speak(self.utterances[0])
         return {
             "load_seconds": loaded - start,
             "first_run_seconds": time.perf_counter() - loaded,
@@ -81,7 +99,13 @@ class Worker:
         }
 
     def whole(self) -> dict[str, Any]:
-        """Seconds to run each whole utterance."""
+        """Seconds to run each whole utterance; with a vocoder, those of each model too."""
+        if self.synth is not None:
+            stages = [self.synth.speak(feeds).seconds for feeds in self.utterances]
+            return {
+                "seconds": [sum(s.values()) for s in stages],
+                "stages": {name: [s[name] for s in stages] for name in stages[0]},
+            }
         seconds = []
         for feeds in self.utterances:
             start = time.perf_counter()
@@ -112,14 +136,18 @@ class Worker:
         return {"seconds": seconds}
 
     def outputs(self, directory: str, chunk: int | None) -> dict[str, Any]:
-        """Save each utterance's outputs as DIR/<i>.npz; with `chunk`, stream it as well and
-        compare the streamed audio with the whole-utterance audio (seam SNR)."""
+        """Save each utterance's outputs as DIR/<i>.npz, with a vocoder its audio as
+        DIR/<i>.audio.npy; with `chunk`, stream it as well and compare the streamed audio with
+        the whole-utterance audio (seam SNR)."""
         session = self.loaded
         family = session.manifest.model.adapter()
         seam_snr, stream_seconds = [], 0.0
         for index, feeds in enumerate(self.utterances):
             outputs = session.run(feeds)
             np.savez(Path(directory) / f"{index}.npz", **outputs)
+            if self.synth is not None:
+                audio = self.synth.vocode(self.synth.mel(outputs))
+                np.save(Path(directory) / f"{index}.audio.npy", audio)
             if chunk is None:
                 continue
             start = time.perf_counter()
@@ -175,10 +203,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--inputs", type=Path, required=True)
+    parser.add_argument("--vocoder", type=Path)
     args = parser.parse_args()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")  # replies only
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to the log
-    serve(Worker(args.artifact, args.device, args.threads or None, args.inputs), channel)
+    worker = Worker(args.artifact, args.device, args.threads or None, args.inputs, args.vocoder)
+    serve(worker, channel)
 
 
 if __name__ == "__main__":

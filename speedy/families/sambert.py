@@ -223,7 +223,8 @@ class SambertFamily(Family):
             )
         example = features
         reference = example.reference if example.emotion == REFERENCE_EMOTION else None
-        feeds = self.text_feeds(example.tokens, example.speaker, example.emotion, reference)
+        # from the text, not `example.tokens`: the whole front end, which `speedy bench` times
+        feeds = self.text_feeds(example.text, example.speaker, example.emotion, reference)
         return feeds, None  # the audio length is known from the outputs only
 
     # Outputs.
