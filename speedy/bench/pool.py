@@ -1,7 +1,6 @@
 """The parent side of `speedy.bench.worker`: one process per artifact, driven by JSON lines."""
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -10,12 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from speedy.errors import SpeedyError
-
-# glibc raises its mmap threshold after large frees, so freed activations stay in the heap and
-# peak RSS depends on the allocation history: PyTorch's peak varied from 557 to 920 MB between
-# identical runs here. Fixed at its initial value, large blocks return to the system when freed
-# and the peak measures live memory (514 MB, every run). Other C libraries ignore the variable.
-WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 class WorkerProcess:
@@ -41,7 +34,6 @@ class WorkerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
-            env={**os.environ, **WORKER_ENV},
             text=True,
             bufsize=1,
         )

@@ -80,7 +80,6 @@ class Settings(Record):
     chunk_frames: int | None
     chunk_seconds: float | None
     context_frames: list[int] | None  # left, right
-    worker_env: dict[str, str]  # set for every worker process (see speedy.bench.pool)
     vocoder: str | None = None  # text-to-mel artifacts chained with this vocoder: text to wave
     vocoder_digest: str | None = None
 

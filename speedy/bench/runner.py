@@ -26,7 +26,7 @@ from speedy.audio.io import AUDIO_SUFFIXES, read_audio
 from speedy.bench import scores
 from speedy.bench.dnsmos import Dnsmos, models_dir
 from speedy.bench.machine import bench_machine
-from speedy.bench.pool import WORKER_ENV, WorkerProcess, workers
+from speedy.bench.pool import WorkerProcess, workers
 from speedy.bench.results import (
     ArtifactResult,
     BenchReport,
@@ -583,7 +583,6 @@ def run_bench(prepared: Prepared) -> BenchRun:
             context_frames=[prepared.context.left, prepared.context.right]
             if prepared.context
             else None,
-            worker_env=WORKER_ENV,
             vocoder=str(plan.vocoder) if plan.vocoder else None,
             vocoder_digest=prepared.vocoder_digest,
         ),
