@@ -40,7 +40,9 @@ RATIO_RULES = {
     "speedup": Rule("speed", True, 0.2, True),
     "first_chunk_speedup": Rule("speed", True, 0.2, True),
     "size": Rule("size", False, 0.02, True),
-    "rss_peak": Rule("memory", False, 0.15, True),
+    # glibc's adaptive mmap threshold moves PyTorch's peak RSS by up to ~30% between identical
+    # runs (pinning the threshold steadies it but slows PyTorch 1.8x), hence the wide margin
+    "rss_peak": Rule("memory", False, 0.35, True),
 }
 THROUGHPUT_RULE = Rule("speed", True, 0.2, True)  # ratios named throughput_b<batch>
 QUALITY_RULES = {
