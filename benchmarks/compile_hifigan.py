@@ -22,7 +22,7 @@ from speedy.machine import machine_info
 from speedy.measure import measure_rtf
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.recipe import DEFAULT_DATA, load_recipe
-from speedy.stages.base import StageContext, cached, execute
+from speedy.stages.base import StageContext, reuse_or_execute
 
 ROOT = Path(__file__).resolve().parent
 SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
@@ -32,13 +32,7 @@ def compiled(
     settings: dict, parent: Artifact, out: Path, ctx: StageContext
 ) -> tuple[Artifact, float | None]:
     """The compiled artifact (reused when unchanged) and its compile seconds when built now."""
-    stage = make_stage("compile", settings)
-    artifact = cached(out, stage.fingerprint(parent, ctx.spec))
-    if artifact is not None:
-        return artifact, None
-    start = time.perf_counter()
-    artifact = execute(stage, parent, out, ctx, force=True)
-    return artifact, time.perf_counter() - start
+    return reuse_or_execute(make_stage("compile", settings), parent, out, ctx)
 
 
 def load_seconds(paths: dict[str, Path], threads: int, repeats: int) -> dict[str, float]:

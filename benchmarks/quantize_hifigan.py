@@ -16,7 +16,6 @@ Writes benchmarks/results/quantize_hifigan_v1_cpu.json.
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from speedy.quantize.metrics import mean_quality, output_quality
 from speedy.quantize.qdq import preprocess
 from speedy.recipe import load_recipe
 from speedy.runtime.onnx_session import OnnxSession
-from speedy.stages.base import StageContext, cached, execute
+from speedy.stages.base import StageContext, reuse_or_execute
 from speedy.stages.quantize import QuantizeStage
 
 ROOT = Path(__file__).resolve().parent
@@ -63,14 +62,9 @@ def quantized(
     name: str, parent: Artifact, build: Path, ctx: StageContext
 ) -> tuple[Artifact, float | None]:
     """The variant's artifact (reused when unchanged) and its build seconds when built now."""
-    stage = make_stage("quantize", VARIANTS[name])
-    out = build / f"quantize-{name}"
-    artifact = cached(out, stage.fingerprint(parent, ctx.spec))
-    if artifact is not None:
-        return artifact, None
-    start = time.perf_counter()
-    artifact = execute(stage, parent, out, ctx, force=True)
-    return artifact, time.perf_counter() - start
+    return reuse_or_execute(
+        make_stage("quantize", VARIANTS[name]), parent, build / f"quantize-{name}", ctx
+    )
 
 
 def minmax_twin(mixed: Artifact, parent: Artifact, ctx: StageContext, out: Path) -> Path:

@@ -29,7 +29,7 @@ from speedy.pipeline import run_recipe
 from speedy.quantize.graph import analyze
 from speedy.quantize.qdq import preprocess
 from speedy.recipe import load_recipe
-from speedy.stages.base import StageContext, cached, execute
+from speedy.stages.base import StageContext, reuse_or_execute
 from speedy.stages.quantize import QuantizeOptions, QuantizeStage
 from speedy.synth import Synthesizer
 
@@ -65,8 +65,7 @@ def quantized(parent: Path, ctx: StageContext, build_dir: Path, calib: Path) -> 
     for name, options in settings.items():
         stage = QuantizeStage(QuantizeOptions(**options))
         target = build_dir / "sambert_zh_en" / name
-        done = cached(target, stage.fingerprint(artifact, ctx.spec))
-        out[name] = (done or execute(stage, artifact, target, ctx, force=True)).path
+        out[name] = reuse_or_execute(stage, artifact, target, ctx)[0].path
     return out
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,19 @@ def cached(out_dir: Path, fingerprint: str) -> Artifact | None:
     except Exception:
         return None
     return artifact if artifact.manifest.lineage.fingerprint == fingerprint else None
+
+
+def reuse_or_execute(
+    stage: Stage, parent: Artifact, out_dir: Path, ctx: StageContext
+) -> tuple[Artifact, float | None]:
+    """The artifact at `out_dir` when made from the same inputs and options, else `stage` run
+    into it; with the seconds the run took (None when reused)."""
+    artifact = cached(out_dir, stage.fingerprint(parent, ctx.spec))
+    if artifact is not None:
+        return artifact, None
+    start = time.perf_counter()
+    artifact = execute(stage, parent, out_dir, ctx, force=True)
+    return artifact, time.perf_counter() - start
 
 
 def execute(
