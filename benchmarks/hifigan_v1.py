@@ -3,6 +3,9 @@
 Builds (or reuses) the recipe's artifacts, then on the shared LJSpeech clips measures, in one
 process with interleaved repeats at 2 threads, the RTF of each artifact and the ratio to PyTorch
 eager; and the PESQ-WB of PyTorch resynthesis against the recordings (front-end check).
+It also measures how fast this machine can go at all: the model's FLOPs per audio second
+(torch's FlopCounterMode) against the rate of a large single-precision matrix product in ONNX
+Runtime and PyTorch, the best any FP32 conv implementation of this model can expect.
 Writes benchmarks/results/hifigan_v1_cpu.json.
 
     python benchmarks/hifigan_v1.py [--data DIR] [--repeats N]
@@ -10,14 +13,21 @@ Writes benchmarks/results/hifigan_v1_cpu.json.
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper
+from torch.utils.flop_counter import FlopCounterMode
 
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
 from speedy.machine import machine_info
 from speedy.measure import measure_rtf
+from speedy.model_spec import ModelSpec
 from speedy.pipeline import context_for, run_recipe
 from speedy.quality import pesq_wb
 from speedy.recipe import DEFAULT_DATA, load_recipe
@@ -26,6 +36,66 @@ ROOT = Path(__file__).resolve().parent
 SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
 TARGET_RATIO = 0.55  # ORT FP32 RTF <= 0.55 x PyTorch eager RTF (issue 2)
 TARGET_PESQ = 3.6
+GEMM_SIZE = 2048  # square SGEMM large enough to run at the library's best rate
+
+
+def gflop_per_audio_second(spec: ModelSpec, frames: int = 256) -> float:
+    """The network's FLOPs (2 per multiply-add) per second of audio, counted by PyTorch."""
+    mel = torch.zeros(1, spec.audio.n_mels, frames)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        spec.build_module()(mel)
+    frames_per_second = spec.audio.sample_rate / spec.audio.hop_length
+    return counter.get_total_flops() / frames * frames_per_second / 1e9
+
+
+def _best_seconds(run: Callable[[], object], repeats: int = 5) -> float:
+    """The fastest of `repeats` timed calls, after one untimed call."""
+    run()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def sgemm_gflops(threads: int) -> dict[str, float]:
+    """GFLOP/s of a large FP32 matrix product in ONNX Runtime (MLAS) and PyTorch."""
+    n = GEMM_SIZE
+    a, b = (np.random.default_rng(i).standard_normal((n, n), np.float32) for i in range(2))
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "sgemm",
+        [value("a", TensorProto.FLOAT, [n, n]), value("b", TensorProto.FLOAT, [n, n])],
+        [value("c", TensorProto.FLOAT, [n, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    torch.set_num_threads(threads)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    flop = 2 * n**3 / 1e9
+    return {
+        "onnxruntime": flop / _best_seconds(lambda: session.run(None, {"a": a, "b": b})),
+        "torch": flop / _best_seconds(lambda: ta @ tb),
+    }
+
+
+def compute_ceiling(spec: ModelSpec, rtf: dict[str, float], threads: int) -> dict:
+    """Achieved GFLOP/s per artifact, and the ORT/eager ratio if ORT ran every conv at the rate
+    of its own large SGEMM: a floor that FP32 ONNX Runtime cannot be expected to beat here."""
+    gflop, gemm = gflop_per_audio_second(spec), sgemm_gflops(threads)
+    return {
+        "gflop_per_audio_second": gflop,
+        "achieved_gflops": {name: gflop / value for name, value in rtf.items()},
+        "sgemm_gflops": gemm,
+        "sgemm_size": GEMM_SIZE,
+        "ort_ratio_at_sgemm_rate": gflop / gemm["onnxruntime"] / rtf["torch"],
+    }
 
 
 def main() -> None:
@@ -54,6 +124,7 @@ def main() -> None:
         pesq[clip.name] = pesq_wb(recording, family.waveform(torch_session.run(feeds)), 22050)
 
     ratio = {name: value / rtf["torch"] for name, value in rtf.items()}
+    ceiling = compute_ceiling(ctx.spec, rtf, args.threads)
     result = {
         "benchmark": "hifigan_v1 PyTorch eager vs ONNX Runtime FP32, and front-end PESQ",
         "machine": machine_info(),
@@ -66,6 +137,7 @@ def main() -> None:
         "repeats": args.repeats,
         "rtf": rtf,
         "rtf_ratio_to_torch": ratio,
+        "compute_ceiling": ceiling,
         "pesq_wb_resynthesis_torch": {
             "per_clip": pesq,
             "mean": float(np.mean(list(pesq.values()))),
@@ -79,7 +151,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("rtf", "rtf_ratio_to_torch", "targets")}, indent=2))
+    headline = ("rtf", "rtf_ratio_to_torch", "compute_ceiling", "targets")
+    print(json.dumps({k: result[k] for k in headline}, indent=2))
     print(f"mean PESQ-WB {result['pesq_wb_resynthesis_torch']['mean']:.3f}; wrote {args.out}")
 
 

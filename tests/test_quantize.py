@@ -3,11 +3,15 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import yaml
 
+from speedy import runtime
 from speedy.artifact import Artifact
+from speedy.quality import snr_db
+from speedy.streaming import stream
 from tests.conftest import TINY_RECIPE
 
 FAST = ("--calib-size", "4", "--threads", "1")
@@ -39,6 +43,20 @@ def test_int8_records_qdq_table_and_quality_report(tiny_int8: Artifact) -> None:
     assert quality["calibration_overlap"] == 4  # calibrated on the default clips, measured there
     assert quality["verdict"].startswith(("ok", "collapsed"))
     assert 0.0 < report["size_ratio"] < 1.0
+
+
+def test_streamed_int8_is_as_good_as_whole_int8(tiny_int8: Artifact, tiny_build: dict) -> None:
+    """Streaming a quantized model can flip quantization steps (float rounding differs with the
+    window length), but the streamed audio is as close to FP32 as the whole-utterance audio."""
+    quantized = runtime.load(tiny_int8.path, threads=1)
+    fp32 = runtime.load(tiny_build["simplify"].path, threads=1)
+    family = fp32.manifest.model.adapter()
+    mel = tiny_build["ctx"].features[1]
+    feeds = family.utterance(mel)[0]
+    reference = family.waveform(fp32.run(feeds))
+    whole = family.waveform(quantized.run(feeds))
+    streamed = np.concatenate(list(stream(quantized, mel, 22)))
+    assert abs(snr_db(reference, streamed) - snr_db(reference, whole)) < 0.5
 
 
 def test_fp16_halves_weights_and_keeps_float32_io(speedy_cli, tiny_build: dict, tmp_path) -> None:
