@@ -5,8 +5,8 @@ evaluation sentences (not the calibration set) measures, in one process with int
 each acoustic artifact's mel distance to the FP32 ONNX mels (mean |log-mel difference| over the
 frames both hold, and the largest length difference), its RTF and RTF ratio to FP32 ONNX; and
 the RTF of each stage (front end, acoustic, vocoder) of the chain through the HiFi-GAN V1 ONNX
-artifact. The quantize stage builds INT8 (MatMul/Gemm layers, calibrated on
-calibration/texts_zh_en.txt; --no-quantize skips it) and FP16 variants; others join with
+artifact. The quantize stage builds INT8 (the recipe's settings: MatMul/Gemm layers, calibrated
+on calibration/texts_zh_en.txt; --no-quantize skips it) and FP16 variants; others join with
 --acoustic NAME=DIR. Writes benchmarks/results/sambert_pipeline_cpu.json.
 
     python benchmarks/sambert_pipeline.py [--acoustic NAME=DIR] [--repeats N]
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,6 @@ from speedy.artifact import Artifact
 from speedy.machine import machine_info
 from speedy.measure import measure_rtf, total_seconds
 from speedy.pipeline import run_recipe
-from speedy.quantize.graph import analyze
-from speedy.quantize.qdq import preprocess
 from speedy.recipe import load_recipe
 from speedy.stages.base import StageContext, reuse_or_execute
 from speedy.stages.quantize import QuantizeOptions, QuantizeStage
@@ -43,24 +40,11 @@ def build(recipe: str, build_dir: Path, threads: int) -> tuple[dict[str, Path], 
     return {o.stage: o.artifact.path for o in outcomes}, ctx
 
 
-def quantized(parent: Path, ctx: StageContext, build_dir: Path, calib: Path) -> dict[str, Path]:
-    """INT8 (MatMul/Gemm layers; convolutions kept float) and FP16 artifacts of `parent`, the
-    INT8 one calibrated on `calib`, each with its quality report against `parent`."""
+def quantized(parent: Path, ctx: StageContext, build_dir: Path) -> dict[str, Path]:
+    """INT8 (the recipe's quantize settings) and FP16 artifacts of `parent`, each with its
+    quality report against `parent`."""
     artifact = Artifact.open(parent)
-    with tempfile.TemporaryDirectory() as tmp:
-        info = analyze(
-            preprocess(artifact.model_file, Path(tmp) / "float.onnx"), ctx.spec.sizes(), "node"
-        )
-    not_matmul = [layer.node for layer in info.layers if layer.op_type not in ("MatMul", "Gemm")]
-    settings = {
-        "int8": {
-            "precision": "int8",
-            "calib": str(calib),
-            "granularity": "node",
-            "keep_float": not_matmul,
-        },
-        "fp16": {"precision": "fp16"},
-    }
+    settings = {"int8": load_recipe("sambert_zh_en").quantize, "fp16": {"precision": "fp16"}}
     out = {}
     for name, options in settings.items():
         stage = QuantizeStage(QuantizeOptions(**options))
@@ -118,9 +102,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--acoustic", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument(
-        "--calib", type=Path, default=ROOT.parent / "calibration" / "texts_zh_en.txt"
-    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
@@ -131,7 +112,7 @@ def main() -> None:
     vocoder = build("hifigan_v1", args.build_dir, args.threads)[0]["simplify"]
     variants = {"torch": built["torch"], REFERENCE: built["simplify"]}
     if args.quantize:
-        variants |= quantized(built["simplify"], ctx, args.build_dir, args.calib)
+        variants |= quantized(built["simplify"], ctx, args.build_dir)
     variants |= named_paths(args.acoustic)
     sessions = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
     family = ctx.spec.adapter()
@@ -157,7 +138,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "variants": {name: str(path) for name, path in variants.items()},
-        "calibration": str(args.calib) if args.quantize else None,
+        "int8_settings": load_recipe("sambert_zh_en").quantize if args.quantize else None,
         "quantize_quality_vs_fp32_on_eval_texts": {
             name: Artifact.open(path).manifest.reports.get("quality", {}).get("metrics")
             for name, path in variants.items()

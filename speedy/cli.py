@@ -181,7 +181,7 @@ def quantize(
     ] = "block",
     keep_float: Annotated[
         list[str] | None,
-        typer.Option(help="Group or node kept in float (repeatable; fp16: also an op type)."),
+        typer.Option(help="Group, node or op type (e.g. Conv) kept in float (repeatable)."),
     ] = None,
     per_channel: Annotated[bool, typer.Option(help="Per-channel weight scales.")] = True,
     weight_only: Annotated[

@@ -18,6 +18,7 @@ from speedy.quantize.report import collapse
 from speedy.quantize.sensitivity import Sensitivity
 from speedy.quantize.weight_only import quantize_weight, weight_only_int8
 from speedy.recipe import load_recipe
+from speedy.stages.quantize import kept_groups
 from tests.conftest import TINY_RECIPE
 
 
@@ -66,6 +67,22 @@ def test_groups_and_macs_of_the_tiny_vocoder(tiny_build: dict) -> None:
     assert all(any(n in info.members[g] for g in info.groups if "resblocks" in g) for n in adds)
     assert quantized_reason(model) is None
     assert len(analyze(model, spec.sizes(), "node").groups) == len(info.layers)
+
+
+def test_keep_float_takes_groups_nodes_and_op_types(tiny_build: dict) -> None:
+    model = onnx.load(str(tiny_build["simplify"].model_file))
+    sizes = tiny_build["ctx"].spec.sizes()
+    nodes, blocks = analyze(model, sizes, "node"), analyze(model, sizes, "block")
+    transposed = {layer.node for layer in nodes.layers if layer.op_type == "ConvTranspose"}
+    assert transposed and kept_groups(nodes, ["ConvTranspose"]) == transposed
+    upsamplers = {g for g in blocks.groups if g.startswith("ups.")}
+    first_conv = blocks.members["conv_post"][0]
+    assert kept_groups(blocks, ["ConvTranspose", "conv_pre", first_conv]) == upsamplers | {
+        "conv_pre",
+        "conv_post",
+    }
+    with pytest.raises(SpeedyError, match=r"Gemm.*op types of this graph's layers \(Conv, Conv"):
+        kept_groups(blocks, ["Gemm"])
 
 
 def test_weight_only_storage_keeps_outputs_and_shrinks_weights(tiny_build: dict) -> None:

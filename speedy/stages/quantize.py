@@ -72,7 +72,7 @@ class QuantizeOptions(BaseModel):
     holdout_every: int = Field(4, ge=2)  # every Nth calibration example is held out (mixed)
     rank_by: str = "mel"  # the metric sensitivities are ranked by
     min_share: float = Field(0.01, ge=0, lt=1)  # mixed: smaller groups stay float, unmeasured
-    keep_float: list[str] = Field(default_factory=list)  # groups or nodes; fp16: also op types
+    keep_float: list[str] = Field(default_factory=list)  # groups, nodes or op types
     weight_only: bool = True  # float layers keep int8 weights (DequantizeLinear -> float op)
 
     @field_validator("budget")
@@ -117,14 +117,22 @@ def split(count: int, every: int) -> tuple[list[int], list[int]]:
 
 
 def kept_groups(info: GraphInfo, names: list[str]) -> set[str]:
-    """Groups named, or holding nodes named, in `keep_float`."""
+    """Groups named, holding nodes named, or holding layers of an op type named in `keep_float`
+    (with `granularity: node`, `Conv` keeps exactly the convolutions float)."""
     group_of = {node: group for group, nodes in info.members.items() for node in nodes}
-    if unknown := [n for n in names if n not in info.members and n not in group_of]:
+    by_op: dict[str, set[str]] = {}
+    for layer in info.layers:
+        by_op.setdefault(layer.op_type, set()).add(layer.group)
+    if unknown := [n for n in names if n not in {*info.members, *group_of, *by_op}]:
         raise SpeedyError(
-            f"--keep-float names no group or node: {', '.join(unknown)}",
-            f"use group names such as {', '.join(info.groups[:4])} (see `speedy inspect`)",
+            f"--keep-float names no group, node or layer op type: {', '.join(unknown)}",
+            f"use group names such as {', '.join(info.groups[:4])} (see `speedy inspect`) "
+            f"or op types of this graph's layers ({', '.join(sorted(by_op))})",
         )
-    return {n if n in info.members else group_of[n] for n in names}
+    kept: set[str] = set()
+    for name in names:
+        kept |= by_op.get(name) or {name if name in info.members else group_of[name]}
+    return kept
 
 
 @dataclass
