@@ -76,8 +76,8 @@ def test_keep_float_takes_groups_nodes_and_op_types(tiny_build: dict) -> None:
     transposed = {layer.node for layer in nodes.layers if layer.op_type == "ConvTranspose"}
     assert transposed and kept_groups(nodes, ["ConvTranspose"]) == transposed
     upsamplers = {g for g in blocks.groups if g.startswith("ups.")}
-    first_conv = blocks.members["conv_post"][0]
-    assert kept_groups(blocks, ["ConvTranspose", "conv_pre", first_conv]) == upsamplers | {
+    post_node = blocks.members["conv_post"][0]
+    assert kept_groups(blocks, ["ConvTranspose", "conv_pre", post_node]) == upsamplers | {
         "conv_pre",
         "conv_post",
     }
