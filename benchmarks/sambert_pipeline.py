@@ -25,7 +25,7 @@ from speedy.artifact import Artifact
 from speedy.machine import machine_info
 from speedy.measure import measure_rtf, total_seconds
 from speedy.pipeline import run_recipe
-from speedy.recipe import load_recipe
+from speedy.recipe import Recipe, load_recipe
 from speedy.stages.base import StageContext, reuse_or_execute
 from speedy.stages.quantize import QuantizeOptions, QuantizeStage
 from speedy.synth import Synthesizer
@@ -34,17 +34,17 @@ ROOT = Path(__file__).resolve().parent
 REFERENCE = "fp32"  # the simplified FP32 ONNX artifact every variant is compared with
 
 
-def build(recipe: str, build_dir: Path, threads: int) -> tuple[dict[str, Path], StageContext]:
+def build(recipe: Recipe, build_dir: Path, threads: int) -> tuple[dict[str, Path], StageContext]:
     """The recipe's artifacts (built or reused) by stage, and its stage context."""
-    outcomes, ctx = run_recipe(load_recipe(recipe), build_dir, threads=threads)
+    outcomes, ctx = run_recipe(recipe, build_dir, threads=threads)
     return {o.stage: o.artifact.path for o in outcomes}, ctx
 
 
-def quantized(parent: Path, ctx: StageContext, build_dir: Path) -> dict[str, Path]:
-    """INT8 (the recipe's quantize settings) and FP16 artifacts of `parent`, each with its
+def quantized(parent: Path, int8: dict, ctx: StageContext, build_dir: Path) -> dict[str, Path]:
+    """INT8 (with the `int8` quantize settings) and FP16 artifacts of `parent`, each with its
     quality report against `parent`."""
     artifact = Artifact.open(parent)
-    settings = {"int8": load_recipe("sambert_zh_en").quantize, "fp16": {"precision": "fp16"}}
+    settings = {"int8": int8, "fp16": {"precision": "fp16"}}
     out = {}
     for name, options in settings.items():
         stage = QuantizeStage(QuantizeOptions(**options))
@@ -108,11 +108,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "sambert_pipeline_cpu.json")
     args = parser.parse_args()
 
-    built, ctx = build("sambert_zh_en", args.build_dir, args.threads)
-    vocoder = build("hifigan_v1", args.build_dir, args.threads)[0]["simplify"]
+    recipe = load_recipe("sambert_zh_en")
+    built, ctx = build(recipe, args.build_dir, args.threads)
+    vocoder = build(load_recipe("hifigan_v1"), args.build_dir, args.threads)[0]["simplify"]
     variants = {"torch": built["torch"], REFERENCE: built["simplify"]}
     if args.quantize:
-        variants |= quantized(built["simplify"], ctx, args.build_dir)
+        variants |= quantized(built["simplify"], recipe.quantize, ctx, args.build_dir)
     variants |= named_paths(args.acoustic)
     sessions = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
     family = ctx.spec.adapter()
@@ -129,7 +130,7 @@ def main() -> None:
         "benchmark": "sambert_zh_en acoustic variants vs FP32 ONNX; text-to-wave per-stage RTF",
         "machine": machine_info() | {"load_average_1_5_15min_at_end": os.getloadavg()},
         "data": {
-            "texts": str(load_recipe("sambert_zh_en").data_dir()),
+            "texts": str(recipe.data_dir()),
             "sentences": len(texts),
             "audio_seconds_fp32": total_seconds(
                 family, sessions[REFERENCE], [family.utterance(e) for e in ctx.features]
@@ -138,7 +139,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "variants": {name: str(path) for name, path in variants.items()},
-        "int8_settings": load_recipe("sambert_zh_en").quantize if args.quantize else None,
+        "int8_settings": recipe.quantize if args.quantize else None,
         "quantize_quality_vs_fp32_on_eval_texts": {
             name: Artifact.open(path).manifest.reports.get("quality", {}).get("metrics")
             for name, path in variants.items()
