@@ -257,6 +257,9 @@ def compile_(
     ort_threads: Annotated[
         int, typer.Option(min=0, help="ORT intra-op threads for the runtime (0: ORT's default).")
     ] = 0,
+    fft_conv: Annotated[
+        bool, typer.Option("--fft-conv", help="ort, CPU: long 1-D convs as block FFT convs.")
+    ] = False,
     atol: Annotated[
         float | None, typer.Option(min=0, help="Parity tolerance vs the parent.")
     ] = None,
@@ -280,6 +283,7 @@ def compile_(
         "providers": provider or ["cpu"],
         "ort_level": ort_level,
         "ort_threads": ort_threads,
+        "fft_conv": fft_conv,
         "atol": atol,
         "verify": not skip_parity,
     }

@@ -223,6 +223,9 @@ def test_malformed_shapes_on_the_command_line(speedy_cli, tiny_build: dict, tmp_
         ({"backend": "ort", "timing_cache": "t.cache"}, "--timing-cache applies to --backend trt"),
         ({"backend": "aoti", "workspace_mb": 64}, "--workspace applies to TensorRT"),
         ({"backend": "trt", "device": "cpu"}, "TensorRT engines run on CUDA only"),
+        ({"backend": "aoti", "fft_conv": True}, "--fft-conv applies to FP32 models on ONNX"),
+        ({"fft_conv": True, "fp16": True}, "--fft-conv applies to FP32 models on ONNX"),
+        ({"fft_conv": True, "providers": ["cuda"]}, "without --fp16 and GPU --provider"),
     ],
 )
 def test_conflicting_options(settings: dict, message: str) -> None:

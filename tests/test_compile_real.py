@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
 from speedy import runtime
@@ -28,3 +30,19 @@ def test_real_hifigan_ort_compile(real_build: dict, tmp_path: Path) -> None:
     assert frames[0]["min"] == coverage["lengths"]["frames"]["min"]
     assert frames[-1]["max"] == coverage["lengths"]["frames"]["max"]
     assert type(runtime.load(artifact.path)).__name__ == "OnnxSession"
+
+
+def test_real_hifigan_fft_conv_compile(real_build: dict, tmp_path: Path) -> None:
+    stage = make_stage("compile", {"backend": "ort", "fft_conv": True})
+    parent = real_build["simplify"]
+    artifact = execute(stage, parent, tmp_path / "fft", real_build["ctx"])
+    reports = artifact.manifest.reports
+    assert len(reports["compile"]["fft_convs"]) == 24  # kernels 7 and 11 at 256 and 128 channels
+    assert reports["parity"]["passed"] and reports["parity"]["atol"] == 1e-4
+    assert artifact.size_bytes < 1.05 * parent.size_bytes  # spectral weights folded at load
+    session = runtime.load(artifact.path)
+    level = session.session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    feeds = real_build["ctx"].spec.adapter().feeds(real_build["ctx"].features, {"frames": 333})
+    expected = runtime.load(parent.path).run(feeds)["audio"]
+    np.testing.assert_allclose(session.run(feeds)["audio"], expected, atol=1e-4)

@@ -117,16 +117,17 @@ def settings_for(
     providers: Sequence[Provider],
     threads: int,
     trt_options: dict[str, str] | None = None,
+    optimized_offline: bool = True,
 ) -> OrtSettings:
     """Session settings for the given providers (CPU always last, as the fallback).
 
     CPU only: the model is optimized offline at `level`, so the session skips the passes.
-    With GPU providers: the session applies `level` itself (see `offline_level`).
+    With GPU providers, or a model not optimized offline: the session applies `level` itself.
     """
     gpu = [p for p in dict.fromkeys(providers) if p != "cpu"]
     chosen = [(PROVIDERS[p], dict(trt_options or {}) if p == "tensorrt" else {}) for p in gpu]
     return OrtSettings(
-        graph_optimization_level=level if gpu else "disable",
+        graph_optimization_level=level if gpu or not optimized_offline else "disable",
         intra_op_num_threads=threads,
         providers=[*chosen, (PROVIDERS["cpu"], {})],
     )

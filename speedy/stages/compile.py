@@ -15,6 +15,7 @@ from speedy import runtime
 from speedy.artifact import Artifact, file_digest
 from speedy.compile import ort as ort_backend
 from speedy.compile.aoti import compile_package
+from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
 from speedy.compile.ort import SESSION_REPORT, Level, Provider
 from speedy.compile.precision import require_qdq, to_fp16
 from speedy.compile.profiles import (
@@ -67,6 +68,7 @@ class CompileOptions(BaseModel):
     ort_level: Level = "all"
     providers: list[Provider] = Field(default_factory=lambda: ["cpu"])
     ort_threads: int = Field(0, ge=0)  # intra-op threads the session uses (0: ORT's default)
+    fft_conv: bool = False  # ort on CPU: long, wide 1-D convs as block FFT convolutions
     atol: float | None = Field(None, ge=0)  # parity tolerance (default: by precision)
     verify: bool = True
 
@@ -98,6 +100,11 @@ class CompileStage(Stage):
             )
         if o.backend != "trt" and o.timing_cache:
             raise SpeedyError("--timing-cache applies to --backend trt", "drop --timing-cache")
+        if o.fft_conv and (o.backend != "ort" or o.fp16 or o.providers != ["cpu"]):
+            raise SpeedyError(
+                "--fft-conv applies to FP32 models on ONNX Runtime's CPU provider",
+                "use it with --backend ort, without --fp16 and GPU --provider options",
+            )
         if o.backend == "aoti" and o.workspace_mb:
             raise SpeedyError(
                 "--workspace applies to TensorRT (trt, or ort's TensorRT provider)",
@@ -192,16 +199,25 @@ class CompileStage(Stage):
         profiles: list[Profile],
     ) -> Draft:
         o = self.options
-        level = ort_backend.offline_level(o.ort_level, o.providers)
-        with tempfile.TemporaryDirectory(prefix="speedy-fp16-") as tmp:
+        # with FFT convs, ORT folds their spectral weights when the session loads: folded
+        # ahead of time, they would make the file about ten times larger
+        level = "disable" if o.fft_conv else ort_backend.offline_level(o.ort_level, o.providers)
+        with tempfile.TemporaryDirectory(prefix="speedy-compile-") as tmp:
             source = parent.model_file
             if o.fp16:
                 source = save_onnx(to_fp16(load_onnx(source)), Path(tmp) / "model.onnx")[0]
+            if o.fft_conv:
+                model, rewritten = fft_convolutions(load_onnx(source), FftConvOptions())
+                source = save_onnx(model, Path(tmp) / "model.onnx")[0]
+                report["fft_convs"] = rewritten
+                console.print(f"  {len(rewritten)} convs as block FFT convolutions")
             files = ort_backend.optimize(source, workdir / MODEL_FILES["ort"], level)
         trt_options = ort_backend.tensorrt_options(
             profiles, ctx.spec.inputs(), o.int8, o.workspace_mb
         )
-        settings = ort_backend.settings_for(o.ort_level, o.providers, o.ort_threads, trt_options)
+        settings = ort_backend.settings_for(
+            o.ort_level, o.providers, o.ort_threads, trt_options, optimized_offline=not o.fft_conv
+        )
         report |= {"offline_level": level}
         reports = {COMPILE_REPORT: report, SESSION_REPORT: settings.model_dump(mode="json")}
         return Draft("onnx", [f.name for f in files], self.precision(parent), reports)

@@ -1,0 +1,218 @@
+"""Long, wide 1-D convolutions rewritten as block FFT convolutions, in plain ONNX ops.
+
+A vocoder spends most of its time in "same"-padded 1-D convs with many channels and long
+kernels, which ONNX Runtime's CPU kernels already run close to the FMA peak: in FP32, fewer
+multiply-adds is the only way to go faster. Overlap-save does it: the input is cut into frames
+of N samples overlapping by k-1, each frame goes to the frequency domain (a real DFT as one
+matrix product), channels mix there per frequency bin (2x2 real blocks per complex weight), and
+the inverse DFT keeps the H = N-k+1 valid samples. Per output sample and channel pair that is
+about 2N/H multiply-adds instead of k, plus the transforms. Dilation d runs as d interleaved
+phases, each an undilated convolution. Same function; rounding differs by ~1e-6 of the signal.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+MIN_OPSET = 15  # Shape with start/end
+
+
+@dataclass(frozen=True)
+class FftConvOptions:
+    """Which convs to rewrite, and the DFT size."""
+
+    min_channels: int = 128  # both input and output channels
+    min_kernel: int = 7
+    block: int = 64  # DFT size N; each frame yields N - k + 1 outputs
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    out_channels: int
+    in_channels: int
+    kernel: int
+    dilation: int
+
+
+def dft_matrices(size: int, valid: int) -> tuple[np.ndarray, np.ndarray]:
+    """A real DFT of `size` samples as a [2G, N] matrix (rows: bin, then real/imaginary part),
+    and its inverse as an [H, 2G] matrix giving only the last `valid` samples (G = N/2+1)."""
+    bins = size // 2 + 1
+    angle = 2 * np.pi * np.outer(np.arange(size), np.arange(bins)) / size  # [N, G]
+    forward = np.stack([np.cos(angle), -np.sin(angle)], axis=-1).reshape(size, 2 * bins)
+    weight = np.full(bins, 2.0)  # bins strictly inside (0, N/2) stand for their mirror images too
+    weight[0] = 1.0
+    if size % 2 == 0:
+        weight[-1] = 1.0
+    inverse = np.stack([weight * np.cos(angle), -weight * np.sin(angle)], axis=-1) / size
+    return forward.T, inverse.reshape(size, 2 * bins)[size - valid :]
+
+
+def kernel_dft_matrix(kernel: int, size: int) -> np.ndarray:
+    """A [k, 4G] matrix taking conv weights [.., k] to the spectrum of the flipped kernel as
+    2x2 real blocks [[re, -im], [im, re]] per bin (columns: bin, output part, input part)."""
+    bins = size // 2 + 1
+    angle = 2 * np.pi * np.outer(kernel - 1 - np.arange(kernel), np.arange(bins)) / size
+    cos, sin = np.cos(angle), np.sin(angle)  # spectrum: re = W @ cos, im = -(W @ sin)
+    return np.stack([cos, sin, -sin, cos], axis=-1).reshape(kernel, 4 * bins)
+
+
+def _attribute(node: onnx.NodeProto, name: str, default: object) -> object:
+    found = [helper.get_attribute_value(a) for a in node.attribute if a.name == name]
+    return found[0] if found else default
+
+
+def eligible(
+    node: onnx.NodeProto, constants: dict[str, np.ndarray], options: FftConvOptions
+) -> ConvShape | None:
+    """The conv's shape when `node` is a float32, group-1, stride-1, "same"-padded 1-D Conv
+    with constant weights, wide and long enough to gain; None otherwise."""
+    if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
+        return None
+    if any(name not in constants for name in node.input[1:] if name):
+        return None
+    weight = constants[node.input[1]]
+    if weight.ndim != 3 or weight.dtype != np.float32:
+        return None
+    out_channels, in_channels, kernel = weight.shape
+    (dilation,) = _attribute(node, "dilations", [1])
+    reach = dilation * (kernel - 1)
+    if (
+        _attribute(node, "group", 1) != 1
+        or list(_attribute(node, "strides", [1])) != [1]
+        or _attribute(node, "auto_pad", b"NOTSET") != b"NOTSET"
+        or reach % 2
+        or list(_attribute(node, "pads", [0, 0])) != [reach // 2, reach // 2]
+        or min(out_channels, in_channels) < options.min_channels
+        or not options.min_kernel <= kernel <= (options.block + 2) // 2  # overlap fits a frame
+    ):
+        return None
+    return ConvShape(out_channels, in_channels, kernel, dilation)
+
+
+class _Rewriter:
+    """Builds the replacement nodes; constants are shared between convs by name."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+        self.constants: dict[str, onnx.TensorProto] = {}
+        self.nodes: list[onnx.NodeProto] = []
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        if name not in self.constants:
+            self.constants[name] = numpy_helper.from_array(value, name)
+        return name
+
+    def ints(self, *values: int) -> str:
+        name = "fft_conv/i64_" + "_".join(str(v) for v in values)
+        return self.constant(name, np.array(values, dtype=np.int64))
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attributes: object) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
+        return output
+
+    def convolution(
+        self, node: onnx.NodeProto, shape: ConvShape, bias: np.ndarray | None
+    ) -> list[onnx.NodeProto]:
+        """Nodes computing `node` (x [B, Ci, T] -> [B, Co, T]) by overlap-save."""
+        self.nodes = []
+        p, size = f"{node.name or node.output[0]}/fft", self.block
+        valid, bins = size - shape.kernel + 1, size // 2 + 1
+        forward, inverse = (m.astype(np.float32) for m in dft_matrices(size, valid))
+        batch = self.op("Shape", [node.input[0]], f"{p}/batch", end=1)
+        length = self.op("Shape", [node.input[0]], f"{p}/length", start=2)
+        frames, columns = self.frames(node.input[0], shape, batch, length, p)
+        dft = self.constant(f"fft_conv/dft{size}", forward)
+        spectrum = self.op("MatMul", [dft, columns], f"{p}/spectrum")  # [B, 2G, Ci nb d]
+        spectrum = self.op(
+            "Reshape", [spectrum, self.ints(0, bins, 2 * shape.in_channels, -1)], f"{p}/bins"
+        )
+        mixing = self.spectral_weight(node.input[1], shape, p)
+        mixed = self.op("MatMul", [mixing, spectrum], f"{p}/mixed")  # [B, G, 2Co, nb d]
+        mixed = self.op("Reshape", [mixed, self.ints(0, 2 * bins, -1)], f"{p}/mixed_rows")
+        idft = self.constant(f"fft_conv/idft{size}_{valid}", inverse)
+        samples = self.op("MatMul", [idft, mixed], f"{p}/samples")  # [B, H, Co nb d]
+        flat = self.unframe(samples, shape, batch, frames, p)
+        if bias is None:
+            self.op("Slice", [flat, self.ints(0), length, self.ints(2)], node.output[0])
+        else:
+            trimmed = self.op("Slice", [flat, self.ints(0), length, self.ints(2)], f"{p}/trimmed")
+            bias_name = self.constant(f"{p}/bias", bias.reshape(-1, 1))
+            self.op("Add", [trimmed, bias_name], node.output[0])
+        return self.nodes
+
+    def frames(self, x: str, shape: ConvShape, batch: str, length: str, p: str) -> tuple[str, str]:
+        """The frame count nb, and the frames of every phase as columns [B, N, Ci nb d]."""
+        op, ints, valid = self.op, self.ints, self.block - shape.kernel + 1
+        hop = valid * shape.dilation  # input samples per frame, all phases together
+        left = shape.dilation * (shape.kernel - 1) // 2
+        frames = op("Div", [op("Add", [length, ints(hop - 1)], f"{p}/ceil"), ints(hop)], f"{p}/nb")
+        # pad to (nb + 1) hops: `left` zeros before, the rest after; then blocks [B, Ci, nb+1, H, d]
+        after = op("Sub", [op("Mul", [frames, ints(hop)], f"{p}/span"), length], f"{p}/short")
+        after = op("Add", [after, ints(hop - left)], f"{p}/after")
+        pads = op("Concat", [ints(0, 0, left, 0, 0), after], f"{p}/pads", axis=0)
+        blocks_shape = [batch, ints(shape.in_channels, -1, valid, shape.dilation)]
+        blocks_shape = op("Concat", blocks_shape, f"{p}/blocks_shape", axis=0)
+        blocks = op("Reshape", [op("Pad", [x, pads], f"{p}/padded"), blocks_shape], f"{p}/blocks")
+        # frame n = block n and the first k-1 samples of block n+1: [B, Ci, nb, N, d]
+        head = op("Slice", [blocks, ints(0), ints(-1), ints(2)], f"{p}/head")
+        overlap = [blocks, ints(1, 0), ints(2**62, shape.kernel - 1), ints(2, 3)]
+        framed = op("Concat", [head, op("Slice", overlap, f"{p}/tail")], f"{p}/framed", axis=3)
+        framed = op("Transpose", [framed], f"{p}/by_sample", perm=[0, 3, 1, 2, 4])
+        return frames, op("Reshape", [framed, ints(0, self.block, -1)], f"{p}/columns")
+
+    def spectral_weight(self, weight: str, shape: ConvShape, p: str) -> str:
+        """Per-bin mixing matrices [G, 2Co, 2Ci] computed from the conv weights in the graph:
+        constant, so ONNX Runtime folds them once when the session loads."""
+        co, ci, bins = shape.out_channels, shape.in_channels, self.block // 2 + 1
+        to_spectrum = kernel_dft_matrix(shape.kernel, self.block).astype(np.float32)
+        to_spectrum = self.constant(f"fft_conv/kernel_dft{shape.kernel}_{self.block}", to_spectrum)
+        blocks = self.op("MatMul", [weight, to_spectrum], f"{p}/weight_dft")
+        blocks = self.op("Reshape", [blocks, self.ints(co, ci, bins, 2, 2)], f"{p}/weight_blocks")
+        blocks = self.op("Transpose", [blocks], f"{p}/weight_by_bin", perm=[2, 3, 0, 4, 1])
+        return self.op("Reshape", [blocks, self.ints(bins, 2 * co, 2 * ci)], f"{p}/mixing")
+
+    def unframe(self, samples: str, shape: ConvShape, batch: str, frames: str, p: str) -> str:
+        """Valid samples [B, H, Co nb d] back in time order: [B, Co, nb H d]."""
+        valid = self.block - shape.kernel + 1
+        split = [batch, self.ints(valid, shape.out_channels), frames, self.ints(shape.dilation)]
+        split = self.op("Concat", split, f"{p}/split_shape", axis=0)
+        samples = self.op("Reshape", [samples, split], f"{p}/split")  # [B, H, Co, nb, d]
+        ordered = self.op("Transpose", [samples], f"{p}/ordered", perm=[0, 2, 3, 1, 4])
+        flat = [batch, self.ints(shape.out_channels, -1)]
+        flat = self.op("Concat", flat, f"{p}/flat_shape", axis=0)
+        return self.op("Reshape", [ordered, flat], f"{p}/flat")
+
+
+def fft_convolutions(
+    model: onnx.ModelProto, options: FftConvOptions
+) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of `model` with its eligible convs rewritten, and the names of those convs."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        return model, []
+    graph = model.graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    rewriter = _Rewriter(options.block)
+    nodes, rewritten = [], []
+    for node in graph.node:
+        shape = eligible(node, constants, options)
+        if shape is None:
+            nodes.append(node)
+            continue
+        bias = constants[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+        nodes += rewriter.convolution(node, shape, bias)
+        rewritten.append(node.name or node.output[0])
+    if not rewritten:
+        return model, []
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del result.graph.initializer[:]
+    result.graph.initializer.extend([*kept, *rewriter.constants.values()])
+    return result, rewritten
