@@ -1,11 +1,13 @@
 """HiFi-GAN V1 (real LJSpeech checkpoint) on real speech: PyTorch eager vs ONNX Runtime FP32.
 
-Builds (or reuses) the recipe's artifacts, then on the shared LJSpeech clips measures, in one
+Builds (or reuses) the recipe's artifacts plus its `compile` stage (ONNX Runtime on CPU with
+block FFT convolutions), then on the shared LJSpeech clips measures, in one
 process with interleaved repeats at 2 threads, the RTF of each artifact and the ratio to PyTorch
 eager; and the PESQ-WB of PyTorch resynthesis against the recordings (front-end check).
 It also measures how fast this machine can go at all: the model's FLOPs per audio second
 (torch's FlopCounterMode) against the rate of a large single-precision matrix product in ONNX
-Runtime and PyTorch, the best any FP32 conv implementation of this model can expect.
+Runtime and PyTorch, the best any direct FP32 convolution of this model can expect (the FFT
+convolutions do fewer multiply-adds, so their figure is an effective rate).
 Writes benchmarks/results/hifigan_v1_cpu.json.
 
     python benchmarks/hifigan_v1.py [--data DIR] [--repeats N]
@@ -87,7 +89,7 @@ def sgemm_gflops(threads: int) -> dict[str, float]:
 
 def compute_ceiling(spec: ModelSpec, rtf: dict[str, float], threads: int) -> dict:
     """Achieved GFLOP/s per artifact, and the ORT/eager ratio if ORT ran every conv at the rate
-    of its own large SGEMM: a floor that FP32 ONNX Runtime cannot be expected to beat here."""
+    of its own large SGEMM: a floor that direct FP32 convolutions cannot be expected to beat."""
     gflop, gemm = gflop_per_audio_second(spec), sgemm_gflops(threads)
     return {
         "gflop_per_audio_second": gflop,
@@ -110,6 +112,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = load_recipe("hifigan_v1")
+    recipe = recipe.model_copy(update={"stages": [*recipe.stages, "compile"]})
     outcomes, _ = run_recipe(recipe, args.build_dir, threads=args.threads)
     artifacts = {o.stage: o.artifact for o in outcomes}
     ctx = context_for(recipe.model_spec(), args.data, args.threads)
@@ -124,6 +127,7 @@ def main() -> None:
         pesq[clip.name] = pesq_wb(recording, family.waveform(torch_session.run(feeds)), 22050)
 
     ratio = {name: value / rtf["torch"] for name, value in rtf.items()}
+    fastest_ort = min((name for name in ratio if name != "torch"), key=ratio.__getitem__)
     ceiling = compute_ceiling(ctx.spec, rtf, args.threads)
     result = {
         "benchmark": "hifigan_v1 PyTorch eager vs ONNX Runtime FP32, and front-end PESQ",
@@ -144,7 +148,8 @@ def main() -> None:
         },
         "targets": {
             "ort_rtf_ratio_max": TARGET_RATIO,
-            "ort_rtf_ratio_met": ratio["simplify"] <= TARGET_RATIO,
+            "fastest_ort_artifact": fastest_ort,
+            "ort_rtf_ratio_met": ratio[fastest_ort] <= TARGET_RATIO,
             "pesq_mean_min": TARGET_PESQ,
             "pesq_met": float(np.mean(list(pesq.values()))) >= TARGET_PESQ,
         },
