@@ -109,6 +109,10 @@ class _Rewriter:
         name = "fft_conv/i64_" + "_".join(str(v) for v in values)
         return self.constant(name, np.array(values, dtype=np.int64))
 
+    def valid(self, shape: ConvShape) -> int:
+        """Output samples per frame and phase: H = N - k + 1."""
+        return self.block - shape.kernel + 1
+
     def op(self, op_type: str, inputs: list[str], output: str, **attributes: object) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
         return output
@@ -119,7 +123,7 @@ class _Rewriter:
         """Nodes computing `node` (x [B, Ci, T] -> [B, Co, T]) by overlap-save."""
         self.nodes = []
         p, size = f"{node.name or node.output[0]}/fft", self.block
-        valid, bins = size - shape.kernel + 1, size // 2 + 1
+        valid, bins = self.valid(shape), size // 2 + 1
         forward, inverse = (m.astype(np.float32) for m in dft_matrices(size, valid))
         batch = self.op("Shape", [node.input[0]], f"{p}/batch", end=1)
         length = self.op("Shape", [node.input[0]], f"{p}/length", start=2)
@@ -145,7 +149,7 @@ class _Rewriter:
 
     def frames(self, x: str, shape: ConvShape, batch: str, length: str, p: str) -> tuple[str, str]:
         """The frame count nb, and the frames of every phase as columns [B, N, Ci nb d]."""
-        op, ints, valid = self.op, self.ints, self.block - shape.kernel + 1
+        op, ints, valid = self.op, self.ints, self.valid(shape)
         hop = valid * shape.dilation  # input samples per frame, all phases together
         left = shape.dilation * (shape.kernel - 1) // 2
         frames = op("Div", [op("Add", [length, ints(hop - 1)], f"{p}/ceil"), ints(hop)], f"{p}/nb")
@@ -176,7 +180,7 @@ class _Rewriter:
 
     def unframe(self, samples: str, shape: ConvShape, batch: str, frames: str, p: str) -> str:
         """Valid samples [B, H, Co nb d] back in time order: [B, Co, nb H d]."""
-        valid = self.block - shape.kernel + 1
+        valid = self.valid(shape)
         split = [batch, self.ints(valid, shape.out_channels), frames, self.ints(shape.dilation)]
         split = self.op("Concat", split, f"{p}/split_shape", axis=0)
         samples = self.op("Reshape", [samples, split], f"{p}/split")  # [B, H, Co, nb, d]

@@ -114,20 +114,21 @@ def tensorrt_options(
 
 def settings_for(
     level: Level,
+    offline: Level,
     providers: Sequence[Provider],
     threads: int,
     trt_options: dict[str, str] | None = None,
-    optimized_offline: bool = True,
 ) -> OrtSettings:
     """Session settings for the given providers (CPU always last, as the fallback).
 
-    CPU only: the model is optimized offline at `level`, so the session skips the passes.
-    With GPU providers, or a model not optimized offline: the session applies `level` itself.
+    CPU only, with the model optimized offline at `level`: the session skips the passes.
+    With GPU providers, or a model optimized offline at another `offline` level (see
+    `offline_level`): the session applies `level` itself.
     """
     gpu = [p for p in dict.fromkeys(providers) if p != "cpu"]
     chosen = [(PROVIDERS[p], dict(trt_options or {}) if p == "tensorrt" else {}) for p in gpu]
     return OrtSettings(
-        graph_optimization_level=level if gpu or not optimized_offline else "disable",
+        graph_optimization_level=level if gpu or offline != level else "disable",
         intra_op_num_threads=threads,
         providers=[*chosen, (PROVIDERS["cpu"], {})],
     )

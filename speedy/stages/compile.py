@@ -216,7 +216,7 @@ class CompileStage(Stage):
             profiles, ctx.spec.inputs(), o.int8, o.workspace_mb
         )
         settings = ort_backend.settings_for(
-            o.ort_level, o.providers, o.ort_threads, trt_options, optimized_offline=not o.fft_conv
+            o.ort_level, level, o.providers, o.ort_threads, trt_options
         )
         report |= {"offline_level": level}
         reports = {COMPILE_REPORT: report, SESSION_REPORT: settings.model_dump(mode="json")}
