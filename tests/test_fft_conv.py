@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from speedy.compile.fft_conv import FftConvOptions, dft_matrices, fft_convolutions
 
-SMALL = FftConvOptions(min_channels=8, min_kernel=3, block=32)
+SMALL = FftConvOptions(min_channels=8, min_kernel=3, hop=16)
 
 
 def conv_model(
@@ -82,7 +82,7 @@ def test_same_outputs_as_conv(
         (conv_model((16, 16), 7, pads=[6, 0]), "causal padding"),
         (conv_model((16, 4), 7), "too few input channels"),
         (conv_model((16, 16), 1), "kernel too short"),
-        (conv_model((16, 16), 21), "kernel too long for the block"),
+        (conv_model((16, 16), 21), "kernel too long for the hop"),
     ],
 )
 def test_ineligible_convs_are_kept(model: onnx.ModelProto, why: str) -> None:

@@ -2,12 +2,14 @@
 
 A vocoder spends most of its time in "same"-padded 1-D convs with many channels and long
 kernels, which ONNX Runtime's CPU kernels already run close to the FMA peak: in FP32, fewer
-multiply-adds is the only way to go faster. Overlap-save does it: the input is cut into frames
-of N samples overlapping by k-1, each frame goes to the frequency domain (a real DFT as one
-matrix product), channels mix there per frequency bin (2x2 real blocks per complex weight), and
-the inverse DFT keeps the H = N-k+1 valid samples. Per output sample and channel pair that is
-about 2N/H multiply-adds instead of k, plus the transforms. Dilation d runs as d interleaved
-phases, each an undilated convolution. Same function; rounding differs by ~1e-6 of the signal.
+multiply-adds is the only way to go faster. Overlap-save does it: the output is cut into hops of
+H samples, each computed from a frame of N = H+k-1 inputs; the frame goes to the frequency
+domain (a real DFT as one matrix product), channels mix there per frequency bin (2x2 real blocks
+per complex weight), and the inverse DFT keeps the H valid samples. Per output sample and
+channel pair that is about 2N/H multiply-adds instead of k, plus the transforms. Frames are laid
+out [channel, frame, sample], so both DFTs read them transposed in place (ONNX Runtime fuses
+Transpose into MatMul). Dilation d runs as d phases per channel, each an undilated convolution.
+Same function; rounding differs by ~1e-6 of the signal.
 """
 
 from dataclasses import dataclass
@@ -21,11 +23,11 @@ MIN_OPSET = 15  # Shape with start/end
 
 @dataclass(frozen=True)
 class FftConvOptions:
-    """Which convs to rewrite, and the DFT size."""
+    """Which convs to rewrite, and the hop H."""
 
     min_channels: int = 128  # both input and output channels
     min_kernel: int = 7
-    block: int = 64  # DFT size N; each frame yields N - k + 1 outputs
+    hop: int = 54  # outputs per frame H; the DFT size is H + k - 1 (64 for kernel 11)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def eligible(
         or reach % 2
         or list(_attribute(node, "pads", [0, 0])) != [reach // 2, reach // 2]
         or min(out_channels, in_channels) < options.min_channels
-        or not options.min_kernel <= kernel <= (options.block + 2) // 2  # overlap fits a frame
+        or not options.min_kernel <= kernel <= options.hop + 1  # overlap fits in one hop
     ):
         return None
     return ConvShape(out_channels, in_channels, kernel, dilation)
@@ -95,8 +97,8 @@ def eligible(
 class _Rewriter:
     """Builds the replacement nodes; constants are shared between convs by name."""
 
-    def __init__(self, block: int) -> None:
-        self.block = block
+    def __init__(self, hop: int) -> None:
+        self.hop = hop
         self.constants: dict[str, onnx.TensorProto] = {}
         self.nodes: list[onnx.NodeProto] = []
 
@@ -109,9 +111,9 @@ class _Rewriter:
         name = "fft_conv/i64_" + "_".join(str(v) for v in values)
         return self.constant(name, np.array(values, dtype=np.int64))
 
-    def valid(self, shape: ConvShape) -> int:
-        """Output samples per frame and phase: H = N - k + 1."""
-        return self.block - shape.kernel + 1
+    def size(self, shape: ConvShape) -> int:
+        """DFT size N: one hop of H outputs needs H + k - 1 inputs."""
+        return self.hop + shape.kernel - 1
 
     def op(self, op_type: str, inputs: list[str], output: str, **attributes: object) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
@@ -122,72 +124,72 @@ class _Rewriter:
     ) -> list[onnx.NodeProto]:
         """Nodes computing `node` (x [B, Ci, T] -> [B, Co, T]) by overlap-save."""
         self.nodes = []
-        p, size = f"{node.name or node.output[0]}/fft", self.block
-        valid, bins = self.valid(shape), size // 2 + 1
-        forward, inverse = (m.astype(np.float32) for m in dft_matrices(size, valid))
-        batch = self.op("Shape", [node.input[0]], f"{p}/batch", end=1)
-        length = self.op("Shape", [node.input[0]], f"{p}/length", start=2)
-        frames, columns = self.frames(node.input[0], shape, batch, length, p)
+        op, ints = self.op, self.ints
+        p, size = f"{node.name or node.output[0]}/fft", self.size(shape)
+        bins = size // 2 + 1
+        forward, inverse = (m.astype(np.float32) for m in dft_matrices(size, self.hop))
+        length = op("Shape", [node.input[0]], f"{p}/length", start=2)
+        frames = self.frames(node.input[0], shape, length, p)  # [B, Ci d F, N]
+        by_sample = op("Transpose", [frames], f"{p}/by_sample", perm=[0, 2, 1])
         dft = self.constant(f"fft_conv/dft{size}", forward)
-        spectrum = self.op("MatMul", [dft, columns], f"{p}/spectrum")  # [B, 2G, Ci nb d]
-        spectrum = self.op(
-            "Reshape", [spectrum, self.ints(0, bins, 2 * shape.in_channels, -1)], f"{p}/bins"
-        )
+        spectrum = op("MatMul", [dft, by_sample], f"{p}/spectrum")  # [B, 2G, Ci d F]
+        spectrum = op("Reshape", [spectrum, ints(0, bins, 2 * shape.in_channels, -1)], f"{p}/bins")
         mixing = self.spectral_weight(node.input[1], shape, p)
-        mixed = self.op("MatMul", [mixing, spectrum], f"{p}/mixed")  # [B, G, 2Co, nb d]
-        mixed = self.op("Reshape", [mixed, self.ints(0, 2 * bins, -1)], f"{p}/mixed_rows")
-        idft = self.constant(f"fft_conv/idft{size}_{valid}", inverse)
-        samples = self.op("MatMul", [idft, mixed], f"{p}/samples")  # [B, H, Co nb d]
-        flat = self.unframe(samples, shape, batch, frames, p)
+        mixed = op("MatMul", [mixing, spectrum], f"{p}/mixed")  # [B, G, 2Co, d F]
+        mixed = op("Reshape", [mixed, ints(0, 2 * bins, -1)], f"{p}/mixed_rows")
+        by_frame = op("Transpose", [mixed], f"{p}/by_frame", perm=[0, 2, 1])
+        idft = self.constant(f"fft_conv/idft{size}_{self.hop}", np.ascontiguousarray(inverse.T))
+        samples = op("MatMul", [by_frame, idft], f"{p}/samples")  # [B, Co d F, H]
+        flat = self.unframe(samples, shape, p)
         if bias is None:
-            self.op("Slice", [flat, self.ints(0), length, self.ints(2)], node.output[0])
+            op("Slice", [flat, ints(0), length, ints(2)], node.output[0])
         else:
-            trimmed = self.op("Slice", [flat, self.ints(0), length, self.ints(2)], f"{p}/trimmed")
-            bias_name = self.constant(f"{p}/bias", bias.reshape(-1, 1))
-            self.op("Add", [trimmed, bias_name], node.output[0])
+            trimmed = op("Slice", [flat, ints(0), length, ints(2)], f"{p}/trimmed")
+            op("Add", [trimmed, self.constant(f"{p}/bias", bias.reshape(-1, 1))], node.output[0])
         return self.nodes
 
-    def frames(self, x: str, shape: ConvShape, batch: str, length: str, p: str) -> tuple[str, str]:
-        """The frame count nb, and the frames of every phase as columns [B, N, Ci nb d]."""
-        op, ints, valid = self.op, self.ints, self.valid(shape)
-        hop = valid * shape.dilation  # input samples per frame, all phases together
-        left = shape.dilation * (shape.kernel - 1) // 2
-        frames = op("Div", [op("Add", [length, ints(hop - 1)], f"{p}/ceil"), ints(hop)], f"{p}/nb")
-        # pad to (nb + 1) hops: `left` zeros before, the rest after; then blocks [B, Ci, nb+1, H, d]
-        after = op("Sub", [op("Mul", [frames, ints(hop)], f"{p}/span"), length], f"{p}/short")
-        after = op("Add", [after, ints(hop - left)], f"{p}/after")
+    def frames(self, x: str, shape: ConvShape, length: str, p: str) -> str:
+        """The frames of every phase, [B, Ci d F, N]: F hops of H samples per channel and
+        phase, each extended by the first k-1 samples of the next hop (zeros after the last)."""
+        op, ints, d = self.op, self.ints, shape.dilation
+        span, left = self.hop * d, d * (shape.kernel - 1) // 2  # input samples per frame
+        # F = ceil((T + left) / span) frames: `left` zeros before x, the rest after
+        needed = op("Add", [length, ints(left)], f"{p}/needed")
+        count = op("Div", [op("Add", [needed, ints(span - 1)], f"{p}/ceil"), ints(span)], f"{p}/F")
+        after = op("Sub", [op("Mul", [count, ints(span)], f"{p}/total"), needed], f"{p}/after")
         pads = op("Concat", [ints(0, 0, left, 0, 0), after], f"{p}/pads", axis=0)
-        blocks_shape = [batch, ints(shape.in_channels, -1, valid, shape.dilation)]
-        blocks_shape = op("Concat", blocks_shape, f"{p}/blocks_shape", axis=0)
-        blocks = op("Reshape", [op("Pad", [x, pads], f"{p}/padded"), blocks_shape], f"{p}/blocks")
-        # frame n = block n and the first k-1 samples of block n+1: [B, Ci, nb, N, d]
-        head = op("Slice", [blocks, ints(0), ints(-1), ints(2)], f"{p}/head")
+        padded = op("Pad", [x, pads], f"{p}/padded")
+        if d > 1:  # phase j of a channel holds its samples j, j+d, ...: [B, Ci, d, F H]
+            padded = op("Reshape", [padded, ints(0, shape.in_channels, -1, d)], f"{p}/by_time")
+            padded = op("Transpose", [padded], f"{p}/phases", perm=[0, 1, 3, 2])
+        blocks = op(
+            "Reshape", [padded, ints(0, shape.in_channels * d, -1, self.hop)], f"{p}/blocks"
+        )
         overlap = [blocks, ints(1, 0), ints(2**62, shape.kernel - 1), ints(2, 3)]
-        framed = op("Concat", [head, op("Slice", overlap, f"{p}/tail")], f"{p}/framed", axis=3)
-        framed = op("Transpose", [framed], f"{p}/by_sample", perm=[0, 3, 1, 2, 4])
-        return frames, op("Reshape", [framed, ints(0, self.block, -1)], f"{p}/columns")
+        tail = op("Slice", overlap, f"{p}/next")
+        tail = op("Pad", [tail, ints(0, 0, 0, 0, 0, 0, 1, 0)], f"{p}/tail")
+        framed = op("Concat", [blocks, tail], f"{p}/framed", axis=3)  # [B, Ci d, F, N]
+        return op("Reshape", [framed, ints(0, -1, self.size(shape))], f"{p}/frames")
 
     def spectral_weight(self, weight: str, shape: ConvShape, p: str) -> str:
         """Per-bin mixing matrices [G, 2Co, 2Ci] computed from the conv weights in the graph:
         constant, so ONNX Runtime folds them once when the session loads."""
-        co, ci, bins = shape.out_channels, shape.in_channels, self.block // 2 + 1
-        to_spectrum = kernel_dft_matrix(shape.kernel, self.block).astype(np.float32)
-        to_spectrum = self.constant(f"fft_conv/kernel_dft{shape.kernel}_{self.block}", to_spectrum)
+        co, ci, size = shape.out_channels, shape.in_channels, self.size(shape)
+        bins = size // 2 + 1
+        to_spectrum = kernel_dft_matrix(shape.kernel, size).astype(np.float32)
+        to_spectrum = self.constant(f"fft_conv/kernel_dft{shape.kernel}_{size}", to_spectrum)
         blocks = self.op("MatMul", [weight, to_spectrum], f"{p}/weight_dft")
         blocks = self.op("Reshape", [blocks, self.ints(co, ci, bins, 2, 2)], f"{p}/weight_blocks")
         blocks = self.op("Transpose", [blocks], f"{p}/weight_by_bin", perm=[2, 3, 0, 4, 1])
         return self.op("Reshape", [blocks, self.ints(bins, 2 * co, 2 * ci)], f"{p}/mixing")
 
-    def unframe(self, samples: str, shape: ConvShape, batch: str, frames: str, p: str) -> str:
-        """Valid samples [B, H, Co nb d] back in time order: [B, Co, nb H d]."""
-        valid = self.valid(shape)
-        split = [batch, self.ints(valid, shape.out_channels), frames, self.ints(shape.dilation)]
-        split = self.op("Concat", split, f"{p}/split_shape", axis=0)
-        samples = self.op("Reshape", [samples, split], f"{p}/split")  # [B, H, Co, nb, d]
-        ordered = self.op("Transpose", [samples], f"{p}/ordered", perm=[0, 2, 3, 1, 4])
-        flat = [batch, self.ints(shape.out_channels, -1)]
-        flat = self.op("Concat", flat, f"{p}/flat_shape", axis=0)
-        return self.op("Reshape", [ordered, flat], f"{p}/flat")
+    def unframe(self, samples: str, shape: ConvShape, p: str) -> str:
+        """Valid samples [B, Co d F, H] back in time order: [B, Co, F H d]."""
+        op, ints, co, d = self.op, self.ints, shape.out_channels, shape.dilation
+        if d > 1:
+            samples = op("Reshape", [samples, ints(0, co, d, -1)], f"{p}/phase_major")
+            samples = op("Transpose", [samples], f"{p}/interleaved", perm=[0, 1, 3, 2])
+        return op("Reshape", [samples, ints(0, co, -1)], f"{p}/flat")
 
 
 def fft_convolutions(
@@ -199,7 +201,7 @@ def fft_convolutions(
         return model, []
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    rewriter = _Rewriter(options.block)
+    rewriter = _Rewriter(options.hop)
     nodes, rewritten = [], []
     for node in graph.node:
         shape = eligible(node, constants, options)
