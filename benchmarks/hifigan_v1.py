@@ -1,9 +1,10 @@
 """HiFi-GAN V1 (real LJSpeech checkpoint) on real speech: PyTorch eager vs ONNX Runtime FP32.
 
 Builds (or reuses) the recipe's artifacts plus its `compile` stage (ONNX Runtime on CPU with
-block FFT convolutions), then on the shared LJSpeech clips measures, in one
-process with interleaved repeats at 2 threads, the RTF of each artifact and the ratio to PyTorch
-eager; and the PESQ-WB of PyTorch resynthesis against the recordings (front-end check).
+block FFT convolutions), then on the shared LJSpeech clips measures, in one process with
+interleaved repeats at 2 threads, the RTF of each artifact (the median, and every repeat to
+show the spread) and the ratio to PyTorch eager; and the PESQ-WB of PyTorch resynthesis
+against the recordings (front-end check).
 It also measures how fast this machine can go at all: the model's FLOPs per audio second
 (torch's FlopCounterMode) against the rate of a large single-precision matrix product in ONNX
 Runtime and PyTorch, the best any direct FP32 convolution of this model can expect (the FFT
@@ -28,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
 from speedy.machine import machine_info
-from speedy.measure import measure_rtf
+from speedy.measure import rtf_samples
 from speedy.model_spec import ModelSpec
 from speedy.pipeline import context_for, run_recipe
 from speedy.quality import pesq_wb
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=SHARED_CLIPS if SHARED_CLIPS.is_dir() else DEFAULT_DATA
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "hifigan_v1_cpu.json")
@@ -117,7 +118,8 @@ def main() -> None:
     artifacts = {o.stage: o.artifact for o in outcomes}
     ctx = context_for(recipe.model_spec(), args.data, args.threads)
     sessions = {name: runtime.load(a.path, threads=args.threads) for name, a in artifacts.items()}
-    rtf = measure_rtf(sessions, ctx.spec, ctx.features, repeats=args.repeats)
+    samples = rtf_samples(sessions, ctx.spec, ctx.features, repeats=args.repeats)
+    rtf = {name: float(np.median(values)) for name, values in samples.items()}
 
     family, torch_session = ctx.spec.adapter(), sessions["torch"]
     pesq = {}
@@ -140,6 +142,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "rtf": rtf,
+        "rtf_per_repeat": samples,
         "rtf_ratio_to_torch": ratio,
         "compute_ceiling": ceiling,
         "pesq_wb_resynthesis_torch": {

@@ -21,14 +21,14 @@ def total_seconds(
     )
 
 
-def measure_rtf(
+def rtf_samples(
     sessions: Mapping[str, Session],
     spec: ModelSpec,
     features: Sequence[Any],
     repeats: int = 3,
     warmup: int = 1,
-) -> dict[str, float]:
-    """Median over `repeats` of (compute seconds / audio seconds) for each session.
+) -> dict[str, list[float]]:
+    """The RTF (compute seconds / audio seconds) of each session on every one of `repeats`.
 
     Sessions take turns on every repeat, so machine noise spreads evenly over them and
     their ratios are fair even when absolute figures drift.
@@ -44,4 +44,16 @@ def measure_rtf(
                 session.run(feeds)
             if round_index >= warmup:
                 timings[name].append((time.perf_counter() - start) / audio_seconds)
-    return {name: statistics.median(values) for name, values in timings.items()}
+    return timings
+
+
+def measure_rtf(
+    sessions: Mapping[str, Session],
+    spec: ModelSpec,
+    features: Sequence[Any],
+    repeats: int = 3,
+    warmup: int = 1,
+) -> dict[str, float]:
+    """The median RTF of each session over `repeats` interleaved repeats (see `rtf_samples`)."""
+    samples = rtf_samples(sessions, spec, features, repeats, warmup)
+    return {name: statistics.median(values) for name, values in samples.items()}

@@ -11,6 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from speedy import machine
 from speedy.artifact import Artifact, file_digest, write_manifest
 from speedy.bench import gate
 from speedy.bench.command import BenchCommand, bench
@@ -311,3 +312,14 @@ def test_text_to_mel_model(sambert_build: dict, tmp_path: Path) -> None:
     media = _Media()
     media.feed((tmp_path / "report" / "index.html").read_text())
     assert media.images == ["figures/speed.png"] and media.audio == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("fpu sse4_2 avx avx2 fma", "avx2"), ("avx2 avx512f avx512bw", "avx512f"), ("fpu", None)],
+)
+def test_machine_record_names_the_widest_vector_extension(
+    monkeypatch: pytest.MonkeyPatch, flags: str, expected: str | None
+) -> None:
+    monkeypatch.setattr(machine, "_cpuinfo", lambda field: flags if field == "flags" else None)
+    assert machine.simd() == expected

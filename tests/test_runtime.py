@@ -5,6 +5,7 @@ import pytest
 
 from speedy import runtime
 from speedy.errors import SpeedyError
+from speedy.measure import rtf_samples
 
 
 def mel(frames: int, batch: int = 1) -> np.ndarray:
@@ -74,3 +75,22 @@ def test_tensorrt_absent_is_clear(tiny_build: dict, tmp_path) -> None:
 
     with pytest.raises(SpeedyError, match=r"TensorRT is not installed.*openspeedy\[trt\]"):
         import_tensorrt()
+
+
+def test_sessions_take_turns_on_every_repeat(tiny_build: dict) -> None:
+    order: list[str] = []
+
+    class Recording:
+        def __init__(self, name: str) -> None:
+            self.name, self.session = name, runtime.load(tiny_build[name].path)
+
+        def run(self, feeds: dict) -> dict:
+            order.append(self.name)
+            return self.session.run(feeds)
+
+    ctx = tiny_build["ctx"]
+    sessions = {name: Recording(name) for name in ("torch", "simplify")}
+    samples = rtf_samples(sessions, ctx.spec, ctx.features[:1], repeats=3, warmup=1)
+    assert order == ["torch", "simplify"] * 4  # a warm-up round, then 3 timed ones
+    assert {name: len(values) for name, values in samples.items()} == {"torch": 3, "simplify": 3}
+    assert all(value > 0 for values in samples.values() for value in values)
