@@ -176,6 +176,17 @@ def test_gate_rules(baseline_run) -> None:
     assert all(c.passed for c in gate.compare(worse, baseline, {"quality": 0.25}))
 
 
+def test_baseline_from_another_cpu_is_named(baseline_run) -> None:
+    report, _, baseline_path = baseline_run
+    baseline = gate.load_baseline(baseline_path)
+    assert gate.other_cpu(baseline, report.machine) is None
+    avx2 = baseline.model_copy(update={"machine": baseline.machine | {"simd": "avx2"}})
+    elsewhere = gate.other_cpu(avx2, report.machine | {"simd": "avx512f"})
+    assert elsewhere is not None and "(avx2, " in elsewhere and "(avx512f, " in elsewhere
+    unknown = baseline.model_copy(update={"machine": {"cpu": "AMD EPYC", "cores": 2}})
+    assert "vector extension unknown" in (gate.other_cpu(unknown, report.machine) or "")
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

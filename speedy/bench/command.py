@@ -9,7 +9,7 @@ from speedy.artifact import check_writable
 from speedy.bench import gate, plots
 from speedy.bench.report import Table, summary_table, write_report
 from speedy.bench.runner import BenchPlan, name_artifacts, prepare, run_bench
-from speedy.console import out
+from speedy.console import notice, out
 from speedy.errors import SpeedyError
 
 
@@ -97,6 +97,8 @@ def bench(command: BenchCommand) -> None:
     checks = None
     if baseline is not None and command.baseline is not None:
         checks = gate.compare(run.report, baseline, tolerance)
+        if elsewhere := gate.other_cpu(baseline, run.report.machine):
+            notice(elsewhere)
         run.report.gate = gate.gate_record(checks, command.baseline)
     write_report(run, prepared.spec.audio, command.output, command.force, command.html)
     out.print(_rich(summary_table(run.report)))

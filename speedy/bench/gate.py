@@ -226,6 +226,24 @@ def check_compatible(
         )
 
 
+CPU_FIELDS = ("cpu", "simd", "cores")  # what moves speed ratios between machines
+
+
+def other_cpu(baseline: Baseline, machine: dict[str, Any]) -> str | None:
+    """A sentence naming both CPUs when the baseline was measured on another kind of CPU."""
+
+    def described(record: dict[str, Any]) -> str:
+        cpu, simd, cores = (record.get(field) for field in CPU_FIELDS)
+        return f"{cpu} ({simd or 'vector extension unknown'}, {cores} cores)"
+
+    if all(baseline.machine.get(f) == machine.get(f) for f in CPU_FIELDS):
+        return None
+    return (
+        f"the baseline was measured on {described(baseline.machine)}, this run on "
+        f"{described(machine)}: speed ratios may differ for that reason alone"
+    )
+
+
 @dataclass(frozen=True)
 class Check:
     artifact: str

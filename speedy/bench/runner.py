@@ -9,7 +9,6 @@ model's feeds) is timed here, once for all, since it is the same for every artif
 times its artifact and the vocoder on every utterance and saves the audio for the quality figures.
 """
 
-import hashlib
 import statistics
 import tempfile
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from speedy.artifact import Artifact
+from speedy.artifact import Artifact, file_digest
 from speedy.audio.io import AUDIO_SUFFIXES, read_audio
 from speedy.bench import scores
 from speedy.bench.dnsmos import Dnsmos, models_dir
@@ -37,7 +36,7 @@ from speedy.bench.results import (
     Utterance,
 )
 from speedy.console import console, notice
-from speedy.data_source import data_files, read_features
+from speedy.data_source import TEXT_SUFFIXES, data_files, read_features
 from speedy.errors import SpeedyError
 from speedy.families.base import Family
 from speedy.model_spec import ModelSpec
@@ -198,13 +197,10 @@ def _check_inputs(artifacts: Mapping[str, Artifact], named: Sequence[tuple[str, 
                 raise SpeedyError(f"{artifact_name}, {name}: {exc.problem}", exc.fix) from None
 
 
-def _digest(feeds: Sequence[Feeds]) -> str:
-    digest = hashlib.sha256()
-    for item in feeds:
-        for name in sorted(item):
-            digest.update(f"{name}{item[name].shape}{item[name].dtype}".encode())
-            digest.update(np.ascontiguousarray(item[name]).tobytes())
-    return "sha256:" + digest.hexdigest()
+def _data_digest(source: Path) -> str:
+    """SHA-256 of the data files: the same data gives the same digest on any machine (features
+    computed from it differ in their last bits between CPUs)."""
+    return file_digest(data_files(source, (*AUDIO_SUFFIXES, ".npy", *TEXT_SUFFIXES), "data"))
 
 
 @dataclass
@@ -275,7 +271,7 @@ def prepare(plan: BenchPlan) -> Prepared:
         streams=list(examples) if chunk else [],
         chunk=chunk,
         context=context,
-        digest=_digest(utterances),
+        digest=_data_digest(data),
         front_end=[_front_end_seconds(family, e, plan.repeat) for e in examples]
         if plan.vocoder
         else None,
