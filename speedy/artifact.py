@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speedy import interrupt
 from speedy.errors import SpeedyError
+from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
 from speedy.specs import TensorSpec
 
 MANIFEST = "speedy.json"
 FORMAT_VERSION = 1
 Kind = Literal["torch", "onnx", "trt", "aoti"]
-TOOLS = ("openspeedy", "torch", "onnx", "onnxruntime", "onnxslim", "onnxsim", "tensorrt")
+TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxsim", "tensorrt")
 
 
 class Lineage(BaseModel):
@@ -105,8 +106,9 @@ def file_digest(paths: list[Path]) -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    """Versions of the installed tools that can affect an artifact."""
-    found = {}
+    """Versions of speedy (with a digest of its code) and of the installed tools that can affect
+    an artifact."""
+    found = {"openspeedy": code_version()}
     for name in TOOLS:
         try:
             found[name] = version(name)

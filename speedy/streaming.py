@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from speedy import __version__
 from speedy.audio.cache import default_cache_dir
 from speedy.errors import SpeedyError
+from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
 from speedy.runtime.base import Session
 from speedy.specs import DimRange
@@ -88,7 +88,7 @@ def _dependencies(spec: ModelSpec, frames: int) -> tuple[int, int]:
 def receptive_field(spec: ModelSpec) -> Context:
     """The network's receptive field in frames, computed once and kept in the cache directory."""
     identity = spec.model_dump_json(include={"family", "network", "audio", "factory"})
-    key = hashlib.sha256(f"{identity}|{__version__}".encode()).hexdigest()
+    key = hashlib.sha256(f"{identity}|{code_version()}".encode()).hexdigest()
     entry = default_cache_dir() / "receptive_field" / f"{key}.json"
     if entry.is_file():
         return Context(**json.loads(entry.read_text()))

@@ -3,6 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
+from speedy import __version__
+from speedy.artifact import tool_versions
+from speedy.identity import code_version, source_digest
+from speedy.stages import base
 from tests.conftest import TINY_RECIPE
 
 
@@ -28,6 +34,25 @@ def test_run_builds_reuses_and_rebuilds_what_changed(speedy_cli, tmp_path: Path)
     assert "torch: " in err and err.count("reused") == 2 and "simplify: " in err
     manifest = json.loads((build / "hifigan_tiny" / "simplify" / "speedy.json").read_text())
     assert manifest["reports"]["simplify"]["tool"] == "ort"
+
+
+def test_run_rebuilds_after_a_tool_changes(
+    speedy_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build = tmp_path / "build"
+    assert speedy_cli("run", TINY_RECIPE, "--build-dir", build)[0] == 0
+    newer = tool_versions() | {"onnxruntime": "99.0"}
+    monkeypatch.setattr(base, "tool_versions", lambda: newer)
+    code, _, err = speedy_cli("run", TINY_RECIPE, "--build-dir", build)
+    assert code == 0 and "reused" not in err and err.count(" built in ") == 3
+
+
+def test_code_digest_follows_the_sources(tmp_path: Path) -> None:
+    (tmp_path / "stage.py").write_text("x = 1\n")
+    before = source_digest(tmp_path)
+    (tmp_path / "stage.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) != before
+    assert code_version().startswith(__version__ + "+")
 
 
 def test_run_refuses_to_replace_foreign_directories(speedy_cli, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speedy import __version__
+from speedy.identity import code_version
 
 
 def default_cache_dir() -> Path:
@@ -31,7 +31,7 @@ class FeatureCache:
         """Features of `source` under `settings`, computed and stored on a miss."""
         digest = hashlib.sha256()
         digest.update(source.read_bytes())
-        digest.update(f"{settings}|{__version__}".encode())
+        digest.update(f"{settings}|{code_version()}".encode())
         entry = self.directory / "features" / f"{digest.hexdigest()}.npy"
         if entry.is_file():
             self.hits += 1

@@ -28,9 +28,9 @@ from onnxruntime.quantization.calibrate import (
     save_tensors_data,
 )
 
-from speedy import __version__
 from speedy.artifact import file_digest
 from speedy.console import console
+from speedy.identity import code_version
 from speedy.quantize.clipping import mse_range
 from speedy.quantize.crops import Crop, Feeds
 from speedy.quantize.progress import quiet_ort, steps
@@ -65,7 +65,7 @@ class FeedReader(CalibrationDataReader):
 
 
 def cache_key(model: Path, crops: Sequence[Crop], method: Method) -> str:
-    digest = hashlib.sha256(f"{method}|{ort.__version__}|{__version__}|".encode())
+    digest = hashlib.sha256(f"{method}|{ort.__version__}|{code_version()}|".encode())
     digest.update(file_digest([model]).encode())
     for crop in crops:
         for name in sorted(crop.feeds):

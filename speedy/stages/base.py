@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from speedy import __version__
 from speedy.artifact import (
     Artifact,
     Kind,
@@ -57,14 +56,15 @@ class Stage(ABC):
         return parent.manifest.digest if parent else None
 
     def fingerprint(self, parent: Artifact | None, spec: ModelSpec) -> str:
-        """Identifies this stage's output: changes when its inputs, options or speedy change."""
+        """Identifies this stage's output: changes when its inputs, options, speedy's code or the
+        tools' versions change."""
         key = json.dumps(
             [
                 self.name,
                 self.options.model_dump(mode="json"),
                 spec.model_dump(mode="json"),
                 self.source_digest(parent),
-                __version__,
+                tool_versions(),
             ],
             sort_keys=True,
         )
