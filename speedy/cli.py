@@ -157,24 +157,32 @@ def quantize(
     output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
     calib: Annotated[
         str,
-        typer.Option(help="Calibration data: directory or file of examples, a named set "
-                     "(calibration/NAME.yaml), or 'default' (the family's default data)."),
+        typer.Option(
+            help="Calibration data: directory or file of examples, a named set "
+            "(calibration/NAME.yaml), or 'default' (the family's default data)."
+        ),
     ] = "default",
     precision: Annotated[
         Precision,
-        typer.Option(help="int8: every node (naive); mixed: INT8 with the most harmful groups "
-                     "in float under --budget; fp16; dynamic (MatMul-heavy graphs)."),
+        typer.Option(
+            help="int8: every node (naive); mixed: INT8 with the most harmful groups "
+            "in float under --budget; fp16; dynamic (MatMul-heavy graphs)."
+        ),
     ] = "mixed",
     method: Annotated[
         Method,
-        typer.Option(help="Activation ranges: ORT's minmax/entropy/percentile calibrators, or "
-                     "mse (per-tensor clipping search)."),
+        typer.Option(
+            help="Activation ranges: ORT's minmax/entropy/percentile calibrators, or "
+            "mse (per-tensor clipping search)."
+        ),
     ] = "mse",
     calib_size: Annotated[int, typer.Option(min=1, help="Number of calibration crops.")] = 16,
     budget: Annotated[
         str | None,
-        typer.Option(help="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' "
-                     "(mixed: the family's default, pesq>=4.0 for vocoders)."),
+        typer.Option(
+            help="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' "
+            "(mixed: the family's default, pesq>=4.0 for vocoders)."
+        ),
     ] = None,
     granularity: Annotated[
         Granularity, typer.Option(help="Sensitivity and precision per module block or node.")
@@ -372,8 +380,10 @@ def bench(
     output: Annotated[Path, typer.Option("-o", "--output", help="Report directory to write.")],
     reference: Annotated[
         str | None,
-        typer.Option(help="What the ratios and comparisons refer to: a name, path or NAME=PATH "
-                     "(default: the first artifact)."),
+        typer.Option(
+            help="What the ratios and comparisons refer to: a name, path or NAME=PATH "
+            "(default: the first artifact)."
+        ),
     ] = None,
     data: Annotated[
         str, typer.Option(help="Directory or file of examples, or 'default' (the family's).")
@@ -394,16 +404,20 @@ def bench(
     ] = None,
     tolerance: Annotated[
         str | None,
-        typer.Option(help="Gate tolerances: a relative one for speed/size/memory ratios and/or "
-                     "NAME=VALUE (speed, size, memory, quality or a figure such as pesq)."),
+        typer.Option(
+            help="Gate tolerances: a relative one for speed/size/memory ratios and/or "
+            "NAME=VALUE (speed, size, memory, quality or a figure such as pesq)."
+        ),
     ] = None,
     save_baseline: Annotated[
         Path | None, typer.Option(help="Write this run's figures as a new baseline file.")
     ] = None,
     vocoder: Annotated[
         Path | None,
-        typer.Option(help="A vocoder artifact to chain after text-to-mel artifacts: text to "
-                     "wave, with RTF per stage and the audio's quality figures."),
+        typer.Option(
+            help="A vocoder artifact to chain after text-to-mel artifacts: text to "
+            "wave, with RTF per stage and the audio's quality figures."
+        ),
     ] = None,
     force: Force = False,
 ) -> None:
