@@ -19,7 +19,7 @@ from pathlib import Path
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.machine import machine_info
-from speedy.measure import measure_rtf
+from speedy.measure import medians, rtf_samples
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.recipe import DEFAULT_DATA, load_recipe
 from speedy.stages.base import StageContext, reuse_or_execute
@@ -84,7 +84,7 @@ def main() -> None:
 
     timed = context_for(recipe.model_spec(), args.data, args.threads)
     sessions = {name: runtime.load(a.path, threads=args.threads) for name, a in artifacts.items()}
-    rtf = measure_rtf(sessions, timed.spec, timed.features, repeats=args.repeats)
+    rtf = medians(rtf_samples(sessions, timed.spec, timed.features, repeats=args.repeats))
     reference = rtf["ORT FP32 (simplify)"]
     paths = {name: a.path for name, a in artifacts.items()}
     result = {

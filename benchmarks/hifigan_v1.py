@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
 from speedy.machine import machine_info
-from speedy.measure import rtf_samples
+from speedy.measure import medians, rtf_samples
 from speedy.model_spec import ModelSpec
 from speedy.pipeline import context_for, run_recipe
 from speedy.quality import pesq_wb
@@ -119,7 +119,7 @@ def main() -> None:
     ctx = context_for(recipe.model_spec(), args.data, args.threads)
     sessions = {name: runtime.load(a.path, threads=args.threads) for name, a in artifacts.items()}
     samples = rtf_samples(sessions, ctx.spec, ctx.features, repeats=args.repeats)
-    rtf = {name: float(np.median(values)) for name, values in samples.items()}
+    rtf = medians(samples)
 
     family, torch_session = ctx.spec.adapter(), sessions["torch"]
     pesq = {}

@@ -24,7 +24,7 @@ from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.bench.dnsmos import Dnsmos
 from speedy.bench.machine import bench_machine
-from speedy.measure import measure_rtf
+from speedy.measure import medians, rtf_samples
 from speedy.pipeline import make_stage, run_recipe
 from speedy.quantize.calibration import source_files
 from speedy.quantize.graph import analyze
@@ -138,7 +138,7 @@ def main() -> None:
         }
         print(f"{name}: {quality} DNSMOS OVRL {np.mean(ovrl):.3f}", flush=True)
 
-    rtf = measure_rtf(sessions, spec, evaluation, repeats=args.repeats)
+    rtf = medians(rtf_samples(sessions, spec, evaluation, repeats=args.repeats))
     fp32_bytes = files["fp32"].stat().st_size
     for name, row in rows.items():
         row["rtf"] = rtf[name]

@@ -23,7 +23,7 @@ import numpy as np
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.machine import machine_info
-from speedy.measure import measure_rtf, total_seconds
+from speedy.measure import medians, rtf_samples, total_seconds
 from speedy.pipeline import run_recipe
 from speedy.recipe import Recipe, load_recipe
 from speedy.stages.base import StageContext, reuse_or_execute
@@ -118,7 +118,7 @@ def main() -> None:
     sessions = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
     family = ctx.spec.adapter()
 
-    rtf = measure_rtf(sessions, ctx.spec, ctx.features, repeats=args.repeats)
+    rtf = medians(rtf_samples(sessions, ctx.spec, ctx.features, repeats=args.repeats))
     distances = mel_distances(sessions, family, ctx.features)
     chains = {
         name: Synthesizer.load(path, vocoder, threads=args.threads)

@@ -47,13 +47,6 @@ def rtf_samples(
     return timings
 
 
-def measure_rtf(
-    sessions: Mapping[str, Session],
-    spec: ModelSpec,
-    features: Sequence[Any],
-    repeats: int = 3,
-    warmup: int = 1,
-) -> dict[str, float]:
-    """The median RTF of each session over `repeats` interleaved repeats (see `rtf_samples`)."""
-    samples = rtf_samples(sessions, spec, features, repeats, warmup)
+def medians(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """The median of each session's RTFs (see `rtf_samples`)."""
     return {name: statistics.median(values) for name, values in samples.items()}

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.measure import measure_rtf, total_seconds
+from speedy.measure import medians, rtf_samples, total_seconds
 from speedy.onnx_io import graph_stats, load_onnx
 from speedy.stages.base import StageContext
 
@@ -34,7 +34,7 @@ def summarize(
 ) -> tuple[Table, dict]:
     """Measure every artifact's RTF on the same data (interleaved) and tabulate everything."""
     sessions = {name: runtime.load(a.path, threads=ctx.threads) for name, a in artifacts.items()}
-    rtf = measure_rtf(sessions, ctx.spec, ctx.features, repeats=repeats)
+    rtf = medians(rtf_samples(sessions, ctx.spec, ctx.features, repeats=repeats))
     reference = next(iter(rtf.values()))
     family = ctx.spec.adapter()
     seconds = total_seconds(
