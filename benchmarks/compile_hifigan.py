@@ -1,11 +1,12 @@
 """HiFi-GAN V1 (real LJSpeech checkpoint): `speedy compile` ORT and AOTInductor vs ORT FP32.
 
-Builds (or reuses) the recipe's torch/export/simplify artifacts, compiles the simplified ONNX
-with `--backend ort` (profiles from the shared LJSpeech clips) and the torch artifact with
-`--backend aoti` (CPU), each checked against its parent at the recipe's parity sizes. Then, in
-one process with interleaved repeats, measures the RTF of PyTorch eager, ORT FP32 (simplify),
-the ORT-compiled model and the AOTInductor package on the same clips, and how long each takes
-to load. Writes benchmarks/results/compile_hifigan_cpu.json.
+Builds (or reuses) the recipe's torch/export/simplify artifacts and its own compile stage (ORT,
+block FFT convolutions), compiles the simplified ONNX with plain `--backend ort` (profiles from
+the shared LJSpeech clips) and the torch artifact with `--backend aoti` (CPU), each checked
+against its parent at the recipe's parity sizes. Then, in one process with interleaved repeats,
+measures the RTF of PyTorch eager, ORT FP32 (simplify), both ORT-compiled models and the
+AOTInductor package on the same clips, and how long each takes to load. Writes
+benchmarks/results/compile_hifigan_cpu.json.
 
     python benchmarks/compile_hifigan.py [--data DIR] [--repeats N]
 """
@@ -69,8 +70,11 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = load_recipe("hifigan_v1")
+    recipe = recipe.model_copy(update={"stages": [*recipe.stages, "compile"]})
     outcomes, ctx = run_recipe(recipe, args.build_dir, threads=args.threads)
     built = {o.stage: o.artifact for o in outcomes}
+    fft_built = next(o for o in outcomes if o.stage == "compile")
+    fft_seconds = None if fft_built.reused else fft_built.seconds
     base = args.build_dir / recipe.name
     ort_settings = {"backend": "ort", "profiles_from": str(args.profiles_from)}
     ort_artifact, ort_seconds = compiled(ort_settings, built["simplify"], base / "compile-ort", ctx)
@@ -79,6 +83,7 @@ def main() -> None:
         "torch eager": built["torch"],
         "ORT FP32 (simplify)": built["simplify"],
         "ORT compiled (speedy compile --backend ort)": ort_artifact,
+        "ORT compiled, FFT convs (the recipe's compile stage)": built["compile"],
         "AOTInductor CPU (speedy compile --backend aoti)": aoti,
     }
 
@@ -104,11 +109,13 @@ def main() -> None:
         "load_seconds": load_seconds(paths, args.threads, repeats=3),
         "stage_seconds": {
             "ort": ort_seconds,
+            "ort_fft": fft_seconds,
             "aoti": aoti_seconds,
             "note": "build + parity check at the recipe's sizes; null: reused from an earlier run",
         },
         "parity_vs_parent": {
             "ort": worst_parity(ort_artifact),
+            "ort_fft": worst_parity(built["compile"]),
             "aoti": worst_parity(aoti),
         },
         "ort_profiles": ort_artifact.manifest.reports["compile"]["profiles"],
