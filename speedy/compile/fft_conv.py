@@ -8,8 +8,7 @@ domain (a real DFT as one matrix product), channels mix there per frequency bin 
 per complex weight), and the inverse DFT keeps the H valid samples. Per output sample and
 channel pair that is about 2N/H multiply-adds instead of k, plus the transforms. Frames are laid
 out [channel, frame, sample], so both DFTs read them transposed in place (ONNX Runtime fuses
-Transpose into MatMul). Dilation d runs as d phases per channel, each an undilated convolution;
-phases are split and interleaved again by MatMuls with the identity (see `_Rewriter.swapped`).
+Transpose into MatMul). Dilation d runs as d phases per channel, each an undilated convolution.
 Same function; rounding differs by ~1e-6 of the signal.
 """
 
@@ -112,14 +111,6 @@ class _Rewriter:
         name = "fft_conv/i64_" + "_".join(str(v) for v in values)
         return self.constant(name, np.array(values, dtype=np.int64))
 
-    def swapped(self, x: str, short: int, short_last: bool, output: str) -> str:
-        """x [B, C, *, *] with its last two axes swapped, one of them `short` long: a Transpose
-        times the identity, which ONNX Runtime fuses into one MatMul that runs several times
-        faster than its Transpose alone on so short an axis."""
-        transposed = self.op("Transpose", [x], f"{output}_t", perm=[0, 1, 3, 2])
-        eye = self.constant(f"fft_conv/identity{short}", np.eye(short, dtype=np.float32))
-        return self.op("MatMul", [transposed, eye] if short_last else [eye, transposed], output)
-
     def size(self, shape: ConvShape) -> int:
         """DFT size N: one hop of H outputs needs H + k - 1 inputs."""
         return self.hop + shape.kernel - 1
@@ -170,7 +161,7 @@ class _Rewriter:
         padded = op("Pad", [x, pads], f"{p}/padded")
         if d > 1:  # phase j of a channel holds its samples j, j+d, ...: [B, Ci, d, F H]
             padded = op("Reshape", [padded, ints(0, shape.in_channels, -1, d)], f"{p}/by_time")
-            padded = self.swapped(padded, d, False, f"{p}/phases")
+            padded = op("Transpose", [padded], f"{p}/phases", perm=[0, 1, 3, 2])
         blocks = op(
             "Reshape", [padded, ints(0, shape.in_channels * d, -1, self.hop)], f"{p}/blocks"
         )
@@ -197,7 +188,7 @@ class _Rewriter:
         op, ints, co, d = self.op, self.ints, shape.out_channels, shape.dilation
         if d > 1:
             samples = op("Reshape", [samples, ints(0, co, d, -1)], f"{p}/phase_major")
-            samples = self.swapped(samples, d, True, f"{p}/interleaved")
+            samples = op("Transpose", [samples], f"{p}/interleaved", perm=[0, 1, 3, 2])
         return op("Reshape", [samples, ints(0, co, -1)], f"{p}/flat")
 
 
