@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from speedy import runtime
 from speedy.errors import SpeedyError
 from speedy.measure import rtf_samples
+from speedy.runtime.torch_session import ieee_fp32
 
 
 def mel(frames: int, batch: int = 1) -> np.ndarray:
@@ -94,3 +96,12 @@ def test_sessions_take_turns_on_every_repeat(tiny_build: dict) -> None:
     assert order == ["torch", "simplify"] * 4  # a warm-up round, then 3 timed ones
     assert {name: len(values) for name, values in samples.items()} == {"torch": 3, "simplify": 3}
     assert all(value > 0 for values in samples.values() for value in values)
+
+
+def test_ieee_fp32_turns_tf32_off_and_restores_it() -> None:
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    with pytest.raises(RuntimeError), ieee_fp32():
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+        raise RuntimeError("a failing run")
+    assert (conv.fp32_precision, matmul.fp32_precision) == before

@@ -1,6 +1,7 @@
 """PyTorch eager backend: rebuilds the network from the manifest and loads its state dict."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,23 @@ def torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """FP32 convolutions and matrix products without TF32 (torch lets cuDNN convolutions use it
+    by default), so that an FP32 artifact on CUDA keeps its parity with the CPU."""
+    flags = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [flag.fp32_precision for flag in flags]
+    for flag in flags:
+        flag.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for flag, value in zip(flags, saved, strict=True):
+            flag.fp32_precision = value
+
+
 class TorchSession(Session):
-    """Eager PyTorch inference under `torch.inference_mode`."""
+    """Eager PyTorch inference under `torch.inference_mode` (IEEE FP32 on CUDA)."""
 
     def __init__(
         self, manifest: Manifest, model_file: Path, device: str = "cpu", threads: int | None = None
@@ -41,7 +57,8 @@ class TorchSession(Session):
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(feeds[spec.name]).to(self.device) for spec in self.inputs]
-        with torch.inference_mode():
+        precision = ieee_fp32() if self.device.type == "cuda" else nullcontext()
+        with torch.inference_mode(), precision:
             result = self.module(*args)
         results = result if isinstance(result, tuple | list) else (result,)
         return {
