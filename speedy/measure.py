@@ -28,19 +28,31 @@ def rtf_samples(
     repeats: int = 3,
     warmup: int = 1,
 ) -> dict[str, list[float]]:
-    """The RTF (compute seconds / audio seconds) of each session on every one of `repeats`.
+    """The RTF of each session on the utterances of `features`, one per run (see `rtf_rounds`)."""
+    family = spec.adapter()
+    utterances = [family.utterance(f) for f in features]
+    audio_seconds = total_seconds(family, next(iter(sessions.values())), utterances)
+    return rtf_rounds(sessions, [feeds for feeds, _ in utterances], audio_seconds, repeats, warmup)
+
+
+def rtf_rounds(
+    sessions: Mapping[str, Session],
+    runs: Sequence[Mapping[str, Any]],
+    audio_seconds: float,
+    repeats: int = 3,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """The RTF (compute seconds / audio seconds) of each session over all `runs`, on every one of
+    `repeats`.
 
     Sessions take turns on every repeat, so machine noise spreads evenly over them and
     their ratios are fair even when absolute figures drift.
     """
-    family = spec.adapter()
-    utterances = [family.utterance(f) for f in features]
-    audio_seconds = total_seconds(family, next(iter(sessions.values())), utterances)
     timings: dict[str, list[float]] = {name: [] for name in sessions}
     for round_index in range(warmup + repeats):
         for name, session in sessions.items():
             start = time.perf_counter()
-            for feeds, _ in utterances:
+            for feeds in runs:
                 session.run(feeds)
             if round_index >= warmup:
                 timings[name].append((time.perf_counter() - start) / audio_seconds)
