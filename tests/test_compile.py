@@ -14,7 +14,7 @@ import yaml
 from speedy import runtime
 from speedy.artifact import Artifact, file_digest, write_manifest
 from speedy.compile.precision import qdq_nodes
-from speedy.errors import SpeedyError
+from speedy.errors import ParityError, SpeedyError
 from speedy.pipeline import make_stage, run_recipe
 from speedy.recipe import load_recipe
 from speedy.stages.base import execute
@@ -110,6 +110,14 @@ def test_ort_fp16(tiny_build: dict, tmp_path: Path) -> None:
     assert onnx.TensorProto.FLOAT16 in kinds
     io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
     assert io_types == {onnx.TensorProto.FLOAT}
+
+
+def test_reduced_precision_parity_failure_suggests_a_wider_atol(
+    tiny_build: dict, tmp_path: Path
+) -> None:
+    with pytest.raises(ParityError, match="fp16 moves the output") as failure:
+        compile_tiny(tiny_build, "simplify", tmp_path / "o", fp16=True, atol=1e-9)
+    assert "--atol" in failure.value.fix and not (tmp_path / "o").exists()
 
 
 def test_aoti_backend(tiny_aoti: Artifact, tiny_build: dict) -> None:

@@ -33,7 +33,7 @@ from speedy.compile.profiles import (
 from speedy.compile.trt import build_engine
 from speedy.console import console
 from speedy.data_source import data_files, read_features
-from speedy.errors import SpeedyError
+from speedy.errors import ParityError, SpeedyError
 from speedy.model_spec import ModelSpec, ParityOptions
 from speedy.onnx_io import load_onnx, save_onnx
 from speedy.parity import check
@@ -228,7 +228,17 @@ class CompileStage(Stage):
         candidate = runtime.load(artifact.path, device=self.device, threads=ctx.threads)
         spec = self._parity_spec(ctx.spec, artifact)
         what = f"the {self.options.backend} artifact"
-        return check(reference, candidate, spec, ctx.features, what, self.options.verify)
+        try:
+            return check(reference, candidate, spec, ctx.features, what, self.options.verify)
+        except ParityError as exc:
+            precision = artifact.manifest.precision
+            if not any(precision.startswith(kind) for kind in REDUCED_ATOL):
+                raise
+            raise ParityError(
+                exc.problem,
+                f"{precision} moves the output more than fp32 does: listen to it (speedy infer) "
+                "and pass a wider --atol, or keep layers float with `speedy quantize --keep-float`",
+            ) from exc
 
     def _parity_spec(self, spec: ModelSpec, artifact: Artifact) -> ModelSpec:
         """The recipe's parity sizes (for TensorRT: those its profiles cover, plus each `opt`)."""
