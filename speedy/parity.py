@@ -35,6 +35,9 @@ class ParityReport(BaseModel):
         return f"max |err| {self.worst:.2e} (atol {self.atol:.0e}; {', '.join(parts)})"
 
 
+PARITY_FIX = "investigate the op at fault (--debug), or pass --skip-parity to keep it anyway"
+
+
 def max_abs_error(reference: np.ndarray, test: np.ndarray) -> float:
     """Largest element-wise difference; infinite when the shapes differ."""
     if reference.shape != test.shape:
@@ -81,16 +84,15 @@ def check(
     features: Sequence[np.ndarray],
     what: str,
     verify: bool = True,
+    fix: str = PARITY_FIX,
 ) -> dict:
-    """Compare, fail when the tolerance is exceeded, and return the report for the manifest."""
+    """Compare, fail (suggesting `fix`) when the tolerance is exceeded, and return the report
+    for the manifest."""
     if not verify:
         notice("parity check skipped (--skip-parity)")
         return {"parity": None}
     report = compare(reference, candidate, spec, features)
     console.print(f"  parity of {what}: {report.summary()}")
     if not report.passed:
-        raise ParityError(
-            f"{what} differs from its parent: {report.summary()}",
-            "investigate the op at fault (--debug), or pass --skip-parity to keep it anyway",
-        )
+        raise ParityError(f"{what} differs from its parent: {report.summary()}", fix)
     return {"parity": json.loads(report.model_dump_json())}
