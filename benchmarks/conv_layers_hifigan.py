@@ -18,7 +18,6 @@ Writes benchmarks/results/conv_layers_hifigan_cpu.json.
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 from speedy import runtime
 from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
 from speedy.machine import machine_info
+from speedy.measure import call_seconds
 from speedy.pipeline import context_for, run_recipe
 from speedy.recipe import DEFAULT_DATA, load_recipe
 
@@ -45,16 +45,7 @@ def median_seconds(calls: Mapping[str, Callable[[], object]], repeats: int) -> d
     """Median seconds of each call over `repeats`, after one untimed call. One call at a time,
     not in turns: ONNX Runtime's threads spin for a while after a run, and would take the cores
     from a short PyTorch call that followed."""
-    seconds = {}
-    for name, call in calls.items():
-        call()
-        timings = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            timings.append(time.perf_counter() - start)
-        seconds[name] = statistics.median(timings)
-    return seconds
+    return {name: statistics.median(call_seconds(call, repeats)) for name, call in calls.items()}
 
 
 def conv_model(conv: torch.nn.Conv1d) -> onnx.ModelProto:

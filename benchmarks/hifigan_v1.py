@@ -16,7 +16,6 @@ Writes benchmarks/results/hifigan_v1_cpu.json.
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
 from speedy.machine import machine_info
-from speedy.measure import medians, rtf_samples
+from speedy.measure import call_seconds, medians, rtf_samples
 from speedy.model_spec import ModelSpec
 from speedy.pipeline import context_for, run_recipe
 from speedy.quality import pesq_wb
@@ -53,13 +52,7 @@ def gflop_per_audio_second(spec: ModelSpec, frames: int = 256) -> float:
 
 def _best_seconds(run: Callable[[], object], repeats: int = 5) -> float:
     """The fastest of `repeats` timed calls, after one untimed call."""
-    run()
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    return min(call_seconds(run, repeats))
 
 
 def sgemm_gflops(threads: int) -> dict[str, float]:

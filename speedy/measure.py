@@ -2,12 +2,24 @@
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from speedy.families.base import Family
 from speedy.model_spec import ModelSpec
 from speedy.runtime.base import Session
+
+
+def call_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of each of `repeats` calls of `run`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        run()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def total_seconds(

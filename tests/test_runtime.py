@@ -6,7 +6,7 @@ import torch
 
 from speedy import runtime
 from speedy.errors import SpeedyError
-from speedy.measure import rtf_samples
+from speedy.measure import call_seconds, rtf_samples
 from speedy.runtime.torch_session import ieee_fp32
 
 
@@ -96,6 +96,14 @@ def test_sessions_take_turns_on_every_repeat(tiny_build: dict) -> None:
     assert order == ["torch", "simplify"] * 4  # a warm-up round, then 3 timed ones
     assert {name: len(values) for name, values in samples.items()} == {"torch": 3, "simplify": 3}
     assert all(value > 0 for values in samples.values() for value in values)
+
+
+def test_call_seconds_times_each_call_after_the_warm_up() -> None:
+    calls = []
+    seconds = call_seconds(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and len(seconds) == 3
+    assert all(value >= 0 for value in seconds)
+    assert len(call_seconds(lambda: calls.append(1), repeats=2, warmup=0)) == 2 and len(calls) == 7
 
 
 def test_ieee_fp32_turns_tf32_off_and_restores_it() -> None:

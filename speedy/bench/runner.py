@@ -11,7 +11,6 @@ times its artifact and the vocoder on every utterance and saves the audio for th
 
 import statistics
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from speedy.console import console, notice
 from speedy.data_source import TEXT_SUFFIXES, data_files, read_features
 from speedy.errors import SpeedyError
 from speedy.families.base import Family
+from speedy.measure import call_seconds
 from speedy.model_spec import ModelSpec
 from speedy.runtime.base import check_feeds
 from speedy.streaming import Context, chunk_frames, receptive_field
@@ -154,12 +154,7 @@ def check_vocoder(path: Path, spec: ModelSpec) -> str:
 def _front_end_seconds(family: Family, example: Any, repeat: int) -> float:
     """Median seconds over `repeat` runs of the family's front end on one example: `utterance`,
     which makes the model's feeds (a text-to-mel model's from the text)."""
-    seconds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        family.utterance(example)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return statistics.median(call_seconds(lambda: family.utterance(example), repeat, warmup=0))
 
 
 def _batch_sizes(spec: ModelSpec, batches: Sequence[int]) -> list[dict[str, int]]:
