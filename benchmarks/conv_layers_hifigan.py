@@ -9,7 +9,10 @@ thresholds lowered so that every conv it can express is tried). The whole model 
 (torch artifact vs the recipe's compile stage), so the time outside the convs shows. Totals
 per upsampling stage, the best per-layer choice between the two ORT algorithms, and the target's
 budget: how much faster the layers the recipe rewrites would have to run for ORT to reach
-0.55 x eager, with everything else as measured.
+0.55 x eager, with everything else as measured. ONNX Runtime's profiler splits each FFT conv's
+time into channel mixing, DFTs and copies, which gives the whole-model ratio if parts of it were
+free (`target_budget.ratio_if`): the copies of the recipe's FFT layers; their copies and DFTs;
+the copies and DFTs of every conv, each taking the faster algorithm.
 Writes benchmarks/results/conv_layers_hifigan_cpu.json.
 
     python benchmarks/conv_layers_hifigan.py [--frames N] [--repeats N]
@@ -18,6 +21,8 @@ Writes benchmarks/results/conv_layers_hifigan_cpu.json.
 import argparse
 import json
 import statistics
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -74,13 +79,46 @@ def conv_model(conv: torch.nn.Conv1d) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
-def ort_session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
+def ort_session(
+    model: onnx.ModelProto, threads: int, profile_prefix: str | None = None
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     return ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+
+
+def fft_time_shares(model: onnx.ModelProto, x: np.ndarray, threads: int) -> dict[str, float]:
+    """Where an FFT-rewritten conv spends its kernel time, as shares, from ONNX Runtime's profiler
+    (three runs after an untimed one): the per-bin channel mixing, the two DFTs, and the rest
+    (framing copies, transposes, trimming, bias)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(model, threads, f"{tmp}/profile")
+        for _ in range(4):
+            session.run(None, {"x": x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
+    spent: Counter[str] = Counter()
+    kernels = [
+        e
+        for e in events
+        if e.get("cat") == "Node"
+        and e["name"].endswith("_kernel_time")
+        and e["ts"] >= runs[1]["ts"]
+    ]
+    for e in kernels:
+        if e["name"].endswith("/mixed_kernel_time"):  # the rewrite names its mixing MatMul so
+            spent["mixing"] += e["dur"]
+        elif e["args"]["op_name"] in ("MatMul", "FusedMatMul"):
+            spent["dfts"] += e["dur"]
+        else:
+            spent["copies"] += e["dur"]
+    total = sum(spent.values())
+    return {part: spent[part] / total for part in ("mixing", "dfts", "copies")}
 
 
 def conv_inputs(module: torch.nn.Module, mel: np.ndarray) -> dict[str, np.ndarray]:
@@ -119,7 +157,7 @@ def time_layer(conv: torch.nn.Conv1d, x: np.ndarray, threads: int, repeats: int)
         calls["ort_fft"] = lambda: fft.run(None, {"x": x})
     with torch.inference_mode():
         seconds = median_seconds(calls, repeats)
-    return {
+    timed = {
         "channels": [conv.in_channels, conv.out_channels],
         "kernel": conv.kernel_size[0],
         "dilation": conv.dilation[0],
@@ -127,6 +165,9 @@ def time_layer(conv: torch.nn.Conv1d, x: np.ndarray, threads: int, repeats: int)
         "in_recipe_fft": bool(fft_convolutions(model, RECIPE_FFT)[1]),
         "seconds": seconds,
     }
+    if rewritten:
+        timed["ort_fft_shares"] = fft_time_shares(fft_model, x, threads)
+    return timed
 
 
 def totals(layers: list[dict]) -> dict[str, float]:
@@ -145,6 +186,11 @@ def totals(layers: list[dict]) -> dict[str, float]:
             for layer in layers
         ),
     }
+
+
+def fft_part_seconds(layer: dict, parts: tuple[str, ...]) -> float:
+    """The layer's ORT FFT seconds, counting only the named parts of its time."""
+    return layer["seconds"]["ort_fft"] * sum(layer["ort_fft_shares"][part] for part in parts)
 
 
 def stage_of(layer: str, blocks_per_stage: int) -> str:
@@ -200,9 +246,23 @@ def main() -> None:
         "ort_recipe_fft": whole["ort_recipe_fft"] - convs["ort_recipe_fft"],
     }
     best_whole = convs["ort_best_per_layer"] + outside["ort_recipe_fft"]
-    fft_layers = totals([layer for layer in layers if layer["in_recipe_fft"]])
+    recipe_layers = [layer for layer in layers if layer["in_recipe_fft"]]
+    fft_layers = totals(recipe_layers)
     rest = whole["ort_recipe_fft"] - fft_layers["ort_recipe_fft"]
     left = TARGET_RATIO * whole["torch"] - rest
+    mixing_only = sum(
+        min(layer["seconds"]["ort"], fft_part_seconds(layer, ("mixing",)))
+        if "ort_fft" in layer["seconds"]
+        else layer["seconds"]["ort"]
+        for layer in layers
+    )
+    ratio_if = {
+        "recipe_fft_copies_free": rest
+        + sum(fft_part_seconds(layer, ("mixing", "dfts")) for layer in recipe_layers),
+        "recipe_fft_copies_and_dfts_free": rest
+        + sum(fft_part_seconds(layer, ("mixing",)) for layer in recipe_layers),
+        "every_conv_fft_copies_and_dfts_free": outside["ort_recipe_fft"] + mixing_only,
+    }
     result = {
         "benchmark": "hifigan_v1 conv by conv: PyTorch eager vs ONNX Runtime Conv vs FFT conv",
         "machine": machine_info(),
@@ -227,6 +287,7 @@ def main() -> None:
             "speed_up_needed_over_ort_fft": fft_layers["ort_recipe_fft"] / left
             if left > 0
             else None,
+            "ratio_if": {name: value / whole["torch"] for name, value in ratio_if.items()},
         },
         "layers": layers,
     }
