@@ -28,6 +28,7 @@ from speedy.compile.aoti import HalfPrecision
 from speedy.errors import SpeedyError
 from speedy.machine import machine_info
 from speedy.measure import medians, rtf_rounds
+from speedy.parity import max_abs_error, snr_db
 from speedy.pipeline import context_for, make_stage
 from speedy.runtime.base import Session
 from speedy.runtime.torch_session import TorchSession
@@ -100,10 +101,10 @@ def loaded(load: Callable[[], S]) -> tuple[S, float]:
 
 def parity(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict:
     """Largest absolute error and signal-to-error ratio (dB) over all clips."""
-    errors = np.concatenate([(o - r).ravel() for o, r in zip(outputs, reference, strict=True)])
-    signal = np.concatenate([r.ravel() for r in reference])
-    snr = 10 * np.log10(np.sum(signal**2) / max(float(np.sum(errors**2)), 1e-30))
-    return {"max_abs_error": float(np.max(np.abs(errors))), "snr_db": float(snr)}
+    clips = list(zip(reference, outputs, strict=True))
+    expected = np.concatenate([r.ravel() for r, _ in clips])
+    actual = np.concatenate([o.ravel() for _, o in clips])
+    return {"max_abs_error": max_abs_error(expected, actual), "snr_db": snr_db(expected, actual)}
 
 
 def tf32_error(cuda: TorchSession, cpu: Session, mel: np.ndarray) -> dict:
