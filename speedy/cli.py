@@ -457,7 +457,10 @@ def main() -> None:
     sys.argv = [arg for arg in sys.argv if arg != "--debug"]
     interrupt.install()
     try:
-        code = app(standalone_mode=False)  # returns an exit code for --help and interrupts
+        try:
+            code = app(standalone_mode=False)  # returns an exit code for --help and interrupts
+        finally:
+            interrupt.settle()
     except SpeedyError as exc:
         if debug:
             raise
@@ -479,4 +482,5 @@ def main() -> None:
         sys.exit(1)
     if code == INTERRUPTED:
         console.print("[red]interrupted:[/] no partial output was kept", soft_wrap=True)
+        interrupt.exit_by_signal()
     sys.exit(code if isinstance(code, int) else 0)

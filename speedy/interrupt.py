@@ -1,24 +1,66 @@
 """Sticky interruption: once SIGINT/SIGTERM arrives, no artifact is published, even if a library
-swallowed the KeyboardInterrupt raised for it."""
+swallowed the KeyboardInterrupt raised for it.
 
+Python cannot raise the KeyboardInterrupt where a weakref callback or finalizer happens to run;
+it reports it as "Exception ignored" with a traceback and carries on. That report is silenced:
+the request is recorded, and the run stops at its next check. Once the work is over (`settle`),
+signals are ignored: a handler written in Python goes back to the default action while the
+interpreter shuts down, and a signal then would kill a process that has finished its work.
+
+An interrupted run ends by the signal that stopped it (`exit_by_signal`), after its cleanup, so
+the caller sees exit status 128 + signal and a shell loop around it stops too.
+"""
+
+import os
 import signal
+import sys
 
-_requested = False
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: int | None = None  # the first SIGINT or SIGTERM of this run
+_passed_on = sys.__unraisablehook__  # the hook that reports every other unraisable exception
 
 
 def _handler(signum: int, frame: object) -> None:
-    global _requested
-    _requested = True
+    global _received
+    _received = _received or signum
     raise KeyboardInterrupt
 
 
+def _unraisable(report: "sys.UnraisableHookArgs") -> None:  # a typing-only name
+    if report.exc_type is not KeyboardInterrupt:
+        _passed_on(report)
+
+
 def install() -> None:
-    """Route SIGINT and SIGTERM through the sticky handler."""
-    signal.signal(signal.SIGINT, _handler)
-    signal.signal(signal.SIGTERM, _handler)
+    """Start a run: route SIGINT and SIGTERM through the sticky handler."""
+    global _received, _passed_on
+    _received = None
+    for sig in SIGNALS:
+        signal.signal(sig, _handler)
+    if sys.unraisablehook is not _unraisable:
+        _passed_on, sys.unraisablehook = sys.unraisablehook, _unraisable
+
+
+def settle() -> None:
+    """The work is over, published or failed: ignore SIGINT and SIGTERM from now on."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def check() -> None:
     """Raise KeyboardInterrupt if an interruption was requested at any point."""
-    if _requested:
+    if _received is not None:
         raise KeyboardInterrupt
+
+
+def exit_by_signal() -> None:
+    """End the process by the signal that interrupted the run, if one did; else return.
+
+    An exit status would not be reliable: once a KeyboardInterrupt escaped code that CPython ran
+    for a library (seen during torch's export), `python -m` ended by SIGINT regardless."""
+    if _received is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(_received, signal.SIG_DFL)
+    os.kill(os.getpid(), _received)

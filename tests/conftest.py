@@ -2,10 +2,15 @@
 
 import importlib.util
 import os
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+
+from speedy import interrupt
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_RECIPE = FIXTURES / "hifigan_tiny.yaml"
@@ -55,7 +60,18 @@ def real_build(real_recipe: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 @pytest.fixture
-def speedy_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+def own_signals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Give the pytest process back its SIGINT/SIGTERM handlers and unraisable hook after a test
+    that lets speedy install its own."""
+    monkeypatch.setattr("sys.unraisablehook", sys.unraisablehook)
+    handlers = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture
+def speedy_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, own_signals: None):
     """Run the real `speedy` entry point in-process; return (exit code, stdout, stderr)."""
     from speedy.cli import main
 
