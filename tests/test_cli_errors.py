@@ -136,3 +136,31 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, sig: signal.Signals) 
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
+
+
+def test_an_interrupt_the_exporter_wrapped_is_not_retried(tmp_path: Path) -> None:
+    """torch's exporter reports an interrupt as its own failure: no TorchScript fallback."""
+    script = f"""
+import os, signal, sys
+from speedy.stages import export as export_stage
+
+def interrupted_export(*args):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+    except KeyboardInterrupt as exc:
+        raise RuntimeError("export failed") from exc
+
+export_stage._export = interrupted_export
+sys.argv = ["speedy", "export", {str(TINY_RECIPE)!r}, "-o", {str(tmp_path / "out")!r}]
+from speedy.cli import main
+main()
+"""
+    env = {**os.environ, "SPEEDY_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == -signal.SIGINT, result.stderr
+    assert "interrupted" in result.stderr and "falling back" not in result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []

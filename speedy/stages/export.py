@@ -11,6 +11,7 @@ import onnx
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from speedy import interrupt
 from speedy.artifact import Artifact
 from speedy.console import notice
 from speedy.errors import SpeedyError
@@ -40,10 +41,11 @@ class ExportOptions(BaseModel):
 
 @contextlib.contextmanager
 def quiet_exporter():
-    """Silence the exporters' warnings and progress chatter (kept with --debug via logging)."""
-    logger = logging.getLogger("torch.onnx")
+    """Silence the exporters' warnings, progress chatter and error logs: a failure reaches the
+    user as one line from its exception (with --debug, its traceback)."""
+    logger = logging.getLogger("torch")
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -154,6 +156,7 @@ class ExportStage(Stage):
         try:
             _export(module, args, ctx.spec, path, exporter, self.options.opset)
         except Exception as exc:
+            interrupt.check()  # the exporter may have wrapped an interrupt as its own failure
             if not (self.options.fallback and exporter == "dynamo"):
                 raise _explain_failure(exc, module, args) from exc
             notice(f"dynamo exporter failed ({type(exc).__name__}); falling back to torchscript")
