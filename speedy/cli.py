@@ -451,6 +451,18 @@ def bench(
 INTERRUPTED = 130
 
 
+def error_line(exc: Exception) -> str:
+    """The one line a failure gets: a SpeedyError's own message (problem and fix), or the
+    exception's type and first line with how to learn more."""
+    if isinstance(exc, SpeedyError):
+        return f"[red]error:[/] {escape(str(exc))}"  # [extra] stays
+    first = next(iter(str(exc).splitlines()), "")
+    return (
+        f"[red]error:[/] unexpected {type(exc).__name__}: {escape(first)} "
+        "(fix: rerun with --debug for the traceback, and report it)"
+    )
+
+
 def main() -> None:
     """Entry point: one-line errors and a non-zero exit; tracebacks only with --debug."""
     debug = "--debug" in sys.argv
@@ -461,11 +473,6 @@ def main() -> None:
             code = app(standalone_mode=False)  # returns an exit code for --help and interrupts
         finally:
             interrupt.settle()
-    except SpeedyError as exc:
-        if debug:
-            raise
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # [extra] stays
-        sys.exit(1)
     except KeyboardInterrupt:
         code = INTERRUPTED
     except TyperException as exc:  # usage errors: bad option, missing argument
@@ -474,12 +481,10 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
-        console.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {str(exc).splitlines()[0]} "
-            "(fix: rerun with --debug for the traceback, and report it)",
-            soft_wrap=True,
-        )
-        sys.exit(1)
+        if not interrupt.requested():
+            console.print(error_line(exc), soft_wrap=True)
+            sys.exit(1)
+        code = INTERRUPTED  # a library reported the interrupt as a failure of its own
     if code == INTERRUPTED:
         console.print("[red]interrupted:[/] no partial output was kept", soft_wrap=True)
         interrupt.exit_by_signal()

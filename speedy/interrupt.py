@@ -47,9 +47,14 @@ def settle() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def requested() -> bool:
+    """Whether SIGINT or SIGTERM arrived during this run."""
+    return _received is not None
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if an interruption was requested at any point."""
-    if _received is not None:
+    if requested():
         raise KeyboardInterrupt
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from speedy.stages import simplify as simplify_stage
 from tests.conftest import TINY_RECIPE
 
 
@@ -138,29 +139,58 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, sig: signal.Signals) 
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
 
 
-def test_an_interrupt_the_exporter_wrapped_is_not_retried(tmp_path: Path) -> None:
-    """torch's exporter reports an interrupt as its own failure: no TorchScript fallback."""
-    script = f"""
+WRAPS_AN_INTERRUPT = """
 import os, signal, sys
-from speedy.stages import export as export_stage
 
-def interrupted_export(*args):
+def interrupted(*args):
     try:
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(1000):
             pass
     except KeyboardInterrupt as exc:
-        raise RuntimeError("export failed") from exc
-
-export_stage._export = interrupted_export
-sys.argv = ["speedy", "export", {str(TINY_RECIPE)!r}, "-o", {str(tmp_path / "out")!r}]
-from speedy.cli import main
-main()
+        raise RuntimeError("failed") from exc
 """
+
+
+@pytest.mark.parametrize(
+    ("command", "patch"),
+    [
+        ("export", "from speedy.stages import export; export._export = interrupted"),
+        (
+            "simplify",
+            "from speedy.stages import simplify as s; s.SIMPLIFIERS['onnxslim'] = interrupted",
+        ),
+    ],
+    ids=["export", "simplify"],
+)
+def test_an_interrupt_a_library_reported_as_its_failure(
+    command: str, patch: str, tiny_build: dict, tmp_path: Path
+) -> None:
+    """A library may catch the KeyboardInterrupt and raise its own error (torch's exporter does):
+    the run still ends as interrupted, without an error line, a fallback or an output."""
+    source = TINY_RECIPE if command == "export" else tiny_build["export"].path
+    argv = ["speedy", command, str(source), "-o", str(tmp_path / "out")]
+    script = (
+        f"{WRAPS_AN_INTERRUPT}\n{patch}\nsys.argv = {argv!r}\nfrom speedy.cli import main\nmain()"
+    )
     env = {**os.environ, "SPEEDY_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == -signal.SIGINT, result.stderr
-    assert "interrupted" in result.stderr and "falling back" not in result.stderr
+    assert "interrupted" in result.stderr, result.stderr
+    assert "error:" not in result.stderr and "falling back" not in result.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
+
+
+@pytest.mark.parametrize("message", ["simulated\nsecond line", ""])
+def test_an_unexpected_error_gets_one_line(
+    speedy_cli, tiny_build: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str
+) -> None:
+    def broken(model: object) -> None:
+        raise RuntimeError(message)
+
+    monkeypatch.setitem(simplify_stage.SIMPLIFIERS, "onnxslim", broken)
+    code, _, err = speedy_cli("simplify", tiny_build["export"].path, "-o", tmp_path / "out")
+    assert_clean_error(code, err, "unexpected RuntimeError", "--debug")
+    assert "second line" not in err
