@@ -51,7 +51,7 @@ def test_signal_during_the_work_raises_and_sticks(installed: list, sig: signal.S
 def test_signal_after_the_work_is_ignored(installed: list, sig: signal.Signals) -> None:
     interrupt.settle()
     os.kill(os.getpid(), sig)  # before settle(): KeyboardInterrupt; by default: death
-    interrupt.check()
+    assert not interrupt.requested()
 
 
 def test_an_interrupted_run_ends_by_its_signal() -> None:
@@ -74,15 +74,13 @@ print("not reached")
     assert result.stdout == "cleaned up\n"
 
 
-def test_a_run_without_signal_returns_from_exit_by_signal(installed: list) -> None:
-    interrupt.exit_by_signal()
-
-
 def test_a_new_run_starts_clean(installed: list) -> None:
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
+    assert interrupt.requested()
     interrupt.install()
-    interrupt.check()
+    assert not interrupt.requested()
+    interrupt.exit_by_signal()  # no signal in this run: it returns
 
 
 def fail() -> None:
