@@ -12,14 +12,13 @@ benchmarks/results/compile_hifigan_cpu.json.
 """
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.machine import machine_info
+from speedy.machine import machine_info, write_result
 from speedy.measure import medians, rtf_samples
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.recipe import DEFAULT_DATA, load_recipe
@@ -122,11 +121,8 @@ def main() -> None:
         "ort_profile_coverage": ort_artifact.manifest.reports["compile"]["profile_data"],
         "sizes_mb": {name: a.size_bytes / 1e6 for name, a in artifacts.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     keys = ("rtf", "rtf_ratio_to_ort_fp32", "load_seconds", "stage_seconds", "parity_vs_parent")
-    print(json.dumps({k: result[k] for k in keys}, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, keys)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from speedy import runtime
 from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
-from speedy.machine import machine_info
+from speedy.machine import machine_info, write_result
 from speedy.measure import call_seconds
 from speedy.pipeline import context_for, run_recipe
 from speedy.recipe import DEFAULT_DATA, load_recipe
@@ -291,8 +291,6 @@ def main() -> None:
         },
         "layers": layers,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     headline = (
         "whole_model_seconds",
         "conv_ratio_to_torch",
@@ -300,8 +298,7 @@ def main() -> None:
         "whole_model_ratio_to_torch",
         "target_budget",
     )
-    print(json.dumps({k: result[k] for k in headline}, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, headline)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ would change, and the ONNX Runtime providers present. Writes benchmarks/results/
 """
 
 import argparse
-import json
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.compile.aoti import HalfPrecision
 from speedy.errors import SpeedyError
-from speedy.machine import machine_info
+from speedy.machine import machine_info, write_result
 from speedy.measure import medians, rtf_rounds
 from speedy.parity import max_abs_error, snr_db
 from speedy.pipeline import context_for, make_stage
@@ -251,11 +250,8 @@ def main() -> None:
             "providers": onnxruntime.get_available_providers(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     keys = ("rtf", "speedup_over_eager_fp32", "gpu_memory_mb", "parity_vs_eager_fp32_gpu")
-    print(json.dumps({k: result[k] for k in (*keys, "tf32_vs_cpu", "onnxruntime")}, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, (*keys, "tf32_vs_cpu", "onnxruntime"))
 
 
 if __name__ == "__main__":

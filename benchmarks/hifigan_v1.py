@@ -15,7 +15,6 @@ Writes benchmarks/results/hifigan_v1_cpu.json.
 """
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
-from speedy.machine import machine_info
+from speedy.machine import machine_info, write_result
 from speedy.measure import call_seconds, medians, rtf_samples
 from speedy.model_spec import ModelSpec
 from speedy.pipeline import context_for, run_recipe
@@ -150,11 +149,8 @@ def main() -> None:
             "pesq_met": float(np.mean(list(pesq.values()))) >= TARGET_PESQ,
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    headline = ("rtf", "rtf_ratio_to_torch", "compute_ceiling", "targets")
-    print(json.dumps({k: result[k] for k in headline}, indent=2))
-    print(f"mean PESQ-WB {result['pesq_wb_resynthesis_torch']['mean']:.3f}; wrote {args.out}")
+    print(f"mean PESQ-WB {result['pesq_wb_resynthesis_torch']['mean']:.3f}")
+    write_result(args.out, result, ("rtf", "rtf_ratio_to_torch", "compute_ceiling", "targets"))
 
 
 if __name__ == "__main__":

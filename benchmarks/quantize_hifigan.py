@@ -24,6 +24,7 @@ from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.bench.dnsmos import Dnsmos
 from speedy.bench.machine import bench_machine
+from speedy.machine import write_result
 from speedy.measure import medians, rtf_samples
 from speedy.pipeline import make_stage, run_recipe
 from speedy.quantize.calibration import source_files
@@ -199,8 +200,6 @@ def main() -> None:
             "minmax_ranges": rows["mixed-minmax-ranges"]["quality_vs_fp32"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     header = (
         f"{'model':<20} {'PESQ':>6} {'OVRL':>6} {'dOVRL':>7} {'mel':>6} {'RTF x':>6} {'size x':>7}"
     )
@@ -213,7 +212,7 @@ def main() -> None:
             f"{row['rtf_ratio_to_fp32']:>6.3f} {row['size_ratio_to_fp32']:>7.3f}"
         )
     print(json.dumps(met, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

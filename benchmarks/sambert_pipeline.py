@@ -13,7 +13,6 @@ on calibration/texts_zh_en.txt; --no-quantize skips it) and FP16 variants; other
 """
 
 import argparse
-import json
 import os
 import statistics
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.machine import machine_info
+from speedy.machine import machine_info, write_result
 from speedy.measure import medians, rtf_samples, total_seconds
 from speedy.pipeline import run_recipe
 from speedy.recipe import Recipe, load_recipe
@@ -150,15 +149,12 @@ def main() -> None:
         "mel_distance_to_fp32": distances,
         "pipeline_rtf_with_hifigan_v1_onnx": stage_rtf(chains, texts, args.repeats),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     keys = (
         "acoustic_rtf_ratio_to_fp32",
         "mel_distance_to_fp32",
         "pipeline_rtf_with_hifigan_v1_onnx",
     )
-    print(json.dumps({k: result[k] for k in keys}, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, keys)
 
 
 if __name__ == "__main__":

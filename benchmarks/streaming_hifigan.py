@@ -25,6 +25,7 @@ import numpy as np
 from speedy import runtime
 from speedy.bench.machine import bench_machine
 from speedy.data_source import read_features
+from speedy.machine import write_result
 from speedy.pipeline import run_recipe
 from speedy.quality import snr_db
 from speedy.recipe import DEFAULT_DATA, load_recipe
@@ -124,10 +125,8 @@ def main() -> None:
             "long_rss_met": None if ratio is None else ratio <= TARGETS["long_rss_ratio_max"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("seams", "first_chunk", "targets")}, indent=2))
-    print(f"long audio RSS ratio {ratio}; wrote {args.out}")
+    print(f"long audio RSS ratio {ratio}")
+    write_result(args.out, result, ("seams", "first_chunk", "targets"))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Where a measurement was taken: machine, libraries and code version, for benchmark JSON."""
 
+import json
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from speedy.artifact import now, tool_versions
@@ -61,3 +63,12 @@ def machine_info() -> dict:
         "git_commit": git_commit(),
         "measured_at": now(),
     }
+
+
+def write_result(path: Path, result: dict, headline: Sequence[str] = ()) -> None:
+    """Write a benchmark's result as JSON to `path`; print its `headline` entries and the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    if headline:
+        print(json.dumps({key: result[key] for key in headline}, indent=2))
+    print(f"wrote {path}")

@@ -334,3 +334,14 @@ def test_machine_record_names_the_widest_vector_extension(
 ) -> None:
     monkeypatch.setattr(machine, "_cpuinfo", lambda field: flags if field == "flags" else None)
     assert machine.simd() == expected
+
+
+def test_benchmark_result_is_written_with_its_headline(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "results" / "result.json"
+    machine.write_result(out, {"rtf": {"onnx": 0.3}, "layers": [1, 2]}, ("rtf",))
+    assert json.loads(out.read_text()) == {"rtf": {"onnx": 0.3}, "layers": [1, 2]}
+    printed = capsys.readouterr().out
+    assert '"onnx": 0.3' in printed and "layers" not in printed
+    assert printed.endswith(f"wrote {out}\n")
