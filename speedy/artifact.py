@@ -1,6 +1,13 @@
-"""Artifacts: a directory of model file(s) plus a `speedy.json` manifest, written atomically."""
+"""Artifacts: a directory of model files plus a `speedy.json` manifest, written atomically.
+
+A manifest names the artifact's graphs (one for a vocoder; `prefill` and `decode` for an
+autoregressive model...), each with its file, I/O, precision and, once compiled, the typed runtime
+section its backend needs. Every file in the directory, external data included, is listed with
+its SHA-256; `Artifact.open` checks them all, so an edited, swapped or missing file is refused.
+"""
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -9,20 +16,23 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from speedy import interrupt
+from speedy.backends import Kind, RuntimeSection
 from speedy.errors import SpeedyError
 from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
 from speedy.specs import TensorSpec
 
 MANIFEST = "speedy.json"
-FORMAT_VERSION = 1
-Kind = Literal["torch", "onnx", "trt", "aoti"]
+FORMAT_VERSION = 2
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxsim", "tensorrt")
+REBUILD = (
+    "rebuild it with this speedy (`speedy run RECIPE --force`, or rerun the stage that made it)"
+)
 
 
 class Lineage(BaseModel):
@@ -38,21 +48,65 @@ class Lineage(BaseModel):
     created: str
 
 
+class GraphEntry(BaseModel):
+    """One graph of an artifact: its model file, I/O, precision and runtime section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    files: list[str] = Field(min_length=1)  # the model file first, then its external data
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    precision: str = "fp32"
+    runtime: RuntimeSection | None = None  # what a compiled graph's backend needs to load it
+
+    @property
+    def file(self) -> str:
+        """The model file, relative to the artifact directory (a torch artifact's graphs share
+        one)."""
+        return self.files[0]
+
+
 class Manifest(BaseModel):
     """Everything needed to load, feed and trust an artifact."""
 
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = FORMAT_VERSION
-    kind: Kind
-    files: list[str] = Field(min_length=1)
-    digest: str
     model: ModelSpec
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    precision: str = "fp32"
+    graphs: dict[str, GraphEntry] = Field(min_length=1)
+    files: dict[str, str] = Field(min_length=1)  # every file -> "sha256:<hex>"
+    digest: str  # over `files`: identifies the artifact's contents
     lineage: Lineage
     reports: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _files_listed(self) -> "Manifest":
+        for name, graph in self.graphs.items():
+            if unlisted := [f for f in graph.files if f not in self.files]:
+                raise ValueError(f"graph '{name}' names file {unlisted[0]}, which is not listed")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The graphs' kind, or their kinds joined by '+' when they differ."""
+        return "+".join(sorted({g.kind for g in self.graphs.values()}))
+
+    @property
+    def precision(self) -> str:
+        """The graphs' precision, or `graph:precision` pairs when they differ."""
+        found = {g.precision for g in self.graphs.values()}
+        if len(found) == 1:
+            return found.pop()
+        return ",".join(f"{n}:{g.precision}" for n, g in self.graphs.items())
+
+    def graph(self, name: str) -> GraphEntry:
+        """The graph called `name`, with a clear error naming the ones there are."""
+        if name not in self.graphs:
+            raise SpeedyError(
+                f"the artifact has no graph '{name}'", f"use one of: {', '.join(self.graphs)}"
+            )
+        return self.graphs[name]
 
 
 class Artifact:
@@ -62,17 +116,18 @@ class Artifact:
         self.path = path
         self.manifest = manifest
 
-    @property
-    def model_file(self) -> Path:
-        return self.path / self.manifest.files[0]
+    def file(self, graph: str) -> Path:
+        """The model file of `graph`."""
+        return self.path / self.manifest.graph(graph).file
 
     @property
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return sum((self.path / name).stat().st_size for name in self.manifest.files)
 
     @classmethod
-    def open(cls, path: Path) -> "Artifact":
-        """Read the artifact at `path`, with a clear error when it is not one."""
+    def open(cls, path: Path, verify: bool = True) -> "Artifact":
+        """Read the artifact at `path`, with a clear error when it is not one; with `verify`,
+        check that every listed file is inside the directory and has its recorded digest."""
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise SpeedyError(
@@ -80,19 +135,57 @@ class Artifact:
                 "pass a directory written by a speedy stage",
             )
         try:
-            manifest = Manifest.model_validate_json(manifest_path.read_text())
-        except ValidationError as exc:
+            raw = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpeedyError(f"{manifest_path} is not JSON ({exc})", REBUILD) from exc
+        found = raw.get("format_version") if isinstance(raw, dict) else None
+        if found != FORMAT_VERSION:
             raise SpeedyError(
-                f"{manifest_path} is not a valid manifest: {exc.errors()[0]['msg']}",
-                "re-create the artifact with this version of speedy",
-            ) from exc
-        if manifest.format_version != FORMAT_VERSION:
-            raise SpeedyError(
-                f"{path} has manifest format {manifest.format_version}, "
-                f"this speedy reads {FORMAT_VERSION}",
-                "re-create the artifact with this version of speedy",
+                f"{path} has manifest format {found}, this speedy reads {FORMAT_VERSION}", REBUILD
             )
-        return cls(path, manifest)
+        try:
+            manifest = Manifest.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise SpeedyError(
+                f"{manifest_path} is not a valid manifest: {where}: {first['msg']}", REBUILD
+            ) from exc
+        artifact = cls(path, manifest)
+        for name in manifest.files:
+            contained(path, name)
+        if verify:
+            artifact.verify()
+        return artifact
+
+    def verify(self) -> None:
+        """Check every file against its recorded digest."""
+        for name, expected in self.manifest.files.items():
+            file = self.path / name
+            if not file.is_file():
+                raise SpeedyError(
+                    f"file {name} of artifact {self.path} is missing",
+                    "copy the whole artifact directory (external data too), or rebuild it",
+                )
+            if file_digest([file]) != expected:
+                raise SpeedyError(
+                    f"file {name} of artifact {self.path} was changed after it was written "
+                    "(its SHA-256 differs from the manifest's)",
+                    "rebuild the artifact, or pass --no-verify to load it anyway",
+                )
+
+
+def contained(directory: Path, name: str) -> Path:
+    """`directory / name`, refused when it would lead outside `directory` (an absolute path,
+    `..`, or a link pointing elsewhere)."""
+    root = directory.resolve()
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or not target.is_relative_to(root):
+        raise SpeedyError(
+            f"artifact {directory} lists a file outside its directory ({name})",
+            "only load artifacts whose files all sit inside the artifact directory",
+        )
+    return target
 
 
 def file_digest(paths: list[Path]) -> str:
@@ -103,6 +196,18 @@ def file_digest(paths: list[Path]) -> str:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
     return "sha256:" + digest.hexdigest()
+
+
+def directory_files(directory: Path) -> dict[str, str]:
+    """Every file below `directory` but the manifest, relative path -> SHA-256, sorted."""
+    found = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {p.relative_to(directory).as_posix(): file_digest([p]) for p in found}
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """One digest over a manifest's file list (names and contents)."""
+    text = json.dumps(sorted(files.items()))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def tool_versions() -> dict[str, str]:

@@ -5,30 +5,36 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, get_args
 
-import numpy as np
 import typer
 from rich.markup import escape
 from typer.exceptions import TyperException
 
 from speedy import interrupt, runtime
 from speedy.artifact import Artifact, check_writable
-from speedy.audio.io import read_audio, write_audio
-from speedy.compile.ort import Level, Provider
+from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.audio.io import write_audio
+from speedy.backends.ort.build import Provider
+from speedy.backends.ort.section import Level
 from speedy.console import console, out
+from speedy.devices import check_device
 from speedy.errors import SpeedyError
 from speedy.pipeline import context_for, make_stage, run_recipe
-from speedy.quantize.graph import Granularity
-from speedy.quantize.ranges import Method
 from speedy.quantize.summary import quantization_table
 from speedy.recipe import load_recipe
 from speedy.stages.base import Stage, StageContext, execute
-from speedy.stages.compile import Backend, Device
-from speedy.stages.export import Exporter
-from speedy.stages.load import LoadOptions, LoadStage
-from speedy.stages.quantize import Precision
-from speedy.stages.simplify import Tool
+from speedy.stages.load import LoadStage
+from speedy.stages.options import (
+    Backend,
+    Exporter,
+    Granularity,
+    LoadOptions,
+    Method,
+    Precision,
+    Tool,
+)
+from speedy.stages.quantize import graph_reports
 from speedy.summary import summarize, write_summary
-from speedy.synth import Synthesizer
+from speedy.tasks import task_for
 
 app = typer.Typer(
     help="Convert, optimize and check speech-generation models. Add --debug for tracebacks.",
@@ -40,16 +46,27 @@ app = typer.Typer(
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
 Threads = Annotated[int, typer.Option(help="CPU threads for checks and timing.")]
 Data = Annotated[
-    Path | None, typer.Option(help="Audio or .npy files for parity checks (default: the recipe's).")
+    Path | None, typer.Option(help="Examples for parity checks (default: the recipe's).")
 ]
 SkipParity = Annotated[
     bool, typer.Option("--skip-parity", help="Keep the artifact without checking it (not advised).")
 ]
+Graphs = Annotated[
+    list[str] | None,
+    typer.Option("--graph", help="Graph to act on (repeatable; default: every graph)."),
+]
+NoVerify = Annotated[
+    bool,
+    typer.Option("--no-verify", help="Load artifacts without checking their files' digests."),
+]
+
+
+def _open(path: Path, no_verify: bool) -> Artifact:
+    return Artifact.open(path, verify=not no_verify)
 
 
 def _artifact_context(artifact: Artifact, data: Path | None, threads: int) -> StageContext:
-    spec = artifact.manifest.model
-    return context_for(spec, data or spec.adapter().default_data, threads)
+    return context_for(artifact.manifest.model, data, threads)
 
 
 def _export_stage(
@@ -95,6 +112,7 @@ def export(
     data: Data = None,
     threads: Threads = 2,
     skip_parity: SkipParity = False,
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
     """Export PyTorch to ONNX with dynamic dims, checked against PyTorch on real inputs."""
@@ -105,15 +123,17 @@ def export(
                 "--checkpoint and --model apply to recipes, not to a torch artifact",
                 "pass the recipe instead of the artifact, or drop those options",
             )
-        parent = Artifact.open(Path(source))
+        parent = _open(Path(source), no_verify)
         ctx = _artifact_context(parent, data, threads)
         stage = _export_stage({}, opset, exporter, skip_parity)
         artifact = execute(stage, parent, output, ctx, force)
     else:
         recipe = load_recipe(source)
-        ctx = context_for(recipe.model_spec(model), data or recipe.data_dir(), threads)
-        stage = _export_stage(recipe.export, opset, exporter, skip_parity)
-        load = LoadStage(LoadOptions(checkpoint=checkpoint or recipe.checkpoint_path()))
+        weights = checkpoint or recipe.checkpoint_path()
+        spec = recipe.model_spec(model, weights)
+        ctx = context_for(spec, data or recipe.data_dir(), threads)
+        stage = _export_stage(recipe.export.model_dump(), opset, exporter, skip_parity)
+        load = LoadStage(LoadOptions(checkpoint=weights))
         with tempfile.TemporaryDirectory(prefix="speedy-torch-") as tmp:
             parent = execute(load, None, Path(tmp) / "torch", ctx)
             artifact = execute(stage, parent, output, ctx, force)
@@ -125,24 +145,27 @@ def simplify(
     source: Annotated[Path, typer.Argument(help="ONNX artifact directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
     tool: Annotated[Tool, typer.Option(help="Simplifier.")] = "onnxslim",
+    graph: Graphs = None,
     data: Data = None,
     threads: Threads = 2,
     skip_parity: SkipParity = False,
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Simplify an ONNX artifact, keeping dynamic dims, checked against the parent."""
+    """Simplify an ONNX artifact's graphs, keeping dynamic dims, checked against the parent."""
     check_writable(output, force)
-    parent = Artifact.open(source)
+    parent = _open(source, no_verify)
     ctx = _artifact_context(parent, data, threads)
-    stage = make_stage("simplify", {"tool": tool, "verify": not skip_parity})
-    artifact = execute(stage, parent, output, ctx, force)
-    report = artifact.manifest.reports["simplify"]
-    before, after = report["before"], report["after"]
-    out.print(
-        f"wrote {artifact.path}: nodes {before['nodes']} -> {after['nodes']}, "
-        f"initializers {before['initializers']} -> {after['initializers']}, "
-        f"{before['bytes'] / 1e6:.1f} -> {after['bytes'] / 1e6:.1f} MB"
-    )
+    settings = {"tool": tool, "verify": not skip_parity, "graphs": graph or []}
+    artifact = execute(make_stage("simplify", settings), parent, output, ctx, force)
+    for name, report in artifact.manifest.reports["simplify"]["graphs"].items():
+        before, after = report["before"], report["after"]
+        where = f" {name}" if len(artifact.manifest.graphs) > 1 else ""
+        out.print(
+            f"wrote {artifact.path}{where}: nodes {before['nodes']} -> {after['nodes']}, "
+            f"initializers {before['initializers']} -> {after['initializers']}, "
+            f"{before['bytes'] / 1e6:.1f} -> {after['bytes'] / 1e6:.1f} MB"
+        )
 
 
 def _providers(values: list[str] | None) -> list[str] | None:
@@ -159,7 +182,7 @@ def quantize(
         str,
         typer.Option(
             help="Calibration data: directory or file of examples, a named set "
-            "(calibration/NAME.yaml), or 'default' (the family's default data)."
+            "(calibration/NAME.yaml), or 'default' (the task's default data)."
         ),
     ] = "default",
     precision: Annotated[
@@ -181,7 +204,7 @@ def quantize(
         str | None,
         typer.Option(
             help="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' "
-            "(mixed: the family's default, pesq>=4.0 for vocoders)."
+            "(mixed: the task's default, pesq>=4.0 for vocoders)."
         ),
     ] = None,
     granularity: Annotated[
@@ -195,12 +218,14 @@ def quantize(
     weight_only: Annotated[
         bool, typer.Option(help="Store the weights of float layers as int8 too.")
     ] = True,
+    graph: Graphs = None,
     data: Data = None,
     threads: Threads = 2,
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Quantize an ONNX artifact (INT8, FP16, or mixed under an audio-quality budget) and
-    record its quality against the parent."""
+    """Quantize an ONNX artifact's graphs (INT8, FP16, or mixed under an audio-quality budget)
+    and record its quality against the parent."""
     check_writable(output, force)
     settings = {
         "precision": precision,
@@ -212,18 +237,23 @@ def quantize(
         "keep_float": keep_float or [],
         "per_channel": per_channel,
         "weight_only": weight_only,
+        "graphs": graph or [],
     }
     stage = make_stage("quantize", settings)
-    parent = Artifact.open(source)
+    parent = _open(source, no_verify)
     artifact = execute(stage, parent, output, _artifact_context(parent, data, threads), force)
-    report = artifact.manifest.reports
-    if "table" in report["quantize"]:
-        out.print(quantization_table(report["quantize"]))
-    figures = ", ".join(f"{k} {v:.3f}" for k, v in report["quality"]["metrics"].items())
+    reports = artifact.manifest.reports
+    ratios = []
+    for name, report in graph_reports(reports).items():
+        if "table" in report:
+            out.print(quantization_table(report, name))
+        ratios.append(f"{report['size_ratio']:.0%}")
+    quality = reports["quality"]
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in quality["metrics"].items() if v is not None)
     out.print(
         f"wrote {artifact.path} ({artifact.manifest.precision}, "
-        f"{artifact.size_bytes / 1e6:.1f} MB, {report['quantize']['size_ratio']:.0%} of the "
-        f"parent): {figures}; {report['quality']['verdict']}"
+        f"{artifact.size_bytes / 1e6:.1f} MB, {' / '.join(ratios)} of the parent): {figures}; "
+        f"{quality['verdict']}"
     )
 
 
@@ -244,7 +274,7 @@ def compile_(
         typer.Option(help="NAME:MIN,OPT,MAX for a dim or an input (repeatable)."),
     ] = None,
     profiles_from: Annotated[
-        Path | None, typer.Option(help="Audio/.npy whose lengths set profiles (default: --data).")
+        Path | None, typer.Option(help="Examples whose lengths set profiles (default: --data).")
     ] = None,
     timing_cache: Annotated[
         Path | None, typer.Option(help="TensorRT timing cache file (read, then updated).")
@@ -253,7 +283,7 @@ def compile_(
         int | None, typer.Option(min=1, help="TensorRT workspace limit in MiB.")
     ] = None,
     device: Annotated[
-        Device | None, typer.Option(help="Target device (default: cuda for trt, else cpu).")
+        str | None, typer.Option(help="Target device, cpu or cuda (default: cuda for trt).")
     ] = None,
     provider: Annotated[
         list[str] | None,
@@ -271,16 +301,18 @@ def compile_(
     atol: Annotated[
         float | None, typer.Option(min=0, help="Parity tolerance vs the parent.")
     ] = None,
+    graph: Graphs = None,
     data: Data = None,
     threads: Threads = 2,
     skip_parity: SkipParity = False,
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Compile an artifact, with optimization profiles derived from real data, checked."""
+    """Compile an artifact's graphs, with optimization profiles derived from real data, checked."""
     check_writable(output, force)
     settings = {
         "backend": backend,
-        "device": device,
+        "device": check_device(device) if device else None,
         "fp16": fp16,
         "int8": int8,
         "shapes": shapes or [],
@@ -294,43 +326,53 @@ def compile_(
         "fft_conv": fft_conv,
         "atol": atol,
         "verify": not skip_parity,
+        "graphs": graph or [],
     }
     stage = make_stage("compile", settings)
-    parent = Artifact.open(source)
+    parent = _open(source, no_verify)
     artifact = execute(stage, parent, output, _artifact_context(parent, data, threads), force)
     manifest = artifact.manifest
     out.print(
         f"wrote {artifact.path} ({manifest.kind}, {manifest.precision}, "
         f"{artifact.size_bytes / 1e6:.1f} MB)"
     )
-    covered = manifest.reports["compile"].get("profile_data")
-    if covered:
-        out.print(f"profiles cover {covered['covered']} of {covered['clips']} clips")
+    for report in manifest.reports["compile"].values():
+        if covered := report.get("profile_data"):
+            out.print(f"profiles cover {covered['covered']} of {covered['clips']} clips")
 
 
 @app.command()
 def infer(
-    artifact: Annotated[Path, typer.Argument(help="Artifact directory of a vocoder recipe.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="A .wav (resynthesis) or mel .npy.")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory of a model making audio.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="An example: a .wav (resynthesis) or mel .npy.")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Run an artifact on one input so a person can listen to it."""
+    """Run an artifact on one example so a person can listen to it."""
     check_writable(output, force)
-    session = runtime.load(artifact, device=device, threads=threads)
-    spec = session.manifest.model
-    family = spec.adapter()
-    if input.suffix == ".npy":
-        features = np.load(input, allow_pickle=False)
-        features = features[0] if features.ndim == 3 and features.shape[0] == 1 else features
-    else:
-        features = family.features(read_audio(input, spec.audio.sample_rate))
-    feeds, seconds = family.utterance(features.astype(np.float32, copy=False))
-    audio = family.waveform(session.run(feeds))
-    write_audio(output, audio, spec.audio.sample_rate)
-    out.print(f"wrote {output} ({seconds:.2f} s at {spec.audio.sample_rate} Hz)")
+    model = runtime.load(artifact, device=device, threads=threads, verify=not no_verify)
+    task = task_for(model.manifest.model)
+    if input.suffix.lower() not in task.data_suffixes:
+        raise SpeedyError(
+            f"{input} is not {task.data_kind}, what a {task.name} model takes",
+            f"pass a {' or '.join(task.data_suffixes)} file"
+            + (" (text models speak through `speedy synth`)" if task.Controls else ""),
+        )
+    (example, *_) = task.read_data(input, FeatureCache(default_cache_dir()))
+    waves = task.waveforms(task.run(model, task.inputs(example)))
+    if waves is None:
+        raise SpeedyError(
+            f"a {task.name} model makes {task.produces}, not audio",
+            "chain a model that makes audio of it: `speedy synth --acoustic ... --vocoder ...`",
+        )
+    rate = model.manifest.model.audio.sample_rate
+    write_audio(output, waves[0], rate)
+    out.print(f"wrote {output} ({waves[0].size / rate:.2f} s at {rate} Hz)")
 
 
 @app.command()
@@ -350,12 +392,22 @@ def synth(
     pitch_shift: Annotated[float, typer.Option(help="Pitch shift in semitones.")] = 0.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
     """Text to wave: an acoustic model's mels through a vocoder, with per-stage RTF."""
+    from speedy.chain import Chain
+
     check_writable(output, force)
-    synthesizer = Synthesizer.load(acoustic, vocoder, device=device, threads=threads)
-    result = synthesizer(text, speaker, emotion, reference, speed, pitch_shift)
+    chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
+    result = chain(
+        text=text,
+        speaker=speaker,
+        emotion=emotion,
+        reference=reference,
+        speed=speed,
+        pitch_shift=pitch_shift,
+    )
     write_audio(output, result.audio, result.sample_rate)
     rtf = ", ".join(f"{stage} {value:.3f}" for stage, value in result.rtf().items())
     seconds = f"{result.audio_seconds:.2f} s at {result.sample_rate} Hz"
@@ -363,13 +415,21 @@ def synth(
 
 
 @app.command()
-def inspect(artifact: Annotated[Path, typer.Argument(help="Artifact directory.")]) -> None:
-    """Print an artifact's manifest: I/O, dims, lineage and reports (and the quantization table
-    of a quantized artifact)."""
-    manifest = Artifact.open(artifact).manifest
+def inspect(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    no_verify: NoVerify = False,
+) -> None:
+    """Print an artifact's manifest: graphs and their I/O, dims, checkpoint, lineage and reports
+    (and the quantization table of each quantized graph)."""
+    manifest = _open(artifact, no_verify).manifest
     out.print_json(manifest.model_dump_json())
-    if "table" in manifest.reports.get("quantize", {}):
-        out.print(quantization_table(manifest.reports["quantize"]))
+    checkpoint = manifest.model.checkpoint
+    out.print(f"checkpoint: {checkpoint.describe() if checkpoint else 'none (seeded weights)'}")
+    for name, entry in manifest.graphs.items():
+        out.print(f"graph {name}: {entry.kind}, {entry.precision}, {', '.join(entry.files)}")
+    for name, report in graph_reports(manifest.reports).items():
+        if "table" in report:
+            out.print(quantization_table(report, name))
 
 
 @app.command()
@@ -386,7 +446,7 @@ def bench(
         ),
     ] = None,
     data: Annotated[
-        str, typer.Option(help="Directory or file of examples, or 'default' (the family's).")
+        str, typer.Option(help="Directory or file of examples, or 'default' (the task's).")
     ] = "default",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
@@ -423,15 +483,15 @@ def bench(
 ) -> None:
     """Measure artifacts side by side on the same data, each in its own process: size, load
     time, memory, latency, RTF, throughput, streaming, DNSMOS and quality against a reference."""
-    from speedy.bench.command import BenchCommand
+    from speedy.bench.command import BenchOptions
     from speedy.bench.command import bench as run_bench
 
     run_bench(
-        BenchCommand(
+        BenchOptions(
             artifacts=artifacts,
             output=output,
             reference=reference,
-            data=data,
+            data=None if data == "default" else Path(data),
             device=device,
             threads=threads,
             batches=tuple(batch),

@@ -1,18 +1,15 @@
-"""Real model inputs from a data source (audio files, .npy features, text), read by the family."""
+"""Files of a data source (audio, .npy features, text) and their cached front-end features."""
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.audio.cache import FeatureCache
 from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
-
-if TYPE_CHECKING:
-    from speedy.families.base import Family
-    from speedy.model_spec import ModelSpec
 
 DEFAULT_CLIPS = Path(str(files("speedy") / "data" / "clips"))
 TEXT_SUFFIXES = (".txt",)
@@ -34,9 +31,15 @@ def data_files(
     return found
 
 
-def audio_features(source: Path, family: "Family", cache: FeatureCache) -> list[np.ndarray]:
-    """The family's front-end features of every audio or .npy file in `source`, cached."""
-    settings = f"{family.name}|{family.audio.model_dump_json()}"
+def audio_features(
+    source: Path,
+    audio: AudioSpec,
+    cache: FeatureCache,
+    front_end: Callable[[np.ndarray], np.ndarray],
+) -> list[np.ndarray]:
+    """`front_end`'s features of every audio file in `source` at the model's rate (cached by
+    content hash), and the arrays of its .npy files as they are."""
+    settings = f"{front_end.__qualname__}|{audio.model_dump_json()}"
     features = []
     for path in data_files(source):
         if path.suffix == ".npy":
@@ -46,7 +49,7 @@ def audio_features(source: Path, family: "Family", cache: FeatureCache) -> list[
             cache.get(
                 path,
                 settings,
-                lambda p=path: family.features(read_audio(p, family.audio.sample_rate)),
+                lambda p=path: front_end(read_audio(p, audio.sample_rate)),
             )
         )
     return features
@@ -64,7 +67,9 @@ def text_lines(source: Path) -> list[tuple[str, str]]:
     return lines
 
 
-def read_features(source: Path, spec: "ModelSpec", cache: FeatureCache | None = None) -> list[Any]:
-    """The family's examples from `source`: audio features for a vocoder, sentences for a
-    text-to-mel model (see `Family.read_data`)."""
-    return spec.adapter().read_data(source, cache or FeatureCache(default_cache_dir()))
+def example_names(source: Path, suffixes: tuple[str, ...], count: int) -> list[str]:
+    """A name per example: the files' stems when each file is one example, else numbers."""
+    paths = data_files(source, suffixes, "data")
+    if len(paths) == count:
+        return [p.stem for p in paths]
+    return [f"{i:03d}" for i in range(count)]

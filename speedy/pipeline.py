@@ -3,25 +3,34 @@
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.console import console
-from speedy.data_source import read_features
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.recipe import Recipe
-from speedy.stages.base import Stage, StageContext, cached, execute
-from speedy.stages.compile import CompileOptions, CompileStage
-from speedy.stages.export import ExportOptions, ExportStage
-from speedy.stages.load import LoadOptions, LoadStage
-from speedy.stages.quantize import QuantizeOptions, QuantizeStage
-from speedy.stages.simplify import SimplifyOptions, SimplifyStage
+from speedy.stages.base import Stage, StageContext, reuse_or_execute
+from speedy.stages.compile import CompileStage
+from speedy.stages.export import ExportStage
+from speedy.stages.load import LoadStage
+from speedy.stages.options import (
+    CompileOptions,
+    ExportOptions,
+    LoadOptions,
+    Options,
+    QuantizeOptions,
+    SimplifyOptions,
+)
+from speedy.stages.quantize import QuantizeStage
+from speedy.stages.simplify import SimplifyStage
+from speedy.tasks import task_for
 
-STAGES: dict[str, tuple[type[Stage], type[BaseModel]]] = {
+STAGES: dict[str, tuple[type[Stage], type[Options]]] = {
     "export": (ExportStage, ExportOptions),
     "simplify": (SimplifyStage, SimplifyOptions),
     "compile": (CompileStage, CompileOptions),
@@ -29,25 +38,29 @@ STAGES: dict[str, tuple[type[Stage], type[BaseModel]]] = {
 }
 
 
-def make_stage(name: str, settings: dict) -> Stage:
-    """A stage from its recipe section, validated into its typed options."""
+def make_stage(name: str, settings: Options | dict[str, Any]) -> Stage:
+    """A stage from its typed options, or from settings validated into them."""
     stage_type, options_type = STAGES[name]
+    if isinstance(settings, Options):
+        return stage_type(settings)
     try:
         return stage_type(options_type.model_validate(settings))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise SpeedyError(
-            f"recipe section '{name}': {'.'.join(map(str, first['loc']))}: {first['msg']}",
-            f"fix the recipe's `{name}:` settings",
+            f"{name} options: {'.'.join(map(str, first['loc']))}: {first['msg']}",
+            f"fix the `{name}` settings",
         ) from exc
 
 
-def context_for(spec: ModelSpec, data: Path, threads: int) -> StageContext:
-    """The model spec and the real features (feature-cached) that stages check against."""
+def context_for(spec: ModelSpec, data: Path | None, threads: int) -> StageContext:
+    """The model spec, its task and the real examples (feature-cached) stages check against;
+    `data` None: the task's default data."""
     cache = FeatureCache(default_cache_dir())
-    features = read_features(data, spec, cache)
+    task = task_for(spec)
+    examples = task.read_data(data or task.default_data, cache)
     console.print(cache.summary())
-    return StageContext(spec=spec, features=features, threads=threads)
+    return StageContext(spec=spec, task=task, examples=examples, threads=threads)
 
 
 @dataclass
@@ -61,7 +74,7 @@ class Outcome:
 def _owned_by_run(out_dir: Path, stage: str) -> bool:
     """Whether `out_dir` holds an earlier run's output of `stage` (safe to replace when stale)."""
     try:
-        return Artifact.open(out_dir).manifest.lineage.stage == stage
+        return Artifact.open(out_dir, verify=False).manifest.lineage.stage == stage
     except SpeedyError:
         return False
 
@@ -75,8 +88,9 @@ def run_recipe(
     force: bool = False,
 ) -> tuple[list[Outcome], StageContext]:
     """Run the recipe's stages in order, reusing a stage whose inputs and options are unchanged."""
-    ctx = context_for(recipe.model_spec(), data or recipe.data_dir(), threads)
-    load = LoadStage(LoadOptions(checkpoint=checkpoint or recipe.checkpoint_path()))
+    checkpoint = checkpoint or recipe.checkpoint_path()
+    ctx = context_for(recipe.model_spec(checkpoint=checkpoint), data or recipe.data_dir(), threads)
+    load = LoadStage(LoadOptions(checkpoint=checkpoint))
     stages = [load, *(make_stage(name, getattr(recipe, name)) for name in recipe.stages)]
     outcomes: list[Outcome] = []
     parent: Artifact | None = None
@@ -86,17 +100,16 @@ def run_recipe(
             out_dir = build_dir / recipe.name / stage.name
             task = progress.add_task(f"{recipe.name}: {stage.name}", total=None)
             start = time.perf_counter()
-            artifact = None if force else cached(out_dir, stage.fingerprint(parent, ctx.spec))
-            reused = artifact is not None
-            if artifact is None:
-                replace = force or _owned_by_run(out_dir, stage.name)
-                artifact = execute(stage, parent, out_dir, ctx, force=replace)
+            replace = force or _owned_by_run(out_dir, stage.name)
+            artifact, built = reuse_or_execute(stage, parent, out_dir, ctx, replace, not force)
             seconds = time.perf_counter() - start
             progress.remove_task(task)
             state = (
-                "reused (inputs and options unchanged)" if reused else f"built in {seconds:.1f} s"
+                "reused (inputs and options unchanged)"
+                if built is None
+                else (f"built in {seconds:.1f} s")
             )
             console.print(f"[green]✓[/] {stage.name}: {out_dir} {state}")
-            outcomes.append(Outcome(stage.name, artifact, reused, seconds))
+            outcomes.append(Outcome(stage.name, artifact, built is None, seconds))
             parent = artifact
     return outcomes, ctx

@@ -5,9 +5,10 @@ they are aligned by cross-correlation first (`align`). Pure NumPy/SciPy; PESQ ne
 `pesq` package, imported only when used.
 """
 
+import importlib.util
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple
@@ -59,14 +60,23 @@ def align(
     return ref[:n], tst[:n]
 
 
-# Metric implementations on already aligned, equal-length float64 signals.
-def _snr(ref: np.ndarray, tst: np.ndarray, sample_rate: int | None = None) -> float:
+def snr(reference: np.ndarray, test: np.ndarray) -> float:
+    """Signal-to-noise ratio in dB of `test` against `reference`, element by element (same
+    shape), capped at ±SNR_CAP_DB; non-finite values in either make it -SNR_CAP_DB."""
+    ref, tst = (np.asarray(x, dtype=np.float64).ravel() for x in (reference, test))
     signal, noise = float(np.sum(ref**2)), float(np.sum((ref - tst) ** 2))
+    if not math.isfinite(signal + noise):
+        return -SNR_CAP_DB
     if noise == 0.0:
         return SNR_CAP_DB
     if signal == 0.0:
         return -SNR_CAP_DB
     return float(np.clip(10.0 * math.log10(signal / noise), -SNR_CAP_DB, SNR_CAP_DB))
+
+
+# Metric implementations on already aligned, equal-length float64 signals.
+def _snr(ref: np.ndarray, tst: np.ndarray, sample_rate: int | None = None) -> float:
+    return snr(ref, tst)
 
 
 def _log_mels(ref: np.ndarray, tst: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,6 +272,32 @@ def compare(
     return {name: _ON_ALIGNED[name](ref, tst, sample_rate) for name in names}
 
 
+def measure(
+    reference: np.ndarray,
+    test: np.ndarray,
+    sample_rate: int,
+    metrics: Sequence[str],
+    failures: list[str] | None = None,
+) -> dict[str, float | None]:
+    """Like `compare`, but a metric that cannot be measured (PESQ finding no speech in noise,
+    a missing package, non-finite audio) is None, its reason appended to `failures`."""
+    try:
+        ref, tst = align(reference, test)
+    except SpeedyError as exc:
+        if failures is not None:
+            failures.append(exc.problem)
+        return dict.fromkeys(metrics)
+    found: dict[str, float | None] = {}
+    for name in dict.fromkeys(metrics):
+        try:
+            found[name] = _ON_ALIGNED[_check_metric(name)](ref, tst, sample_rate)
+        except SpeedyError as exc:
+            found[name] = None
+            if failures is not None:
+                failures.append(f"{name}: {exc.problem}")
+    return found
+
+
 _BUDGET_TERM = re.compile(r"\s*([A-Za-z_]+)\s*(>=|<=)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*")
 _BUDGET_EXAMPLE = "write METRIC>=VALUE or METRIC<=VALUE, comma separated, e.g. 'pesq>=4.0,mel<=0.5'"
 
@@ -274,16 +310,22 @@ class Budget:
     op: Literal[">=", "<="]
     threshold: float
 
-    def holds(self, value: float) -> bool:
-        """Whether `value` meets the requirement (NaN never does)."""
+    def holds(self, value: float | None) -> bool:
+        """Whether `value` meets the requirement (an unmeasured or NaN value never does)."""
+        if value is None:
+            return False
         return value >= self.threshold if self.op == ">=" else value <= self.threshold
 
     def __str__(self) -> str:
         return f"{self.metric}{self.op}{self.threshold:g}"
 
 
-def parse_budget(text: str) -> list[Budget]:
-    """Parse comma-separated requirements such as "snr>=20,mel<=0.5"."""
+AUDIO_METRICS = {name: metric.higher_is_better for name, metric in METRICS.items()}
+
+
+def parse_budget(text: str, known: Mapping[str, bool] | None = AUDIO_METRICS) -> list[Budget]:
+    """Parse comma-separated requirements such as "snr>=20,mel<=0.5" on the `known` metrics
+    (name -> higher is better; None: any name, the syntax alone is checked)."""
     terms = [term for term in text.split(",") if term.strip()]
     if not terms:
         raise SpeedyError("empty quality budget", _BUDGET_EXAMPLE)
@@ -294,5 +336,15 @@ def parse_budget(text: str) -> list[Budget]:
         if match is None or not math.isfinite(threshold):
             raise SpeedyError(f"cannot parse quality budget term {term.strip()!r}", _BUDGET_EXAMPLE)
         op: Literal[">=", "<="] = ">=" if match.group(2) == ">=" else "<="
-        budgets.append(Budget(_check_metric(match.group(1).lower()), op, threshold))
+        metric = match.group(1).lower()
+        if known is not None and metric not in known:
+            raise SpeedyError(
+                f"unknown quality metric {metric!r} in the budget",
+                f"use one of: {', '.join(known)}",
+            )
+        if metric == "pesq" and importlib.util.find_spec("pesq") is None:
+            raise SpeedyError(
+                "a PESQ budget needs the pesq package", "pip install 'openspeedy[eval]'"
+            )
+        budgets.append(Budget(metric, op, threshold))
     return budgets

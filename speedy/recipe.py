@@ -1,4 +1,5 @@
-"""Recipes: one YAML per model family's model, validated into typed settings."""
+"""Recipes: one YAML per model, validated into typed settings (every stage section too, whether
+or not `stages:` lists it)."""
 
 import importlib.util
 from importlib.resources import files
@@ -8,11 +9,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from speedy.artifact import file_digest
 from speedy.audio.mel import AudioSpec
 from speedy.data_source import DEFAULT_CLIPS
 from speedy.errors import SpeedyError
-from speedy.model_spec import ModelSpec, ParityOptions
+from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
 from speedy.specs import DimRange
+from speedy.stages.options import CompileOptions, ExportOptions, QuantizeOptions, SimplifyOptions
 
 StageName = Literal["export", "simplify", "quantize", "compile"]
 BUILTIN = files("speedy") / "data" / "recipes"
@@ -33,23 +36,32 @@ class Recipe(BaseModel):
     dims: dict[str, DimRange]
     data: str = "default"
     stages: list[StageName] = Field(default_factory=lambda: ["export", "simplify"])
-    export: dict[str, Any] = Field(default_factory=dict)
-    simplify: dict[str, Any] = Field(default_factory=dict)
-    quantize: dict[str, Any] = Field(default_factory=dict)
-    compile: dict[str, Any] = Field(default_factory=dict)
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    simplify: SimplifyOptions = Field(default_factory=SimplifyOptions)
+    quantize: QuantizeOptions = Field(default_factory=QuantizeOptions)
+    compile: CompileOptions = Field(default_factory=CompileOptions)
     parity: ParityOptions
     source: Path | None = Field(default=None, exclude=True)
 
-    def model_spec(self, factory: str | None = None) -> ModelSpec:
-        return ModelSpec(
-            recipe=self.name,
-            family=self.family,
-            network=self.network,
-            audio=self.audio,
-            dims=self.dims,
-            parity=self.parity,
-            factory=factory,
-        )
+    def model_spec(self, factory: str | None = None, checkpoint: Path | None = None) -> ModelSpec:
+        """The model this recipe describes, with the provenance of `checkpoint` (default: the
+        recipe's)."""
+        from speedy.families import describe
+
+        checkpoint = checkpoint or self.checkpoint_path()
+        try:
+            return describe(
+                recipe=self.name,
+                family=self.family,
+                network=self.network,
+                audio=self.audio,
+                dims=self.dims,
+                parity=self.parity,
+                factory=factory,
+                checkpoint=checkpoint_info(checkpoint),
+            )
+        except SpeedyError as exc:
+            raise SpeedyError(f"recipe {self.source or self.name}: {exc.problem}", exc.fix) from exc
 
     def checkpoint_path(self) -> Path | None:
         """The checkpoint file, resolving `package:<module>/<path>` inside installed packages."""
@@ -73,6 +85,14 @@ class Recipe(BaseModel):
             return DEFAULT_DATA
         path = Path(self.data).expanduser()
         return path if path.is_absolute() or self.source is None else self.source.parent / path
+
+
+def checkpoint_info(path: Path | None) -> CheckpointInfo | None:
+    """The provenance of a checkpoint file (None for seeded weights, or a missing file, which
+    the torch stage reports)."""
+    if path is None or not path.is_file():
+        return None
+    return CheckpointInfo(file=path.name, digest=file_digest([path]))
 
 
 def builtin_recipes() -> list[str]:
@@ -102,3 +122,5 @@ def load_recipe(reference: str) -> Recipe:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"]))
         raise SpeedyError(f"recipe {path}: {where}: {first['msg']}", "fix the recipe") from exc
+    except SpeedyError as exc:  # options that do not go together
+        raise SpeedyError(f"recipe {path}: {exc.problem}", exc.fix) from exc

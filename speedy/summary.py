@@ -15,9 +15,12 @@ from speedy.stages.base import StageContext
 def _nodes(artifact: Artifact) -> str:
     simplify = artifact.manifest.reports.get("simplify")
     if simplify:
-        return f"{simplify['before']['nodes']} -> {simplify['after']['nodes']}"
-    if artifact.manifest.kind == "onnx":
-        return str(graph_stats(load_onnx(artifact.model_file, with_weights=False))["nodes"])
+        graphs = simplify["graphs"].values()
+        before = sum(g["before"]["nodes"] for g in graphs)
+        return f"{before} -> {sum(g['after']['nodes'] for g in graphs)}"
+    onnx = [n for n, g in artifact.manifest.graphs.items() if g.kind == "onnx"]
+    if onnx:
+        return str(sum(graph_stats(load_onnx(artifact.file(n), False))["nodes"] for n in onnx))
     return "-"
 
 
@@ -25,7 +28,11 @@ def _parity(artifact: Artifact) -> str:
     parity = artifact.manifest.reports.get("parity")
     if not parity:
         return "-" if artifact.manifest.lineage.stage == "torch" else "skipped"
-    worst = max(max(c["max_abs_error"].values()) for c in parity["cases"])
+    worst = max(
+        float("inf") if v is None else v
+        for c in parity["cases"]
+        for v in c["max_abs_error"].values()
+    )
     return f"{worst:.1e} {'ok' if parity['passed'] else 'FAIL'}"
 
 
@@ -33,15 +40,16 @@ def summarize(
     artifacts: dict[str, Artifact], ctx: StageContext, repeats: int = 3
 ) -> tuple[Table, dict]:
     """Measure every artifact's RTF on the same data (interleaved) and tabulate everything."""
-    sessions = {name: runtime.load(a.path, threads=ctx.threads) for name, a in artifacts.items()}
-    rtf = medians(rtf_samples(sessions, ctx.spec, ctx.features, repeats=repeats))
+    models = {
+        name: runtime.load(a.path, threads=ctx.threads, verify=False)
+        for name, a in artifacts.items()
+    }
+    rtf = medians(rtf_samples(models, ctx.task, ctx.examples, repeats=repeats))
     reference = next(iter(rtf.values()))
-    family = ctx.spec.adapter()
-    seconds = total_seconds(
-        family, next(iter(sessions.values())), [family.utterance(f) for f in ctx.features]
-    )
+    runs = [ctx.task.inputs(e) for e in ctx.examples]
+    seconds = total_seconds(ctx.task, next(iter(models.values())), runs)
     table = Table(
-        title=f"{ctx.spec.recipe}: {len(ctx.features)} clips, {seconds:.1f} s of audio, "
+        title=f"{ctx.spec.recipe}: {len(ctx.examples)} clips, {seconds:.1f} s of audio, "
         f"{ctx.threads} threads"
     )
     for column in ("stage", "kind", "size MB", "nodes", "parity max|err|", "RTF", "speed-up"):

@@ -6,11 +6,13 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from speedy import interrupt
+from speedy.artifact import Artifact, Manifest, directory_files, files_digest, write_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_RECIPE = FIXTURES / "hifigan_tiny.yaml"
@@ -101,3 +103,13 @@ def sambert_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     build = tmp_path_factory.mktemp("sambert")
     outcomes, ctx = run_recipe(load_recipe(str(SAMBERT_TINY)), build)
     return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
+
+
+def republish(directory: Path, manifest: Manifest, **graph: Any) -> Artifact:
+    """Write `manifest` for the files now in `directory` (their digests recomputed), with
+    `graph` fields updated on every graph: an artifact a test edited by hand."""
+    files = directory_files(directory)
+    graphs = {n: g.model_copy(update=graph) for n, g in manifest.graphs.items()}
+    update = {"files": files, "digest": files_digest(files), "graphs": graphs}
+    write_manifest(directory, manifest.model_copy(update=update))
+    return Artifact.open(directory)

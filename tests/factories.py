@@ -2,13 +2,14 @@
 
 import torch
 
+from speedy.families import build_network
 from speedy.recipe import load_recipe
 from tests.conftest import TINY_RECIPE
 
 
 def tiny_with_weight_norm() -> torch.nn.Module:
     """The tiny generator with weight norm on every conv, as in training code."""
-    module = load_recipe(str(TINY_RECIPE)).model_spec().build_module()
+    module = build_network(load_recipe(str(TINY_RECIPE)).model_spec())
     for child in module.modules():
         if isinstance(child, torch.nn.Conv1d | torch.nn.ConvTranspose1d):
             torch.nn.utils.parametrizations.weight_norm(child)

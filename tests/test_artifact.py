@@ -16,8 +16,10 @@ def test_manifest_records_what_the_stage_did(tiny_build: dict) -> None:
     torch_art, exported, simplified = (tiny_build[k] for k in ("torch", "export", "simplify"))
     manifest = exported.manifest
     assert manifest.kind == "onnx" and manifest.precision == "fp32"
-    assert manifest.inputs[0].shape == ["batch", 80, "frames"]
-    assert manifest.outputs[0].shape == ["batch", 1, "samples"]
+    assert list(manifest.graphs) == ["model"] and manifest.graphs["model"].files == ["model.onnx"]
+    assert manifest.graphs["model"].inputs[0].shape == ["batch", 80, "frames"]
+    assert manifest.graphs["model"].outputs[0].shape == ["batch", 1, "samples"]
+    assert manifest.model.task == "vocoder" and manifest.model.checkpoint is None
     assert manifest.model.dims["frames"].max == 2048
     assert manifest.model.audio.hop_length == 256
     assert manifest.lineage.parent_digest == torch_art.manifest.digest
@@ -26,16 +28,18 @@ def test_manifest_records_what_the_stage_did(tiny_build: dict) -> None:
     assert manifest.lineage.options["opset"] == 18
     parity = manifest.reports["parity"]
     assert parity["passed"] and len(parity["cases"]) == 3
-    assert simplified.manifest.reports["simplify"]["before"]["nodes"] >= 1
+    assert simplified.manifest.reports["simplify"]["graphs"]["model"]["before"]["nodes"] >= 1
+    assert set(manifest.files) == {"model.onnx"} and manifest.files["model.onnx"].startswith("sha")
 
 
 def test_onnx_graph_keeps_symbolic_dims_and_metadata(tiny_build: dict) -> None:
     for stage in ("export", "simplify"):
-        model = onnx.load(str(tiny_build[stage].model_file))
+        model = onnx.load(str(tiny_build[stage].file("model")))
         dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         out = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
         assert dims == ["batch", 80, "frames"] and out == ["batch", 1, "samples"]
-        assert {p.key for p in model.metadata_props} == {"speedy.recipe", "speedy.audio"}
+        keys = {"speedy.recipe", "speedy.graph", "speedy.audio"}
+        assert {p.key for p in model.metadata_props} == keys
 
 
 def test_atomic_dir_removes_partial_output_on_error(tmp_path: Path) -> None:
@@ -86,7 +90,7 @@ def test_external_data_outside_the_model_directory_is_refused(tmp_path: Path) ->
 
 
 def test_large_models_are_saved_with_external_data(tiny_build: dict, tmp_path: Path, monkeypatch):
-    model = onnx_io.load_onnx(tiny_build["export"].model_file)
+    model = onnx_io.load_onnx(tiny_build["export"].file("model"))
     monkeypatch.setattr(onnx_io, "PROTOBUF_LIMIT", 1 << 26)  # pretend the 2 GB limit is tiny
     files = onnx_io.save_onnx(model, tmp_path / "model.onnx")
     assert [f.name for f in files] == ["model.onnx", "model.onnx.data"]
@@ -98,6 +102,7 @@ def test_opening_a_manifest_from_another_format_version(tiny_build: dict, tmp_pa
     copy = tmp_path / "copy"
     copy.mkdir()
     text = (tiny_build["export"].path / "speedy.json").read_text()
-    (copy / "speedy.json").write_text(text.replace('"format_version": 1', '"format_version": 99'))
-    with pytest.raises(SpeedyError, match="manifest format 99"):
+    (copy / "speedy.json").write_text(text.replace('"format_version": 2', '"format_version": 1'))
+    with pytest.raises(SpeedyError, match="manifest format 1, this speedy reads 2") as error:
         Artifact.open(copy)
+    assert "rebuild it" in error.value.fix

@@ -12,12 +12,13 @@ import pytest
 from onnx import numpy_helper
 
 from speedy import machine
-from speedy.artifact import Artifact, file_digest, write_manifest
+from speedy.artifact import Artifact, write_manifest
 from speedy.bench import gate
-from speedy.bench.command import BenchCommand, bench
+from speedy.bench.command import BenchOptions, bench
 from speedy.bench.results import DNSMOS_FIGURES, BenchReport
 from speedy.errors import SpeedyError
 from speedy.recipe import DEFAULT_DATA
+from tests.conftest import republish
 from tests.test_cli_errors import assert_clean_error
 
 FAST = ("--warmup", "0", "--repeat", "1", "--batch", "1", "--batch", "2")
@@ -35,18 +36,15 @@ def one_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def degraded_copy(source: Artifact, out: Path, noise: float = 0.5) -> Path:
     """A copy of an ONNX artifact whose weights carry seeded noise (`noise` x their std)."""
     shutil.copytree(source.path, out)
-    model = onnx.load(str(out / source.manifest.files[0]))
+    model = onnx.load(str(out / "model.onnx"))
     rng = np.random.default_rng(0)
     for tensor in model.graph.initializer:
         weights = numpy_helper.to_array(tensor)
         if weights.dtype == np.float32 and weights.ndim >= 2:
             weights = weights + noise * weights.std() * rng.standard_normal(weights.shape)
             tensor.CopyFrom(numpy_helper.from_array(weights.astype(np.float32), tensor.name))
-    onnx.save(model, str(out / source.manifest.files[0]))
-    manifest = source.manifest.model_copy(
-        update={"digest": file_digest([out / f for f in source.manifest.files])}
-    )
-    write_manifest(out, manifest)
+    onnx.save(model, str(out / "model.onnx"))
+    republish(out, source.manifest)
     return out
 
 
@@ -54,10 +52,10 @@ def degraded_copy(source: Artifact, out: Path, noise: float = 0.5) -> Path:
 def baseline_run(tiny_build: dict, one_clip: Path, tmp_path_factory: pytest.TempPathFactory):
     """One bench over a PyTorch and an ONNX artifact, saved as a baseline."""
     out = tmp_path_factory.mktemp("bench")
-    command = BenchCommand(
+    command = BenchOptions(
         artifacts=[str(tiny_build["torch"].path), str(tiny_build["export"].path)],
         output=out / "report",
-        data=str(one_clip),
+        data=one_clip,
         batches=(1, 2),
         warmup=0,
         repeat=1,
@@ -308,7 +306,7 @@ def test_matplotlib_missing(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_text_to_mel_model(sambert_build: dict, tmp_path: Path) -> None:
     """A Sambert acoustic model benches too: its own quality figure, no audio, no streaming."""
     bench(
-        BenchCommand(
+        BenchOptions(
             artifacts=[str(sambert_build["export"].path), str(sambert_build["simplify"].path)],
             output=tmp_path / "report",
             warmup=0,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speedy.bench.command import BenchCommand, bench
+from speedy.bench.command import BenchOptions, bench
 from speedy.bench.results import DNSMOS_FIGURES, BenchReport
 from tests.test_bench import _Media, degraded_copy
 from tests.test_cli_errors import assert_clean_error
@@ -33,10 +33,10 @@ def pipeline_run(sambert_build: dict, tiny_build: dict, texts: Path, tmp_path_fa
     degraded = degraded_copy(sambert_build["export"], work / "degraded", noise=0.2)
     vocoder = tiny_build["simplify"].path
     artifacts = [sambert_build["export"].path, sambert_build["simplify"].path, degraded]
-    command = BenchCommand(
+    command = BenchOptions(
         artifacts=[str(a) for a in artifacts],
         output=work / "report",
-        data=str(texts),
+        data=texts,
         warmup=0,
         repeat=1,
         vocoder=vocoder,
@@ -114,8 +114,8 @@ def test_report_files(pipeline_run) -> None:
 @pytest.mark.parametrize(
     ("artifact", "vocoder", "phrases"),
     [
-        ("VOCODER", "VOCODER", ["--vocoder chains a vocoder after text-to-mel", "hifigan models"]),
-        ("ACOUSTIC", "ACOUSTIC", ["is a sambert model (text -> mel), not vocoder"]),
+        ("VOCODER", "VOCODER", ["is a hifigan model (mel -> audio)", "does not take"]),
+        ("ACOUSTIC", "ACOUSTIC", ["a sambert model (text -> mel): the second does not take"]),
         ("ACOUSTIC", "OTHER", ["mel spec differs", "fmax 8000.0 vs 7600.0"]),
         ("ACOUSTIC", "NOWHERE", ["is not a speedy artifact"]),
     ],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from speedy.stages import simplify as simplify_stage
@@ -63,14 +64,23 @@ def test_mel_with_81_bins(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
     assert not (tmp_path / "a.wav").exists()
 
 
-@pytest.mark.parametrize("frames", [3, 4000])
-def test_frames_outside_declared_range(speedy_cli, tiny_build: dict, tmp_path: Path, frames: int):
+def test_frames_outside_declared_range(speedy_cli, tiny_build: dict, tmp_path: Path):
     mel = tmp_path / "mel.npy"
-    np.save(mel, np.zeros((80, frames), dtype=np.float32))
+    np.save(mel, np.zeros((80, 4000), dtype=np.float32))
     code, _, err = speedy_cli(
         "infer", tiny_build["simplify"].path, "-i", mel, "-o", tmp_path / "a.wav"
     )
-    assert_clean_error(code, err, f"frames={frames} is outside the declared range 8..2048")
+    assert_clean_error(code, err, "frames=4000 is outside the declared range 8..2048")
+
+
+def test_a_mel_shorter_than_the_model_takes_is_padded(speedy_cli, tiny_build, tmp_path: Path):
+    mel = tmp_path / "mel.npy"
+    np.save(mel, np.full((80, 3), -11.5, dtype=np.float32))  # under the 8-frame minimum
+    code, _, err = speedy_cli(
+        "infer", tiny_build["simplify"].path, "-i", mel, "-o", tmp_path / "a.wav"
+    )
+    assert code == 0, err
+    assert sf.info(str(tmp_path / "a.wav")).frames == 3 * 256  # the mel's own length
 
 
 def test_corrupt_onnx(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
@@ -78,8 +88,10 @@ def test_corrupt_onnx(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
     broken.mkdir()
     source = tiny_build["export"]
     (broken / "speedy.json").write_bytes((source.path / "speedy.json").read_bytes())
-    (broken / "model.onnx").write_bytes(source.model_file.read_bytes()[:5000])
+    (broken / "model.onnx").write_bytes(source.file("model").read_bytes()[:5000])
     code, _, err = speedy_cli("simplify", broken, "-o", tmp_path / "out")
+    assert_clean_error(code, err, "model.onnx of artifact", "was changed after it was written")
+    code, _, err = speedy_cli("simplify", broken, "--no-verify", "-o", tmp_path / "out")
     assert_clean_error(code, err, "is not a valid ONNX file")
     assert not (tmp_path / "out").exists()
 

@@ -12,14 +12,16 @@ import torch
 import yaml
 
 from speedy import runtime
-from speedy.artifact import Artifact, file_digest, write_manifest
+from speedy.artifact import Artifact
+from speedy.backends.ort.section import OrtSection
 from speedy.compile.precision import qdq_nodes
 from speedy.errors import ParityError, SpeedyError
 from speedy.pipeline import make_stage, run_recipe
 from speedy.recipe import load_recipe
 from speedy.stages.base import execute
-from speedy.stages.compile import CompileOptions, CompileStage
-from tests.conftest import TINY_RECIPE
+from speedy.stages.compile import CompileStage
+from speedy.stages.options import CompileOptions
+from tests.conftest import TINY_RECIPE, republish
 from tests.test_cli_errors import assert_clean_error
 from tests.test_compile_profiles import LJSPEECH
 
@@ -47,15 +49,16 @@ def test_ort_backend_via_cli(speedy_cli, tiny_build: dict, tmp_path: Path) -> No
     assert code == 0, err
     assert "profiles cover 16 of 16 clips" in stdout and "profile: batch 1..4" in err
     manifest = Artifact.open(out).manifest
-    report = manifest.reports["compile"]
+    report = manifest.reports["compile"]["model"]
     assert report["profile_data"]["source"] == str(LJSPEECH) and len(report["profiles"]) == 2
     assert manifest.reports["parity"]["passed"] and manifest.reports["parity"]["atol"] == 1e-4
     session = runtime.load(out)
-    options = session.session.get_session_options()
+    options = session["model"].session.get_session_options()
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     assert options.intra_op_num_threads == 1  # the manifest's setting, honoured
-    assert runtime.load(out, threads=2).session.get_session_options().intra_op_num_threads == 2
-    feeds = tiny_build["ctx"].spec.adapter().feeds(tiny_build["ctx"].features, {"frames": 333})
+    again = runtime.load(out, threads=2)["model"]
+    assert again.session.get_session_options().intra_op_num_threads == 2
+    feeds = tiny_build["ctx"].task.sized_inputs(tiny_build["ctx"].examples, {"frames": 333})
     expected = runtime.load(tiny_build["simplify"].path).run(feeds)["audio"]
     np.testing.assert_allclose(session.run(feeds)["audio"], expected, atol=1e-4)
 
@@ -66,18 +69,21 @@ def test_ort_tensorrt_provider_settings(tiny_build: dict, tmp_path: Path) -> Non
         shapes=["frames:8,100,300", "batch:1,1,2"], workspace_mb=512,
     )  # fmt: skip
     reports = artifact.manifest.reports
-    assert reports["compile"]["offline_level"] == "basic"  # GPU providers: no CPU-only fusions
-    settings = reports["ort_session"]
-    assert settings["graph_optimization_level"] == "all"
-    names = [name for name, _ in settings["providers"]]
+    report = reports["compile"]["model"]
+    assert report["offline_level"] == "basic"  # GPU providers: no CPU-only fusions
+    section = artifact.manifest.graphs["model"].runtime
+    assert isinstance(section, OrtSection) and section.profiles  # typed, for the TRT provider
+    settings = section.settings
+    assert settings.graph_optimization_level == "all"
+    names = [name for name, _ in settings.providers]
     assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    trt_options = settings["providers"][0][1]
+    trt_options = settings.providers[0][1]
     assert trt_options["trt_profile_min_shapes"] == "mel:1x80x8"
     assert trt_options["trt_profile_opt_shapes"] == "mel:1x80x100"
     assert trt_options["trt_profile_max_shapes"] == "mel:2x80x300"
     assert trt_options["trt_max_workspace_size"] == str(512 << 20)
     assert runtime.load(artifact.path, device="cpu").run(  # CPU still runs it
-        tiny_build["ctx"].spec.adapter().feeds(tiny_build["ctx"].features, {"frames": 40})
+        tiny_build["ctx"].task.sized_inputs(tiny_build["ctx"].examples, {"frames": 40})
     )["audio"].shape == (1, 1, 40 * 256)
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(SpeedyError, match="no TensorrtExecutionProvider") as info:
@@ -95,8 +101,9 @@ def test_ort_profiles_split_into_repeated_inputs(tiny_build: dict, tmp_path: Pat
         profile_span=1.5,
         verify=False,
     )
-    profiles = artifact.manifest.reports["compile"]["profiles"]
-    shapes = artifact.manifest.reports["ort_session"]["providers"][0][1]["trt_profile_max_shapes"]
+    profiles = artifact.manifest.reports["compile"]["model"]["profiles"]
+    section = artifact.manifest.graphs["model"].runtime
+    shapes = section.settings.providers[0][1]["trt_profile_max_shapes"]
     assert len(profiles) > 1 and shapes.count("mel:") == len(profiles)
 
 
@@ -105,7 +112,7 @@ def test_ort_fp16(tiny_build: dict, tmp_path: Path) -> None:
     assert artifact.manifest.precision == "fp16"
     parity = artifact.manifest.reports["parity"]
     assert parity["passed"] and parity["atol"] == 1e-2  # reduced precision: looser tolerance
-    model = onnx.load(str(artifact.model_file))
+    model = onnx.load(str(artifact.file("model")))
     kinds = {init.data_type for init in model.graph.initializer}
     assert onnx.TensorProto.FLOAT16 in kinds
     io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
@@ -122,13 +129,14 @@ def test_reduced_precision_parity_failure_suggests_a_wider_atol(
 
 def test_aoti_backend(tiny_aoti: Artifact, tiny_build: dict) -> None:
     manifest = tiny_aoti.manifest
-    assert manifest.kind == "aoti" and tiny_aoti.model_file.suffix == ".pt2"
+    assert manifest.kind == "aoti" and tiny_aoti.file("model").suffix == ".pt2"
     assert manifest.reports["parity"]["passed"]
-    assert manifest.reports["compile"]["device"] == "cpu"
+    assert manifest.reports["compile"]["model"]["device"] == "cpu"
+    section = manifest.graphs["model"].runtime
+    assert section.backend == "aoti" and section.device == "cpu"
     session = runtime.load(tiny_aoti.path)
-    assert type(session).__name__ == "AotiSession"
     ctx = tiny_build["ctx"]
-    feeds = ctx.spec.adapter().feeds(ctx.features, {"batch": 3, "frames": 123})  # unseen sizes
+    feeds = ctx.task.sized_inputs(ctx.examples, {"batch": 3, "frames": 123})  # unseen sizes
     expected = runtime.load(tiny_build["torch"].path).run(feeds)["audio"]
     np.testing.assert_allclose(session.run(feeds)["audio"], expected, atol=1e-4)
 
@@ -137,9 +145,8 @@ def test_aoti_package_refuses_another_device_or_torch(tiny_aoti: Artifact, tmp_p
     with pytest.raises(SpeedyError, match="compiled for cpu, not cuda"):
         runtime.load(tiny_aoti.path, device="cuda")
     copy = Path(shutil.copytree(tiny_aoti.path, tmp_path / "copy"))
-    manifest = tiny_aoti.manifest.model_copy(deep=True)
-    manifest.reports["compile"]["torch"] = "1.13.0"
-    write_manifest(copy, manifest)
+    section = tiny_aoti.manifest.graphs["model"].runtime
+    republish(copy, tiny_aoti.manifest, runtime=section.model_copy(update={"torch": "1.13.0"}))
     with pytest.raises(SpeedyError, match=r"compiled with torch 1\.13\.0"):
         runtime.load(copy)
 
@@ -154,7 +161,7 @@ def test_run_picks_up_the_compile_stage(tiny_build: dict, tmp_path: Path) -> Non
     outcomes, _ = run_recipe(recipe, build)
     by_stage = {o.stage: o for o in outcomes}
     assert by_stage["simplify"].reused and not by_stage["compile"].reused
-    assert "ort_session" in by_stage["compile"].artifact.manifest.reports
+    assert isinstance(by_stage["compile"].artifact.manifest.graphs["model"].runtime, OrtSection)
     again, _ = run_recipe(recipe, build)
     assert all(o.reused for o in again)
 
@@ -175,30 +182,28 @@ def make_qdq_artifact(build: dict, out: Path) -> Artifact:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.feeds = iter([ctx.spec.adapter().feeds(ctx.features, {"frames": 64})])
+            self.feeds = iter([ctx.task.sized_inputs(ctx.examples, {"frames": 64})])
 
         def get_next(self):
             return next(self.feeds, None)
 
     parent = build["simplify"]
     out.mkdir(parents=True)
-    quantize_static(parent.model_file, out / "model.onnx", Reader(), quant_format=QuantFormat.QDQ)
-    manifest = parent.manifest.model_copy(
-        update={"digest": file_digest([out / "model.onnx"]), "precision": "int8"}
+    quantize_static(
+        parent.file("model"), out / "model.onnx", Reader(), quant_format=QuantFormat.QDQ
     )
-    write_manifest(out, manifest)
-    return Artifact.open(out)
+    return republish(out, parent.manifest, precision="int8")
 
 
 def test_int8_from_qdq_with_ort(tiny_build: dict, tmp_path: Path) -> None:
     qdq = make_qdq_artifact(tiny_build, tmp_path / "qdq")
-    assert qdq_nodes(onnx.load(str(qdq.model_file))) > 0
-    assert qdq_nodes(onnx.load(str(tiny_build["simplify"].model_file))) == 0
+    assert qdq_nodes(onnx.load(str(qdq.file("model")))) > 0
+    assert qdq_nodes(onnx.load(str(tiny_build["simplify"].file("model")))) == 0
     artifact = execute(
         make_stage("compile", {"int8": True}), qdq, tmp_path / "o", tiny_build["ctx"]
     )
     assert artifact.manifest.precision == "int8"
-    assert artifact.manifest.reports["compile"]["qdq_nodes"] > 0
+    assert artifact.manifest.reports["compile"]["model"]["qdq_nodes"] > 0
     assert artifact.manifest.reports["parity"]["passed"]
 
 
@@ -243,14 +248,14 @@ def test_conflicting_options(settings: dict, message: str) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_aoti_for_cuda_without_cuda() -> None:
-    with pytest.raises(SpeedyError, match="CUDA is not available"):
+    with pytest.raises(SpeedyError, match="no CUDA GPU is available"):
         CompileStage(CompileOptions(backend="aoti", device="cuda"))
 
 
 def test_wrong_parent_kind(tiny_build: dict, tmp_path: Path) -> None:
-    with pytest.raises(SpeedyError, match="--backend ort compiles a onnx artifact, not torch"):
+    with pytest.raises(SpeedyError, match="--backend ort takes onnx artifacts, not torch"):
         compile_tiny(tiny_build, "torch", tmp_path / "a", backend="ort")
-    with pytest.raises(SpeedyError, match="--backend aoti compiles a torch artifact, not onnx"):
+    with pytest.raises(SpeedyError, match="--backend aoti takes torch artifacts, not onnx"):
         compile_tiny(tiny_build, "simplify", tmp_path / "b", backend="aoti")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from speedy import runtime
-from speedy.artifact import Artifact, Manifest, write_manifest
+from speedy.artifact import Artifact
+from speedy.backends.trt.section import TrtSection
+from speedy.backends.trt.session import check_engine_target
 from speedy.errors import SpeedyError
 from speedy.pipeline import make_stage
-from speedy.runtime.trt_session import check_engine_target
 from speedy.stages.base import execute
+from tests.conftest import republish
 from tests.test_compile import make_qdq_artifact
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -26,25 +28,25 @@ MISSING = (
 needs_trt = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 
-def claiming(manifest: Manifest, **engine: str) -> Manifest:
-    """`manifest` as if its engine had been built with the given TensorRT version and GPU."""
-    return manifest.model_copy(update={"reports": {"engine": engine}})
+def built(tensorrt: str, gpu: str) -> TrtSection:
+    """An engine's runtime section, as if built with that TensorRT version for that GPU."""
+    return TrtSection(tensorrt=tensorrt, gpu=gpu, compute_capability="9.0", profiles=[])
 
 
-def test_engine_for_another_tensorrt_version_is_refused(tiny_build: dict) -> None:
-    manifest = claiming(tiny_build["simplify"].manifest, tensorrt="10.3.0", gpu="NVIDIA H100")
+def test_engine_for_another_tensorrt_version_is_refused() -> None:
+    section = built("10.3.0", "NVIDIA H100")
     with pytest.raises(
         SpeedyError, match=r"built with TensorRT 10\.3\.0, this is 11\.0\.0"
     ) as info:
-        check_engine_target(manifest, "11.0.0", "NVIDIA H100")
+        check_engine_target(section, "11.0.0", "NVIDIA H100")
     assert "rebuild it here" in info.value.fix
 
 
-def test_engine_for_another_gpu_is_refused(tiny_build: dict) -> None:
-    manifest = claiming(tiny_build["simplify"].manifest, tensorrt="10.3.0", gpu="NVIDIA A10")
+def test_engine_for_another_gpu_is_refused() -> None:
+    section = built("10.3.0", "NVIDIA A10")
     with pytest.raises(SpeedyError, match="built for NVIDIA A10, this GPU is NVIDIA H100"):
-        check_engine_target(manifest, "10.3.0", "NVIDIA H100")
-    check_engine_target(manifest, "10.3.0", "NVIDIA A10")  # the same target loads
+        check_engine_target(section, "10.3.0", "NVIDIA H100")
+    check_engine_target(section, "10.3.0", "NVIDIA A10")  # the same target loads
 
 
 @pytest.fixture(scope="module")
@@ -62,31 +64,31 @@ def test_engine_build_manifest_and_profile_selection(tiny_engine: Artifact, tiny
     import tensorrt
 
     reports = tiny_engine.manifest.reports
-    engine = reports["engine"]
-    assert engine["tensorrt"] == tensorrt.__version__
-    assert engine["gpu"] == torch.cuda.get_device_name()
-    assert engine["compute_capability"].count(".") == 1
-    assert engine["profiles"] == reports["compile"]["profiles"] and len(engine["profiles"]) > 1
-    assert Path(engine["timing_cache"]).is_file() and reports["parity"]["passed"]
-    session = runtime.load(tiny_engine.path, device="cuda")
+    report, section = reports["compile"]["model"], tiny_engine.manifest.graphs["model"].runtime
+    assert isinstance(section, TrtSection) and section.tensorrt == tensorrt.__version__
+    assert section.gpu == torch.cuda.get_device_name()
+    assert section.compute_capability.count(".") == 1
+    profiles = [{d: r.model_dump() for d, r in p.items()} for p in section.profiles]
+    assert profiles == report["profiles"] and len(profiles) > 1
+    assert Path(report["timing_cache"]).is_file() and reports["parity"]["passed"]
+    session = runtime.load(tiny_engine.path, device="cuda")["model"]
     ctx = tiny_build["ctx"]
-    for index, profile in enumerate(reports["compile"]["profiles"]):
-        feeds = ctx.spec.adapter().feeds(ctx.features, {"frames": profile["frames"]["opt"]})
+    for index, profile in enumerate(section.profiles):
+        feeds = ctx.task.sized_inputs(ctx.examples, {"frames": profile["frames"].opt})
         reference = runtime.load(tiny_build["simplify"].path).run(feeds)["audio"]
         assert abs(session.run(feeds)["audio"] - reference).max() < 1e-3
         assert session.profile == index
-    too_long = reports["compile"]["profiles"][-1]["frames"]["max"] + 1
+    too_long = section.profiles[-1]["frames"].max + 1
     with pytest.raises(SpeedyError, match="outside every optimization profile"):
-        session.run(ctx.spec.adapter().feeds(ctx.features, {"frames": too_long}))
+        session.run(ctx.task.sized_inputs(ctx.examples, {"frames": too_long}))
 
 
 @pytest.mark.trt
 @needs_trt
 def test_engine_with_a_manifest_claiming_another_target(tiny_engine: Artifact, tmp_path: Path):
     copy = Path(shutil.copytree(tiny_engine.path, tmp_path / "copy"))
-    manifest = tiny_engine.manifest.model_copy(deep=True)
-    manifest.reports["engine"]["tensorrt"] = "9.0.0"
-    write_manifest(copy, manifest)
+    section = tiny_engine.manifest.graphs["model"].runtime
+    republish(copy, tiny_engine.manifest, runtime=section.model_copy(update={"tensorrt": "9.0.0"}))
     with pytest.raises(SpeedyError, match=r"built with TensorRT 9\.0\.0"):
         runtime.load(copy, device="cuda")
 

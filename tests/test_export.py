@@ -17,23 +17,23 @@ def test_torchscript_exporter_also_passes_parity(speedy_cli, tmp_path: Path) -> 
     )
     assert code == 0, err
     manifest = Artifact.open(tmp_path / "ts").manifest
-    assert manifest.reports["exporter"] == "torchscript"
+    assert manifest.reports["exporter"] == {"model": "torchscript"}
     assert manifest.reports["parity"]["passed"]
 
 
 def test_dynamo_failure_falls_back_with_a_notice(speedy_cli, tmp_path: Path, monkeypatch) -> None:
     real_export = export_stage._export
 
-    def dynamo_breaks(module, args, spec, path, exporter, opset):
+    def dynamo_breaks(module, args, graph, dims, path, exporter, opset):
         if exporter == "dynamo":
             raise RuntimeError("simulated dynamo failure")
-        real_export(module, args, spec, path, exporter, opset)
+        real_export(module, args, graph, dims, path, exporter, opset)
 
     monkeypatch.setattr(export_stage, "_export", dynamo_breaks)
     code, _, err = speedy_cli("export", TINY_RECIPE, "-o", tmp_path / "fb")
     assert code == 0, err
     assert "falling back to torchscript" in err
-    assert Artifact.open(tmp_path / "fb").manifest.reports["exporter"] == "torchscript"
+    assert Artifact.open(tmp_path / "fb").manifest.reports["exporter"] == {"model": "torchscript"}
 
 
 def test_weight_norm_is_removed_before_export(speedy_cli, tiny_build: dict, tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_weight_norm_is_removed_before_export(speedy_cli, tiny_build: dict, tmp_
     assert code == 0, err
     assert "removed weight norm from" in err
     with_norm = onnx.load(str(tmp_path / "wn" / "model.onnx"))
-    plain = onnx.load(str(tiny_build["export"].model_file))
+    plain = onnx.load(str(tiny_build["export"].file("model")))
     assert len(with_norm.graph.node) == len(plain.graph.node)
     assert (
         Artifact.open(tmp_path / "wn").manifest.model.factory

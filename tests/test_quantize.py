@@ -11,7 +11,6 @@ import yaml
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.quality import snr_db
-from speedy.streaming import stream
 from tests.conftest import TINY_RECIPE
 
 FAST = ("--calib-size", "4", "--threads", "1")
@@ -31,9 +30,9 @@ def tiny_int8(tiny_build: dict, tmp_path_factory: pytest.TempPathFactory) -> Art
 def test_int8_records_qdq_table_and_quality_report(tiny_int8: Artifact) -> None:
     manifest = tiny_int8.manifest
     assert manifest.precision == "int8" and manifest.lineage.stage == "quantize"
-    ops = {n.op_type for n in onnx.load(str(tiny_int8.model_file)).graph.node}
+    ops = {n.op_type for n in onnx.load(str(tiny_int8.file("model"))).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    report = manifest.reports["quantize"]
+    report = manifest.reports["quantize"]["model"]
     assert report["calibration"]["method"] == "minmax" and len(report["calibration"]["crops"]) == 4
     assert {row["precision"] for row in report["table"]} == {"int8"}
     assert [row["group"] for row in report["table"]][:2] == ["conv_pre", "ups.0"]
@@ -50,12 +49,11 @@ def test_streamed_int8_is_as_good_as_whole_int8(tiny_int8: Artifact, tiny_build:
     window length), but the streamed audio is as close to FP32 as the whole-utterance audio."""
     quantized = runtime.load(tiny_int8.path, threads=1)
     fp32 = runtime.load(tiny_build["simplify"].path, threads=1)
-    family = fp32.manifest.model.adapter()
-    mel = tiny_build["ctx"].features[1]
-    feeds = family.utterance(mel)[0]
-    reference = family.waveform(fp32.run(feeds))
-    whole = family.waveform(quantized.run(feeds))
-    streamed = np.concatenate(list(stream(quantized, mel, 22)))
+    task = tiny_build["ctx"].task
+    inputs = task.inputs(tiny_build["ctx"].examples[1])
+    reference = task.waveforms(fp32.run(inputs))[0]
+    whole = task.waveforms(quantized.run(inputs))[0]
+    streamed = np.concatenate(list(task.streamer(22 * 256 / 22050).stream(quantized, inputs)))
     assert abs(snr_db(reference, streamed) - snr_db(reference, whole)) < 0.5
 
 
@@ -84,7 +82,7 @@ def test_mixed_meets_its_budget_and_inspect_shows_the_table(
     code, stdout, err = speedy_cli(*args)
     assert code == 0, err
     report = Artifact.open(out).manifest.reports
-    quantize, quality = report["quantize"], report["quality"]
+    quantize, quality = report["quantize"]["model"], report["quality"]
     assert quantize["budget"] == ["mel<=0.15"] and quality["metrics"]["mel"] <= 0.15
     small = quantize["small_groups"]  # under 1% of the MACs: float without measuring
     assert small == ["conv_post", "ups.3"]

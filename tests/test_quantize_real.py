@@ -24,7 +24,7 @@ def test_naive_int8_collapses_and_its_report_says_so(real_build: dict, tmp_path)
     quality = artifact.manifest.reports["quality"]
     assert quality["metrics"]["pesq"] < 3.0
     assert quality["verdict"].startswith("collapsed: pesq")
-    assert artifact.manifest.reports["quantize"]["size_ratio"] < 0.3
+    assert artifact.manifest.reports["quantize"]["model"]["size_ratio"] < 0.3
 
 
 def test_fp16_is_half_the_size_and_keeps_pesq(real_build: dict, tmp_path) -> None:
@@ -32,6 +32,6 @@ def test_fp16_is_half_the_size_and_keeps_pesq(real_build: dict, tmp_path) -> Non
     artifact = execute(
         make_stage("quantize", {"precision": "fp16"}), parent, tmp_path / "fp16", real_build["ctx"]
     )
-    assert artifact.model_file.stat().st_size <= 0.52 * parent.model_file.stat().st_size
+    assert artifact.file("model").stat().st_size <= 0.52 * parent.file("model").stat().st_size
     quality = artifact.manifest.reports["quality"]
     assert quality["metrics"]["pesq"] >= 4.4 and quality["verdict"] == "ok"

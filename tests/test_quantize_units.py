@@ -7,18 +7,18 @@ import onnx
 import pytest
 
 from speedy.errors import SpeedyError
-from speedy.families import family_class
 from speedy.quality import Budget
 from speedy.quantize.clipping import expected_error, mse_range
 from speedy.quantize.crops import window_starts
 from speedy.quantize.graph import analyze, block_of, quantized_reason
-from speedy.quantize.metrics import budgets_for, mean_quality, unmet
+from speedy.quantize.metrics import mean_quality, unmet
 from speedy.quantize.mixed import Search, ranking
 from speedy.quantize.report import collapse
 from speedy.quantize.sensitivity import Sensitivity
 from speedy.quantize.weight_only import quantize_weight, weight_only_int8
 from speedy.recipe import load_recipe
 from speedy.stages.quantize import kept_groups
+from speedy.tasks import task_for
 from tests.conftest import TINY_RECIPE
 
 
@@ -55,7 +55,7 @@ def test_block_names_follow_module_paths() -> None:
 
 
 def test_groups_and_macs_of_the_tiny_vocoder(tiny_build: dict) -> None:
-    model = onnx.load(str(tiny_build["simplify"].model_file))
+    model = onnx.load(str(tiny_build["simplify"].file("model")))
     spec = tiny_build["ctx"].spec
     info = analyze(model, spec.sizes(), "block")
     assert info.groups[0] == "conv_pre" and info.groups[-1] == "conv_post"
@@ -70,7 +70,7 @@ def test_groups_and_macs_of_the_tiny_vocoder(tiny_build: dict) -> None:
 
 
 def test_keep_float_takes_groups_nodes_and_op_types(tiny_build: dict) -> None:
-    model = onnx.load(str(tiny_build["simplify"].model_file))
+    model = onnx.load(str(tiny_build["simplify"].file("model")))
     sizes = tiny_build["ctx"].spec.sizes()
     nodes, blocks = analyze(model, sizes, "node"), analyze(model, sizes, "block")
     transposed = {layer.node for layer in nodes.layers if layer.op_type == "ConvTranspose"}
@@ -88,9 +88,9 @@ def test_keep_float_takes_groups_nodes_and_op_types(tiny_build: dict) -> None:
 def test_weight_only_storage_keeps_outputs_and_shrinks_weights(tiny_build: dict) -> None:
     import onnxruntime as ort
 
-    model = onnx.load(str(tiny_build["simplify"].model_file))
+    model = onnx.load(str(tiny_build["simplify"].file("model")))
     layers = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
-    feeds = {"mel": tiny_build["ctx"].features[0][None, :, :100].astype(np.float32)}
+    feeds = {"mel": tiny_build["ctx"].examples[0][None, :, :100].astype(np.float32)}
     before = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
     assert weight_only_int8(model, layers) == len(layers)
     assert "DequantizeLinear" in {n.op_type for n in model.graph.node}
@@ -104,14 +104,12 @@ def test_weight_only_storage_keeps_outputs_and_shrinks_weights(tiny_build: dict)
 
 
 def test_budgets_for_a_vocoder() -> None:
-    spec = load_recipe(str(TINY_RECIPE)).model_spec()
-    family = spec.adapter()
-    assert budgets_for(None, family, required=False) == []
-    assert budgets_for(None, family, required=True) == [Budget("pesq", ">=", 4.0)]
-    assert budgets_for("mel<=0.2", family, required=True) == [Budget("mel", "<=", 0.2)]
+    task = task_for(load_recipe(str(TINY_RECIPE)).model_spec())
+    assert task.budgets(None, required=False) == []
+    assert task.budgets(None, required=True) == [Budget("pesq", ">=", 4.0)]
+    assert task.budgets("mel<=0.2", required=True) == [Budget("mel", "<=", 0.2)]
     with pytest.raises(SpeedyError, match="unknown quality metric 'loudness'"):
-        budgets_for("loudness>=3", family, required=True)
-    assert family_class("hifigan").produces == "audio"
+        task.budgets("loudness>=3", required=True)
 
 
 def test_unmet_collapse_and_nan_means() -> None:
@@ -128,7 +126,7 @@ def test_unmet_collapse_and_nan_means() -> None:
 
 def test_search_keeps_the_fewest_macs_in_float(tiny_build: dict) -> None:
     """A synthetic quality model: the groups' harms add up and the budget allows 0.5 in all."""
-    model = onnx.load(str(tiny_build["simplify"].model_file))
+    model = onnx.load(str(tiny_build["simplify"].file("model")))
     info = analyze(model, tiny_build["ctx"].spec.sizes(), "block")
     harm = {g: 0.0 for g in info.groups} | {"conv_post": 0.6, "conv_pre": 0.2, "resblocks.3": 0.9}
 
@@ -136,7 +134,7 @@ def test_search_keeps_the_fewest_macs_in_float(tiny_build: dict) -> None:
         return {"mel": sum(h for g, h in harm.items() if g not in floats)}
 
     sensitivities = [Sensitivity(g, "", info.share(g), {"mel": harm[g]}) for g in info.groups]
-    order = ranking(sensitivities, "mel")
+    order = ranking(sensitivities, "mel", higher_is_better=False)
     assert order[:3] == ["conv_post", "conv_pre", "resblocks.3"]  # most harm per MAC first
     search = Search(info, [Budget("mel", "<=", 0.5)], score)
     chosen = search.run(order)

@@ -22,24 +22,23 @@ def test_parity_on_real_mels_is_recorded(real_build: dict, stage: str) -> None:
 def test_resynthesis_through_pytorch_sounds_like_the_recording(real_build: dict) -> None:
     """A wrong mel front end (scale, window, padding, log base) drops PESQ far below 3.6."""
     session = runtime.load(real_build["torch"].path, threads=2)
-    family = session.manifest.model.adapter()
+    task = real_build["ctx"].task
     scores = []
     for name in ("LJ001-0004.wav", "LJ001-0011.wav"):
         recording = read_audio(DEFAULT_DATA / name, 22050)
-        feeds, _ = family.utterance(family.features(recording))
-        synthesized = family.waveform(session.run(feeds))
+        (synthesized,) = task.waveforms(session.run(task.inputs(task.features(recording))))
         scores.append(pesq_wb(recording, synthesized, 22050))
     assert np.mean(scores) >= 3.6, scores
 
 
 def test_every_checkpoint_tensor_lands_in_the_network(real_build: dict, real_recipe) -> None:
-    from speedy.families.base import read_state_dict
+    from speedy.families import read_state_dict, resolve
     from speedy.recipe import load_recipe
 
     recipe = load_recipe(str(real_recipe))
-    folded = (
-        recipe.model_spec().adapter().adapt_state_dict(read_state_dict(recipe.checkpoint_path()))
-    )
+    spec = recipe.model_spec()
+    folded = resolve(spec).adapt_state_dict(read_state_dict(recipe.checkpoint_path()))
+    assert spec.checkpoint is not None and spec.checkpoint.file == "generator_LJSpeech.pth.tar"
     assert real_build["torch"].manifest.reports["parameters"] == sum(
         t.numel() for t in folded.values()
     )

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from speedy import runtime
+from speedy.backends.pytorch.session import ieee_fp32
 from speedy.errors import SpeedyError
 from speedy.measure import call_seconds, rtf_samples
-from speedy.runtime.torch_session import ieee_fp32
 
 
 def mel(frames: int, batch: int = 1) -> np.ndarray:
@@ -25,8 +25,15 @@ def test_every_kind_loads_behind_one_interface(tiny_build: dict, stage: str) -> 
 
 
 def test_load_by_model_file(tiny_build: dict) -> None:
-    session = runtime.load(tiny_build["export"].model_file)
-    assert session.manifest.kind == "onnx"
+    model = runtime.load(tiny_build["export"].file("model"))
+    assert model.manifest.kind == "onnx" and model.graphs == ["model"]
+    assert model["model"] is model.only()
+
+
+def test_a_missing_graph_is_named(tiny_build: dict) -> None:
+    with pytest.raises(SpeedyError, match="has no graph 'decode'") as error:
+        runtime.load(tiny_build["export"].path)["decode"]
+    assert "model" in error.value.fix
 
 
 def test_torch_and_onnx_agree(tiny_build: dict) -> None:
@@ -61,7 +68,7 @@ def test_cuda_request_without_gpu_is_clear(tiny_build: dict) -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(SpeedyError, match="no CUDAExecutionProvider"):
         runtime.load(tiny_build["export"].path, device="cuda")
-    with pytest.raises(SpeedyError, match="CUDA is not available"):
+    with pytest.raises(SpeedyError, match="no CUDA GPU is available"):
         runtime.load(tiny_build["torch"].path, device="cuda")
 
 
@@ -73,7 +80,7 @@ def test_tensorrt_absent_is_clear(tiny_build: dict, tmp_path) -> None:
         pytest.skip("TensorRT is installed")
     except ImportError:
         pass
-    from speedy.runtime.trt_session import import_tensorrt
+    from speedy.backends.trt.session import import_tensorrt
 
     with pytest.raises(SpeedyError, match=r"TensorRT is not installed.*openspeedy\[trt\]"):
         import_tensorrt()
@@ -92,8 +99,9 @@ def test_sessions_take_turns_on_every_repeat(tiny_build: dict) -> None:
 
     ctx = tiny_build["ctx"]
     sessions = {name: Recording(name) for name in ("torch", "simplify")}
-    samples = rtf_samples(sessions, ctx.spec, ctx.features[:1], repeats=3, warmup=1)
-    assert order == ["torch", "simplify"] * 4  # a warm-up round, then 3 timed ones
+    samples = rtf_samples(sessions, ctx.task, ctx.examples[:1], repeats=3, warmup=1)
+    # one run for the audio seconds, a warm-up round, then 3 timed ones
+    assert order == ["torch", *["torch", "simplify"] * 4]
     assert {name: len(values) for name, values in samples.items()} == {"torch": 3, "simplify": 3}
     assert all(value > 0 for values in samples.values() for value in values)
 

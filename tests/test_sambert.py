@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from speedy.errors import SpeedyError
-from speedy.families import sambert
-from speedy.families.sambert_model import REFERENCE_EMOTION
+from speedy.families import build_network, resolve, sambert
 from speedy.onnx_shapes import data_dependent_shapes
 from speedy.recipe import load_recipe
 from speedy.runtime import load
 from speedy.stages.base import StageContext, execute
-from speedy.stages.load import LoadOptions, LoadStage
+from speedy.stages.load import LoadStage
+from speedy.stages.options import LoadOptions
+from speedy.tasks import task_for
+from speedy.tasks.text_to_mel import REFERENCE_EMOTION, SpeechControls
 from tests.conftest import SAMBERT_TINY
 
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
@@ -29,12 +31,16 @@ def session(sambert_build):
 
 
 @pytest.fixture(scope="module")
-def family(sambert_build):
-    return sambert_build["ctx"].spec.adapter()
+def task(sambert_build):
+    return sambert_build["ctx"].task
 
 
-def run_text(session, family, **controls) -> dict[str, np.ndarray]:
-    return session.run(family.text_feeds(TEXT, **controls))
+def feeds_of(task, text: str = TEXT, **controls) -> dict[str, np.ndarray]:
+    return task.request(SpeechControls(text=text, **controls))
+
+
+def run_text(session, task, **controls) -> dict[str, np.ndarray]:
+    return session.run(feeds_of(task, **controls))
 
 
 @pytest.mark.parametrize("stage", ["export", "simplify"])
@@ -47,21 +53,21 @@ def test_parity_at_five_text_lengths(sambert_build, stage: str) -> None:
         assert case["max_abs_error"]["mel_lengths"] == 0
 
 
-def test_parity_inputs_cover_speakers_emotions_and_a_reference_clip(sambert_build, family):
+def test_parity_inputs_cover_speakers_emotions_and_a_reference_clip(sambert_build, task):
     ctx = sambert_build["ctx"]
     sizes = ctx.spec.sizes(ctx.spec.parity.sizes[0])
-    feeds = family.feeds(ctx.features, sizes)
+    feeds = task.sized_inputs(ctx.examples, sizes)
     assert {0, 1, 2} <= set(feeds["speaker"].tolist())
     emotions = set(feeds["emotion"].tolist())
-    assert emotions == {*range(len(family.p.emotions)), REFERENCE_EMOTION}
-    clip = ctx.features[0].reference  # a real LJSpeech clip's log-mel
+    assert emotions == {*range(len(task.s.emotions)), REFERENCE_EMOTION}
+    clip = ctx.examples[0].reference  # a real LJSpeech clip's log-mel
     np.testing.assert_array_equal(feeds["reference_mel"][0], clip[:, : sizes["ref_frames"]])
     assert feeds["token_lengths"].max() == sizes["tokens"]
 
 
 @pytest.mark.parametrize("stage", ["export", "simplify"])
 def test_graph_has_dynamic_dims_and_no_data_dependent_shapes(sambert_build, stage) -> None:
-    model = onnx.load(str(sambert_build[stage].model_file))
+    model = onnx.load(str(sambert_build[stage].file("model")))
     dims = {
         value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         for value in [*model.graph.input, *model.graph.output]
@@ -113,50 +119,51 @@ def test_data_dependent_shape_check_flags_arange_of_summed_durations() -> None:
     ]
 
 
-def test_speed_scales_the_output_length(session, family) -> None:
-    lengths = {s: int(run_text(session, family, speed=s)["mel_lengths"][0]) for s in (0.5, 1, 2)}
+def test_speed_scales_the_output_length(session, task) -> None:
+    lengths = {s: int(run_text(session, task, speed=s)["mel_lengths"][0]) for s in (0.5, 1, 2)}
     assert lengths[0.5] / lengths[1] == pytest.approx(2.0, abs=0.1)
     assert lengths[2] / lengths[1] == pytest.approx(0.5, abs=0.1)
-    outputs = run_text(session, family, speed=2)
-    assert np.all(outputs["mel"][0, :, lengths[2] :] == family.floor)  # padding is silence
+    outputs = run_text(session, task, speed=2)
+    assert np.all(outputs["mel"][0, :, lengths[2] :] == task.floor)  # padding is silence
 
 
-def test_speaker_emotion_reference_and_pitch_change_the_mel(session, family, sambert_build):
-    base = run_text(session, family)["mel"]
-    reference = sambert_build["ctx"].features[0].reference
+def test_speaker_emotion_reference_and_pitch_change_the_mel(session, task, sambert_build):
+    base = run_text(session, task)["mel"]
+    reference = sambert_build["ctx"].examples[0].reference
     for controls in (
         {"speaker": 2},
         {"emotion": "angry"},
         {"reference": reference},
         {"pitch_shift": 3.0},
     ):
-        mel = run_text(session, family, **controls)["mel"]
+        mel = run_text(session, task, **controls)["mel"]
         common = min(mel.shape[2], base.shape[2])
         assert np.abs(mel[..., :common] - base[..., :common]).max() > 1e-3, controls
-    np.testing.assert_array_equal(run_text(session, family)["mel"], base)
+    np.testing.assert_array_equal(run_text(session, task)["mel"], base)
 
 
-def test_padded_batch_items_match_single_runs(session, family) -> None:
+def test_padded_batch_items_match_single_runs(session, task) -> None:
     texts = ["今天天气很好，我们去公园散步吧。", "Good night."]
-    singles = [family.mels(session.run(family.text_feeds(t, speaker=1)))[0] for t in texts]
-    ids = [family.front_end.encode(t) for t in texts]
+    singles = [task.handoff(session.run(feeds_of(task, t, speaker=1)))[0] for t in texts]
+    ids = [task.front_end.encode(t) for t in texts]
     tokens = np.zeros((2, max(map(len, ids))), np.int64)
     for i, row in enumerate(ids):
         tokens[i, : len(row)] = row
-    feeds = {k: np.concatenate([v, v]) for k, v in family.text_feeds(ids[0], speaker=1).items()}
+    feeds = {k: np.concatenate([v, v]) for k, v in feeds_of(task, texts[0], speaker=1).items()}
     feeds |= {"tokens": tokens, "token_lengths": np.array([len(r) for r in ids])}
-    for single, batched in zip(singles, family.mels(session.run(feeds)), strict=True):
+    for single, batched in zip(singles, task.handoff(session.run(feeds)), strict=True):
         assert batched.shape == single.shape
         np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
-def test_quality_and_seconds(session, family) -> None:
-    outputs = run_text(session, family)
-    assert family.quality(outputs, outputs) == {"mel": 0.0, "frames_diff": 0.0}
+def test_quality_and_seconds(session, task) -> None:
+    outputs = run_text(session, task)
+    metrics = ["mel", "frames_diff"]
+    assert task.compare(outputs, outputs, metrics) == {"mel": 0.0, "frames_diff": 0.0}
     noisy = outputs | {"mel": outputs["mel"] + 0.1}
-    assert family.quality(outputs, noisy)["mel"] == pytest.approx(0.1, rel=1e-3)
+    assert task.compare(outputs, noisy, metrics)["mel"] == pytest.approx(0.1, rel=1e-3)
     length = int(outputs["mel_lengths"][0])
-    assert family.seconds(outputs) == pytest.approx(length * 256 / 22050)
+    assert task.seconds(outputs) == pytest.approx(length * 256 / 22050)
 
 
 def test_summary_measures_text_models(sambert_build) -> None:
@@ -175,7 +182,7 @@ def test_state_dict_keys_are_documented() -> None:
         p.replace("{i}", "[0-9]").replace("{j}", "[0-9]")
         for p in re.findall(r"`([^`]+\.[^`]+)`", doc)
     }
-    keys = list(load_recipe("sambert_zh_en").model_spec().build_module().state_dict())
+    keys = list(build_network(load_recipe("sambert_zh_en").model_spec()).state_dict())
     for key in keys:
         assert any(fnmatch.fnmatch(key, p) for p in patterns), key
     for pattern in patterns:
@@ -184,7 +191,7 @@ def test_state_dict_keys_are_documented() -> None:
 
 def test_default_recipe_is_realistic_and_feeds_hifigan() -> None:
     recipe = load_recipe("sambert_zh_en")
-    module = recipe.model_spec().build_module()
+    module = build_network(recipe.model_spec())
     parameters = sum(p.numel() for p in module.parameters())
     assert 3e6 < parameters < 8e6
     assert recipe.audio == load_recipe("hifigan_v1").audio
@@ -192,15 +199,16 @@ def test_default_recipe_is_realistic_and_feeds_hifigan() -> None:
 
 def test_trained_state_dict_is_loaded(tmp_path: Path, sambert_build) -> None:
     spec = sambert_build["ctx"].spec
-    trained = spec.model_copy(update={"network": spec.network | {"seed": 99}}).build_module()
+    trained = build_network(spec.model_copy(update={"network": spec.network | {"seed": 99}}))
     checkpoint = tmp_path / "trained.pt"
     torch.save({"model": {f"module.{k}": v for k, v in trained.state_dict().items()}}, checkpoint)
-    ctx = StageContext(spec=spec, features=sambert_build["ctx"].features)
+    task = sambert_build["ctx"].task
+    ctx = StageContext(spec=spec, task=task, examples=sambert_build["ctx"].examples)
     artifact = execute(LoadStage(LoadOptions(checkpoint=checkpoint)), None, tmp_path / "t", ctx)
-    family = spec.adapter()
-    feeds = family.text_feeds(TEXT)
+    feeds = feeds_of(task)
+    inputs = resolve(spec).graphs()[0].inputs
     with torch.inference_mode():
-        expected = trained(*[torch.from_numpy(feeds[s.name]) for s in spec.inputs()])[0]
+        expected = trained(*[torch.from_numpy(feeds[s.name]) for s in inputs])[0]
     got = load(artifact.path).run(feeds)["mel"]
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
     assert np.abs(got - load(sambert_build["torch"].path).run(feeds)["mel"]).max() > 1e-2
@@ -221,29 +229,28 @@ def test_trained_state_dict_is_loaded(tmp_path: Path, sambert_build) -> None:
         ({"speed": 0.0}, "speed 0.0 is not a positive number"),
     ],
 )
-def test_bad_controls_are_clear_errors(family, controls: dict, message: str) -> None:
+def test_bad_controls_are_clear_errors(task, controls: dict, message: str) -> None:
     with pytest.raises(SpeedyError) as info:
-        family.text_feeds(TEXT, **controls)
+        feeds_of(task, **controls)
     assert message in str(info.value) and info.value.fix
 
 
-def test_mel_model_has_no_waveform_and_takes_no_audio(family) -> None:
-    with pytest.raises(SpeedyError, match="outputs mel spectrograms"):
-        family.waveform({})
+def test_mel_model_has_no_waveform_and_takes_no_audio(task) -> None:
+    assert task.waveforms({}) is None
     with pytest.raises(SpeedyError, match="takes no audio or mel input"):
-        family.utterance(np.zeros((80, 10), np.float32))
+        task.inputs(np.zeros((80, 10), np.float32))
 
 
 def test_data_source_errors(tmp_path: Path) -> None:
     from speedy.audio.cache import FeatureCache
 
-    family = load_recipe(str(SAMBERT_TINY)).model_spec().adapter()
+    task = task_for(load_recipe(str(SAMBERT_TINY)).model_spec())
     cache = FeatureCache(tmp_path / "cache")
     with pytest.raises(SpeedyError, match=r"no text \(.txt\) files"):
-        family.read_data(tmp_path, cache)
+        task.read_data(tmp_path, cache)
     (tmp_path / "comments.txt").write_text("# nothing but a comment\n\n")
     with pytest.raises(SpeedyError, match="no sentences"):
-        family.read_data(tmp_path / "comments.txt", cache)
+        task.read_data(tmp_path / "comments.txt", cache)
     (tmp_path / "emoji.txt").write_text("Hello.\n😀😀\n")
     with pytest.raises(SpeedyError, match=r"emoji.txt:2: text '😀😀' has nothing to say"):
-        family.read_data(tmp_path / "emoji.txt", cache)
+        task.read_data(tmp_path / "emoji.txt", cache)

@@ -12,23 +12,31 @@ import pytest
 from speedy import runtime
 from speedy.errors import SpeedyError
 from speedy.quality import snr_db
-from speedy.streaming import Context, chunk_frames, receptive_field, stream
+from speedy.tasks import task_for
+from speedy.tasks.streaming import Context
+from speedy.tasks.vocoder import VocoderStreamer
+
+
+def stream(model, mel: np.ndarray, chunk: int, context: Context | None = None):
+    """The streamed audio of one mel (or of consecutive pieces of it)."""
+    task = task_for(model.manifest.model)
+    inputs = task.inputs(mel) if isinstance(mel, np.ndarray) else map(task.inputs, mel)
+    return VocoderStreamer(task, chunk, context).stream(model, inputs)
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_build: dict):
     session = runtime.load(tiny_build["export"].path, threads=2)
-    family = session.manifest.model.adapter()
-    mel = tiny_build["ctx"].features[1]  # a real clip's mel
-    whole = family.waveform(session.run(family.utterance(mel)[0]))
+    task = tiny_build["ctx"].task
+    mel = tiny_build["ctx"].examples[1]  # a real clip's mel
+    (whole,) = task.waveforms(session.run(task.inputs(mel)))
     return session, mel, whole
 
 
 def test_receptive_field_from_the_layers(tiny_build: dict) -> None:
     """The tiny recipe's field (resblock kernels 3 and 7, dilations 1 and 3) is 7 frames each
     way; it is computed once and stored in the cache directory."""
-    spec = tiny_build["export"].manifest.model
-    context = receptive_field(spec)
+    context = tiny_build["ctx"].task.streamer(0.25).context
     assert context == Context(left=7, right=7)
     stored = list((Path(os.environ["SPEEDY_CACHE_DIR"]) / "receptive_field").glob("*.json"))
     assert any(json.loads(p.read_text()) == {"left": 7, "right": 7} for p in stored)
@@ -57,7 +65,7 @@ def test_pieces_arriving_one_by_one(tiny) -> None:
             arrived.append(piece.shape[-1])
             yield piece
 
-    chunk, context = 22, receptive_field(session.manifest.model)
+    chunk, context = 22, VocoderStreamer(task_for(session.manifest.model), 22).context
     chunks = stream(session, pieces(), chunk)
     first = next(chunks)
     assert sum(arrived) >= chunk + context.right
@@ -76,10 +84,10 @@ def test_less_context_than_the_field_costs_quality(tiny) -> None:
 def test_chunk_seconds() -> None:
     from speedy.recipe import load_recipe
 
-    spec = load_recipe("hifigan_v1").model_spec()
-    assert chunk_frames(0.25, spec) == 22  # 0.25 s * 22050 / 256 = 21.5 frames
+    task = task_for(load_recipe("hifigan_v1").model_spec())
+    assert task.chunk_frames(0.25) == 22  # 0.25 s * 22050 / 256 = 21.5 frames
     with pytest.raises(SpeedyError, match="chunk length must be positive"):
-        chunk_frames(0, spec)
+        task.chunk_frames(0)
 
 
 def test_window_beyond_the_model_range(tiny) -> None:
@@ -107,11 +115,9 @@ def test_long_stream_memory_is_bounded(tiny_build: dict) -> None:
 def test_real_hifigan_seams(real_build: dict) -> None:
     """The real HiFi-GAN V1, 0.25 s chunks: streamed audio within 40 dB of the whole output."""
     session = runtime.load(real_build["simplify"].path, threads=2)
-    family = session.manifest.model.adapter()
-    mel = real_build["ctx"].features[0]
-    whole = family.waveform(session.run(family.utterance(mel)[0]))
-    assert receptive_field(session.manifest.model) == Context(left=13, right=13)
-    streamed = np.concatenate(
-        list(stream(session, mel, chunk_frames(0.25, session.manifest.model)))
-    )
-    assert snr_db(whole, streamed) >= 40
+    task = real_build["ctx"].task
+    inputs = task.inputs(real_build["ctx"].examples[0])
+    (whole,) = task.waveforms(session.run(inputs))
+    streamer = task.streamer(0.25)
+    assert streamer.context == Context(left=13, right=13)
+    assert snr_db(whole, np.concatenate(list(streamer.stream(session, inputs)))) >= 40

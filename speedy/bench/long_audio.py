@@ -18,9 +18,10 @@ import numpy as np
 import soundfile as sf
 
 from speedy import runtime
+from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.bench.memory import current_rss, peak_rss
-from speedy.data_source import read_features
-from speedy.streaming import chunk_frames, stream
+from speedy.errors import SpeedyError
+from speedy.tasks import task_for
 
 
 def mel_pieces(clips: Sequence[np.ndarray], frames: int) -> Iterator[np.ndarray]:
@@ -44,17 +45,21 @@ def stream_long(
     output: Path | None = None,
 ) -> dict[str, float | int]:
     """Stream `seconds` of mel through `artifact`; memory and timing figures of this process."""
-    session = runtime.load(artifact, threads=threads)
-    spec = session.manifest.model
-    clips = read_features(data or spec.adapter().default_data, spec)
+    model = runtime.load(artifact, threads=threads)
+    spec = model.manifest.model
+    task = task_for(spec)
+    streamer = task.streamer(chunk_seconds)
+    if streamer is None:
+        raise SpeedyError(f"a {task.name} model does not stream", "stream a vocoder")
+    clips = task.read_data(data or task.default_data, FeatureCache(default_cache_dir()))
     frames = round(seconds * spec.audio.sample_rate / spec.audio.hop_length)
-    chunk = chunk_frames(chunk_seconds, spec)
+    pieces = (task.inputs(piece) for piece in mel_pieces(clips, frames))
     before = current_rss()
     samples = chunks = 0
     start = time.perf_counter()
     sink = sf.SoundFile(output, "w", spec.audio.sample_rate, 1, "PCM_16") if output else None
     try:
-        for audio in stream(session, mel_pieces(clips, frames), chunk):
+        for audio in streamer.stream(model, pieces):
             samples += audio.size
             chunks += 1
             if sink is not None:

@@ -1,4 +1,7 @@
-"""The parent side of `speedy.bench.worker`: one process per artifact, driven by JSON lines."""
+"""The parent side of `speedy.bench.worker`: one process per artifact, driven by JSON lines.
+
+Workers start in Python's isolated mode (`-I`): nothing from the current directory or
+PYTHONPATH is imported in them."""
 
 import json
 import subprocess
@@ -23,12 +26,14 @@ class WorkerProcess:
         inputs: Path,
         log: Path,
         vocoder: Path | None = None,
+        chunk_seconds: float | None = None,
     ) -> None:
         self.name, self.log_path = name, log
         self.log = log.open("w")
-        command = [sys.executable, "-m", "speedy.bench.worker", str(artifact)]
+        command = [sys.executable, "-I", "-m", "speedy.bench.worker", str(artifact)]
         command += ["--device", device, "--threads", str(threads), "--inputs", str(inputs)]
         command += ["--vocoder", str(vocoder)] if vocoder else []
+        command += ["--chunk-seconds", str(chunk_seconds)] if chunk_seconds else []
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -90,14 +95,15 @@ def workers(
     inputs: Path,
     logs: Path,
     vocoder: Path | None = None,
+    chunk_seconds: float | None = None,
 ) -> Iterator[dict[str, WorkerProcess]]:
     """Start one worker per artifact (imports run in parallel), wait until all are ready; with
-    `vocoder`, each chains it after its (text-to-mel) artifact."""
+    `vocoder`, each chains it after its artifact; with `chunk_seconds`, each streams too."""
     with ExitStack() as stack:
         started = {}
         for index, (name, path) in enumerate(artifacts.items()):
             log = logs / f"{index}.log"
-            worker = WorkerProcess(name, path, device, threads, inputs, log, vocoder)
+            worker = WorkerProcess(name, path, device, threads, inputs, log, vocoder, chunk_seconds)
             stack.callback(worker.close)
             started[name] = worker
         for worker in started.values():

@@ -163,11 +163,10 @@ def tables(report: BenchReport) -> list[Table]:
 def _summary_lines(report: BenchReport) -> list[str]:
     m, s, d = report.machine, report.settings, report.data
     commit = (m.get("git_commit") or "unknown")[:12] + (" (dirty)" if m.get("git_dirty") else "")
-    stream = (
-        f"{s.chunk_frames}-frame chunks ({s.chunk_seconds} s), context {s.context_frames} frames"
-        if s.chunk_frames
-        else "off"
-    )
+    stream = "off"
+    if s.streaming:
+        context = f"context {s.streaming['left']} + {s.streaming['right']} frames"
+        stream = f"{s.chunk_frames}-frame chunks ({s.chunk_seconds} s), {context}"
     chain = f", text to wave through the vocoder {s.vocoder} (RTF end to end)" if s.vocoder else ""
     return [
         f"recipe {report.recipe}, reference {report.reference}{chain}",

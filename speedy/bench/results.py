@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 REPORT_FORMAT = "speedy-bench"
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 DNSMOS_FIGURES = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 REFERENCE_FIGURES = ("snr", "mel", "mcd", "pesq", "stoi")  # against the reference's output
 
@@ -53,6 +53,7 @@ class ArtifactResult(Record):
     kind: str
     stage: str
     precision: str
+    checkpoint: str | None  # the weights it was built from (None: seeded)
     size_bytes: int
     load_seconds: float
     first_run_seconds: float
@@ -79,7 +80,7 @@ class Settings(Record):
     repeat: int
     chunk_frames: int | None
     chunk_seconds: float | None
-    context_frames: list[int] | None  # left, right
+    streaming: dict[str, int] | None = None  # the task's chunk and context sizes
     vocoder: str | None = None  # text-to-mel artifacts chained with this vocoder: text to wave
     vocoder_digest: str | None = None
 

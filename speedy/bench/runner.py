@@ -4,23 +4,25 @@ The inputs are made once, here, and handed to every worker. Workers take turns o
 (as `speedy.measure` does within one process), so machine noise spreads evenly over them and the
 ratios to the reference are fair even when absolute figures drift; only one computes at a time.
 
-With a vocoder, text-to-mel artifacts are measured from text to wave: the front end (text to the
-model's feeds) is timed here, once for all, since it is the same for every artifact; each worker
-times its artifact and the vocoder on every utterance and saves the audio for the quality figures.
+With a vocoder, the artifacts' outputs are chained into it (text to wave): the front end (text to
+the model's inputs) is timed here, once for all, since it is the same for every artifact; each
+worker times its artifact and the vocoder on every utterance and saves the vocoder's outputs for
+the quality figures.
 """
 
 import statistics
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from speedy.artifact import Artifact, file_digest
-from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.audio.io import read_audio
 from speedy.bench import scores
 from speedy.bench.dnsmos import Dnsmos, models_dir
 from speedy.bench.machine import bench_machine
@@ -34,34 +36,19 @@ from speedy.bench.results import (
     Speed,
     Utterance,
 )
+from speedy.chain import check_chain
 from speedy.console import console, notice
-from speedy.data_source import TEXT_SUFFIXES, data_files, read_features
+from speedy.data_source import data_files, example_names
+from speedy.devices import check_device, require_cuda
 from speedy.errors import SpeedyError
-from speedy.families.base import Family
 from speedy.measure import call_seconds
 from speedy.model_spec import ModelSpec
-from speedy.runtime.base import check_feeds
-from speedy.streaming import Context, chunk_frames, receptive_field
-from speedy.synth import check_mel_match, check_role
+from speedy.runtime import check_feeds
+from speedy.specs import Feeds
+from speedy.tasks import Streamer, Task, task_for
 
-SAME_MODEL_FIELDS = ("recipe", "family", "network", "audio", "factory")
-Feeds = dict[str, np.ndarray]
-
-
-@dataclass
-class BenchPlan:
-    """What to bench and how."""
-
-    artifacts: dict[str, Path]  # name -> artifact directory, the reference first
-    reference: str
-    data: Path | None  # None: the model family's default data
-    device: str = "cpu"
-    threads: int = 2
-    batches: list[int] = field(default_factory=lambda: [1])
-    warmup: int = 1
-    repeat: int = 3
-    chunk_seconds: float | None = 0.25  # None: no streaming figures
-    vocoder: Path | None = None  # chained after text-to-mel artifacts: text to wave
+if TYPE_CHECKING:  # the options live with the command that declares them
+    from speedy.bench.command import BenchOptions
 
 
 def _parse_item(item: str) -> tuple[str, Path]:
@@ -107,54 +94,28 @@ def name_artifacts(items: Sequence[str], reference: str | None) -> tuple[dict[st
 
 
 def check_same_model(artifacts: Mapping[str, Artifact], reference: str) -> ModelSpec:
-    """The reference's model spec, after checking every artifact holds the same model."""
+    """The reference's model spec, after checking every artifact holds the same network; those
+    built from another checkpoint are named in a notice."""
     expected = artifacts[reference].manifest.model
     for name, artifact in artifacts.items():
         spec = artifact.manifest.model
-        for key in SAME_MODEL_FIELDS:
-            if getattr(spec, key) != getattr(expected, key):
-                raise SpeedyError(
-                    f"artifact '{name}' is a model of recipe '{spec.recipe}' whose {key} differs "
-                    f"from the reference '{reference}' (recipe '{expected.recipe}')",
-                    "bench artifacts built from one recipe against a reference of that recipe",
-                )
+        if key := expected.same_model(spec):
+            raise SpeedyError(
+                f"artifact '{name}' is a model of recipe '{spec.recipe}' whose {key} differs "
+                f"from the reference '{reference}' (recipe '{expected.recipe}')",
+                "bench artifacts built from one recipe against a reference of that recipe",
+            )
+        if spec.checkpoint != expected.checkpoint:
+            notice(
+                f"'{name}' comes from checkpoint {_checkpoint(spec)}, the reference from "
+                f"{_checkpoint(expected)}: its figures against the reference are left out (they "
+                "would compare two models, not measure a conversion's loss)"
+            )
     return expected
 
 
-def check_device(device: str) -> None:
-    """A clear error for an unknown device, or CUDA without a GPU."""
-    if device not in ("cpu", "cuda"):
-        raise SpeedyError(f"unknown device '{device}'", "use --device cpu or --device cuda")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SpeedyError(
-                "--device cuda: no CUDA GPU is available here (PyTorch sees none)",
-                "use --device cpu, or run the bench on a machine with an NVIDIA GPU and driver",
-            )
-
-
-def check_vocoder(path: Path, spec: ModelSpec) -> str:
-    """The digest of the vocoder at `path`, after checking the artifacts turn text into mels
-    and it is a vocoder of those mels."""
-    family = spec.adapter()
-    if (family.consumes, family.produces) != ("text", "mel"):
-        raise SpeedyError(
-            f"--vocoder chains a vocoder after text-to-mel models, but the artifacts are "
-            f"{spec.family} models ({family.consumes} -> {family.produces})",
-            "leave out --vocoder, or bench artifacts of a text-to-mel recipe with it",
-        )
-    vocoder = Artifact.open(path).manifest
-    check_role(vocoder.model, path, "mel", "audio", "vocoder")
-    check_mel_match(spec, vocoder.model)
-    return vocoder.digest
-
-
-def _front_end_seconds(family: Family, example: Any, repeat: int) -> float:
-    """Median seconds over `repeat` runs of the family's front end on one example: `utterance`,
-    which makes the model's feeds (a text-to-mel model's from the text)."""
-    return statistics.median(call_seconds(lambda: family.utterance(example), repeat, warmup=0))
+def _checkpoint(spec: ModelSpec) -> str:
+    return spec.checkpoint.describe() if spec.checkpoint else "none (seeded weights)"
 
 
 def _batch_sizes(spec: ModelSpec, batches: Sequence[int]) -> list[dict[str, int]]:
@@ -172,105 +133,93 @@ def _batch_sizes(spec: ModelSpec, batches: Sequence[int]) -> list[dict[str, int]
     return [spec.sizes({"batch": size}) for size in dict.fromkeys(batches)]
 
 
-def _clips(source: Path, family: Family, count: int) -> tuple[list[str], list[Path] | None]:
-    """A name per example, and the recordings when the examples are audio files' features."""
-    if family.consumes == "mel":
-        paths = data_files(source)
-        if len(paths) == count:
-            audio = all(p.suffix.lower() in AUDIO_SUFFIXES for p in paths)
-            return [p.stem for p in paths], paths if audio and family.produces == "audio" else None
-    return [f"{i:03d}" for i in range(count)], None
-
-
 def _check_inputs(artifacts: Mapping[str, Artifact], named: Sequence[tuple[str, Feeds]]) -> None:
-    """Every input fits every artifact's declared ranges (compiled ones may be narrower)."""
+    """Every input fits every artifact's declared ranges (compiled ones may be narrower), on
+    the graphs that take the inputs as they are."""
     for artifact_name, artifact in artifacts.items():
+        graphs = artifact.manifest.graphs.values()
         for name, feeds in named:
-            try:
-                check_feeds(artifact.manifest, feeds)
-            except SpeedyError as exc:
-                raise SpeedyError(f"{artifact_name}, {name}: {exc.problem}", exc.fix) from None
+            for graph in [g for g in graphs if {s.name for s in g.inputs} == set(feeds)]:
+                try:
+                    check_feeds(graph.inputs, artifact.manifest.model.dims, feeds)
+                except SpeedyError as exc:
+                    raise SpeedyError(f"{artifact_name}, {name}: {exc.problem}", exc.fix) from None
 
 
-def _data_digest(source: Path) -> str:
-    """SHA-256 of the data files: the same data gives the same digest on any machine (features
-    computed from it differ in their last bits between CPUs)."""
-    return file_digest(data_files(source, (*AUDIO_SUFFIXES, ".npy", *TEXT_SUFFIXES), "data"))
+def _front_end_seconds(task: Task, example: Any, repeat: int) -> float:
+    """Median seconds over `repeat` runs of the task's front end on one example (`inputs`:
+    a text-to-mel model's from the text)."""
+    return statistics.median(call_seconds(lambda: task.inputs(example), repeat, warmup=0))
 
 
 @dataclass
 class Prepared:
-    """A checked plan with its inputs made: everything up to the measurements."""
+    """Checked options with the inputs made: everything up to the measurements."""
 
-    plan: BenchPlan
-    artifacts: dict[str, Artifact]
+    options: "BenchOptions"
+    artifacts: dict[str, Artifact]  # by name, the reference first
+    reference: str
     spec: ModelSpec
+    task: Task
     data: Path
     names: list[str]
     recordings: list[Path] | None
     utterances: list[Feeds]
-    seconds: list[float | None]  # None: known from the outputs only
     batches: dict[int, Feeds]
     batch_sizes: dict[str, int]  # the symbolic sizes of the batched runs, batch aside
-    streams: list[np.ndarray]  # features to stream; empty when not streaming
-    chunk: int | None
-    context: Context | None
-    digest: str
+    streamer: Streamer | None
+    digest: str  # of the data files: the same on any machine (features differ in their last bits)
     front_end: list[float] | None = None  # with a vocoder: seconds per utterance
     vocoder_digest: str | None = None
+    final: Task | None = None  # the task whose outputs are the end product (vocoder's, chained)
 
 
-def _streaming(plan: BenchPlan, spec: ModelSpec) -> tuple[int | None, Context | None]:
-    family = spec.adapter()
-    if not plan.chunk_seconds:
-        return None, None
-    if (family.consumes, family.produces) != ("mel", "audio"):
-        notice(f"no streaming figures: a {spec.family} model does not turn mels into audio")
-        return None, None
-    return chunk_frames(plan.chunk_seconds, spec), receptive_field(spec)
-
-
-def prepare(plan: BenchPlan) -> Prepared:
+def prepare(options: "BenchOptions") -> Prepared:
     """Check the artifacts, device and data and make the inputs, before anything is timed."""
-    check_device(plan.device)
-    artifacts = {name: Artifact.open(path) for name, path in plan.artifacts.items()}
-    spec = check_same_model(artifacts, plan.reference)
-    family = spec.adapter()
-    vocoder_digest = check_vocoder(plan.vocoder, spec) if plan.vocoder else None
-    if family.produces == "audio" or plan.vocoder is not None:
+    if check_device(options.device) == "cuda":
+        require_cuda()
+    named, reference = name_artifacts(options.artifacts, options.reference)
+    artifacts = {name: Artifact.open(path) for name, path in named.items()}
+    spec = check_same_model(artifacts, reference)
+    task, final, vocoder_digest = task_for(spec), None, None
+    if options.vocoder is not None:
+        vocoder = Artifact.open(options.vocoder).manifest
+        check_chain(spec, vocoder.model, (artifacts[reference].path, options.vocoder))
+        final, vocoder_digest = task_for(vocoder.model), vocoder.digest
+    if (final or task).produces == "audio":
         models_dir()  # a clear error now, not after the measurements, when speechmos is missing
-    sizes = _batch_sizes(spec, plan.batches)
-    data = plan.data or family.default_data
-    examples = read_features(data, spec)
-    names, recordings = _clips(data, family, len(examples))
-    utterances, seconds = [], []
-    for example in examples:
-        feeds, length = family.utterance(example)
-        utterances.append(feeds)
-        seconds.append(length)
-    batches = {s["batch"]: family.feeds(examples, s) for s in sizes}
-    named = [*zip(names, utterances, strict=True), *((f"batch {b}", f) for b, f in batches.items())]
-    _check_inputs(artifacts, named)
-    chunk, context = _streaming(plan, spec)
+    sizes = _batch_sizes(spec, options.batches)
+    data = options.data or task.default_data
+    examples = task.read_data(data, FeatureCache(default_cache_dir()))
+    names = example_names(data, task.data_suffixes, len(examples))
+    utterances = [task.inputs(example) for example in examples]
+    batches = {s["batch"]: task.sized_inputs(examples, s) for s in sizes}
+    named_inputs = [*zip(names, utterances, strict=True)]
+    _check_inputs(artifacts, named_inputs + [(f"batch {b}", f) for b, f in batches.items()])
+    streamer = None
+    if options.chunk_seconds and final is None:
+        streamer = task.streamer(options.chunk_seconds)
+        if streamer is None:
+            notice(f"no streaming figures: a {task.name} model does not stream")
     return Prepared(
-        plan=plan,
+        options=options,
         artifacts=artifacts,
+        reference=reference,
         spec=spec,
+        task=task,
         data=data,
         names=names,
-        recordings=recordings,
+        recordings=None if final else task.recordings(data, len(examples)),
         utterances=utterances,
-        seconds=seconds,
         batches=batches,
         batch_sizes={k: v for k, v in (sizes[0] if sizes else {}).items() if k != "batch"},
-        streams=list(examples) if chunk else [],
-        chunk=chunk,
-        context=context,
-        digest=_data_digest(data),
-        front_end=[_front_end_seconds(family, e, plan.repeat) for e in examples]
-        if plan.vocoder
+        streamer=streamer,
+        digest=file_digest(data_files(data, task.data_suffixes, task.data_kind)),
+        front_end=[_front_end_seconds(task, e, options.repeat) for e in examples]
+        if final
         else None,
         vocoder_digest=vocoder_digest,
+        final=final,
     )
 
 
@@ -280,7 +229,6 @@ def _save_inputs(prepared: Prepared, path: Path) -> None:
         arrays |= {f"utterance/{index}/{name}": value for name, value in feeds.items()}
     for size, feeds in prepared.batches.items():
         arrays |= {f"batch/{size}/{name}": value for name, value in feeds.items()}
-    arrays |= {f"stream/{index}": value for index, value in enumerate(prepared.streams)}
     np.savez(path, **arrays)
 
 
@@ -288,18 +236,18 @@ def _rounds(
     pool: Mapping[str, WorkerProcess],
     progress: Progress,
     what: str,
-    plan: BenchPlan,
+    options: "BenchOptions",
     op: str,
     **arguments: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """`warmup` + `repeat` rounds of `op` with the workers taking turns; the timed replies."""
-    rounds = plan.warmup + plan.repeat
+    rounds = options.warmup + options.repeat
     task = progress.add_task(what, total=rounds * len(pool))
     kept: dict[str, list[dict[str, Any]]] = {name: [] for name in pool}
     for index in range(rounds):
         for name, worker in pool.items():
             reply = worker.call(op, **arguments)
-            if index >= plan.warmup:
+            if index >= options.warmup:
                 kept[name].append(reply)
             progress.advance(task)
     progress.remove_task(task)
@@ -317,7 +265,7 @@ class Measured:
     first_chunk: list[dict[str, Any]] | None
     streamed: dict[str, Any]
     outputs: list[Feeds]
-    audio: list[np.ndarray] | None  # the vocoder's, when chained
+    final: list[Feeds] | None  # the vocoder's outputs, when chained
 
 
 def _with_front_end(reply: dict[str, Any], front_end: Sequence[float]) -> dict[str, Any]:
@@ -326,21 +274,37 @@ def _with_front_end(reply: dict[str, Any], front_end: Sequence[float]) -> dict[s
     return {"seconds": [sum(s) for s in zip(*stages.values(), strict=True)], "stages": stages}
 
 
+def _load_outputs(directory: Path, count: int, suffix: str) -> list[Feeds]:
+    outputs = []
+    for i in range(count):
+        with np.load(directory / f"{i}{suffix}.npz", allow_pickle=False) as stored:
+            outputs.append({key: stored[key] for key in stored.files})
+    return outputs
+
+
 def _measure(prepared: Prepared) -> dict[str, Measured]:
-    plan = prepared.plan
+    options, streaming = prepared.options, prepared.streamer is not None
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    paths = {name: artifact.path for name, artifact in prepared.artifacts.items()}
+    chunk = options.chunk_seconds if streaming else None
     with tempfile.TemporaryDirectory(prefix="speedy-bench-") as tmp:
         work = Path(tmp)
         _save_inputs(prepared, work / "inputs.npz")
         with (
             Progress(*columns, console=console, transient=True) as progress,
             workers(
-                plan.artifacts, plan.device, plan.threads, work / "inputs.npz", work, plan.vocoder
+                paths,
+                options.device,
+                options.threads,
+                work / "inputs.npz",
+                work,
+                options.vocoder,
+                chunk,
             ) as pool,
         ):
             task = progress.add_task("loading", total=len(pool))
@@ -349,33 +313,27 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                 loads[name] = worker.call("load")
                 progress.advance(task)
             progress.remove_task(task)
-            whole = _rounds(pool, progress, "whole utterances", plan, "whole")
+            whole = _rounds(pool, progress, "whole utterances", options, "whole")
             if prepared.front_end is not None:
                 front_end = prepared.front_end
                 whole = {n: [_with_front_end(r, front_end) for r in rs] for n, rs in whole.items()}
             batches = {
-                size: _rounds(pool, progress, f"batch {size}", plan, "batch", size=size)
+                size: _rounds(pool, progress, f"batch {size}", options, "batch", size=size)
                 for size in prepared.batches
             }
             memory = {name: worker.call("memory") for name, worker in pool.items()}
-            first = None
-            if prepared.chunk:
-                first = _rounds(
-                    pool, progress, "first chunk", plan, "first_chunk", chunk=prepared.chunk
-                )
+            first = (
+                _rounds(pool, progress, "first chunk", options, "first_chunk")
+                if streaming
+                else None
+            )
             task = progress.add_task("outputs" + (" and streams" if first else ""), total=len(pool))
             measured = {}
+            count = len(prepared.utterances)
             for index, (name, worker) in enumerate(pool.items()):
                 directory = work / f"outputs{index}"
                 directory.mkdir()
-                streamed = worker.call("outputs", directory=str(directory), chunk=prepared.chunk)
-                outputs = []
-                for i in range(len(prepared.utterances)):
-                    with np.load(directory / f"{i}.npz", allow_pickle=False) as stored:
-                        outputs.append({key: stored[key] for key in stored.files})
-                audio = None
-                if plan.vocoder:
-                    audio = [np.load(directory / f"{i}.audio.npy") for i in range(len(outputs))]
+                streamed = worker.call("outputs", directory=str(directory))
                 measured[name] = Measured(
                     load=loads[name],
                     whole=whole[name],
@@ -383,8 +341,8 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                     memory=memory[name],
                     first_chunk=first[name] if first else None,
                     streamed=streamed,
-                    outputs=outputs,
-                    audio=audio,
+                    outputs=_load_outputs(directory, count, ""),
+                    final=_load_outputs(directory, count, ".final") if options.vocoder else None,
                 )
                 progress.advance(task)
     return measured
@@ -477,11 +435,13 @@ def _result(
     if seams:
         mean_quality["seam_snr"] = float(np.min(seams))  # the worst seam, not the mean
     size = artifact.size_bytes
+    manifest = artifact.manifest
     return ArtifactResult(
         path=str(artifact.path),
-        kind=artifact.manifest.kind,
-        stage=artifact.manifest.lineage.stage,
-        precision=artifact.manifest.precision,
+        kind=manifest.kind,
+        stage=manifest.lineage.stage,
+        precision=manifest.precision,
+        checkpoint=manifest.model.checkpoint.describe() if manifest.model.checkpoint else None,
         size_bytes=size,
         load_seconds=measured.load["load_seconds"],
         first_run_seconds=measured.load["first_run_seconds"],
@@ -498,15 +458,6 @@ def _result(
     )
 
 
-def _audio(family: Family, measured: Mapping[str, Measured]) -> dict[str, list[np.ndarray]]:
-    """Each artifact's audio: the vocoder's when chained, a vocoder's own, else none."""
-    return {
-        name: m.audio if m.audio is not None else [family.waveform(o) for o in m.outputs]
-        for name, m in measured.items()
-        if m.audio is not None or family.produces == "audio"
-    }
-
-
 @dataclass
 class BenchRun:
     """The report, and the audio behind it: each artifact's and the recordings (audio models)."""
@@ -517,64 +468,80 @@ class BenchRun:
     sample_rate: int
 
 
-def run_bench(prepared: Prepared) -> BenchRun:
-    """Measure every artifact on the same inputs and compare it with the reference."""
-    plan, spec = prepared.plan, prepared.spec
-    family = spec.adapter()
-    console.print(
-        f"bench: {len(plan.artifacts)} artifact(s), {len(prepared.names)} example(s) from "
-        f"{prepared.data}, {plan.device}, {plan.threads} thread(s), reference '{plan.reference}'"
-    )
-    measured = _measure(prepared)
-    ref_outputs = measured[plan.reference].outputs
-    seconds = [
-        family.seconds(outputs) if length is None else length
-        for length, outputs in zip(prepared.seconds, ref_outputs, strict=True)
-    ]
-    sample_rate = spec.audio.sample_rate
-    audio = _audio(family, measured)
-    quality: dict[str, list[scores.Figures]] = {n: [{} for _ in seconds] for n in measured}
+def _quality(
+    prepared: Prepared, measured: Mapping[str, Measured]
+) -> tuple[dict[str, list[scores.Figures]], dict[str, list[np.ndarray]], list, Any]:
+    """Per artifact and utterance: DNSMOS of the audio, figures of the end product against the
+    reference's (after the vocoder, when chained), then the model's own against the reference's
+    (a text-to-mel model's mel distance replaces the audio's, which measures it again through
+    the vocoder); with the audio and, for audio made from recordings, their DNSMOS."""
+    task, reference, names = prepared.task, prepared.reference, prepared.names
+    sample_rate = prepared.spec.audio.sample_rate
+    own = prepared.spec.checkpoint
+    compared = {
+        n
+        for n, a in prepared.artifacts.items()
+        if n != reference and a.manifest.model.checkpoint == own
+    }
+    outputs = {name: m.outputs for name, m in measured.items()}
+    quality = {n: [{} for _ in names] for n in measured}
+    audio: dict[str, list[np.ndarray]] = {}
     recordings, source_quality = None, None
     with console.status("scoring quality"):
-        if audio:
-            dnsmos = Dnsmos(plan.threads)
-            heard = scores.audio_quality(audio, plan.reference, prepared.names, sample_rate, dnsmos)
+        final, produced = prepared.final or task, outputs
+        if prepared.final is not None:
+            produced = {name: m.final or [] for name, m in measured.items()}
+        waves = {name: [final.waveforms(o) for o in items] for name, items in produced.items()}
+        if all(w is not None for ws in waves.values() for w in ws):
+            audio = {name: [w[0] for w in ws] for name, ws in waves.items()}  # type: ignore[index]
+            dnsmos = Dnsmos(prepared.options.threads)
+            heard = scores.dnsmos_quality(audio, sample_rate, dnsmos)
             quality = scores.merged(quality, heard)
             if prepared.recordings:
                 recordings = [read_audio(path, sample_rate) for path in prepared.recordings]
                 source_quality = scores.means(
                     [scores.dnsmos_figures(dnsmos, r, sample_rate) for r in recordings]
                 )
-        if family.produces != "audio":
-            # after the audio's figures: a text-to-mel model's own mel distance replaces the
-            # audio's log-mel one, which measures it again through the vocoder
-            outputs = {n: m.outputs for n, m in measured.items()}
-            quality = scores.merged(quality, scores.output_quality(outputs, plan.reference, family))
-    artifacts, reference = prepared.artifacts, measured[plan.reference]
-    ref_size = artifacts[plan.reference].size_bytes
+            if prepared.final is not None:
+                chained = scores.against(final, produced, reference, compared, names)
+                quality = scores.merged(quality, chained)
+        quality = scores.merged(quality, scores.against(task, outputs, reference, compared, names))
+    return quality, audio, recordings, source_quality
+
+
+def run_bench(prepared: Prepared) -> BenchRun:
+    """Measure, score and assemble the report."""
+    options, task = prepared.options, prepared.task
+    measured = _measure(prepared)
+    ref_outputs = (measured[prepared.reference].final if prepared.final else None) or measured[
+        prepared.reference
+    ].outputs
+    seconds = [(prepared.final or task).seconds(outputs) for outputs in ref_outputs]
+    quality, audio, recordings, source_quality = _quality(prepared, measured)
+    artifacts, reference = prepared.artifacts, measured[prepared.reference]
+    ref_size = artifacts[prepared.reference].size_bytes
     results = {
         name: _result(
             artifacts[name], m, reference, ref_size, prepared.names, seconds, quality[name]
         )
         for name, m in measured.items()
     }
+    streamer = prepared.streamer
     report = BenchReport(
-        recipe=spec.recipe,
-        reference=plan.reference,
+        recipe=prepared.spec.recipe,
+        reference=prepared.reference,
         machine=bench_machine(),
         settings=Settings(
-            device=plan.device,
-            threads=plan.threads,
+            device=options.device,
+            threads=options.threads,
             batches=list(prepared.batches),
             batch_sizes=prepared.batch_sizes,
-            warmup=plan.warmup,
-            repeat=plan.repeat,
-            chunk_frames=prepared.chunk,
-            chunk_seconds=plan.chunk_seconds if prepared.chunk else None,
-            context_frames=[prepared.context.left, prepared.context.right]
-            if prepared.context
-            else None,
-            vocoder=str(plan.vocoder) if plan.vocoder else None,
+            warmup=options.warmup,
+            repeat=options.repeat,
+            chunk_frames=streamer.chunk if streamer else None,
+            chunk_seconds=options.chunk_seconds if streamer else None,
+            streaming=streamer.describe() if streamer else None,
+            vocoder=str(options.vocoder) if options.vocoder else None,
             vocoder_digest=prepared.vocoder_digest,
         ),
         data=DataInfo(
@@ -586,4 +553,4 @@ def run_bench(prepared: Prepared) -> BenchRun:
         source_quality=source_quality,
         artifacts=results,
     )
-    return BenchRun(report, audio, recordings, sample_rate)
+    return BenchRun(report, audio, recordings, prepared.spec.audio.sample_rate)

@@ -1,15 +1,15 @@
 """One artifact measured in its own process, so its load time and peak memory are its own.
 
-    python -m speedy.bench.worker ARTIFACT --device cpu --threads 2 --inputs INPUTS.npz \
-        [--vocoder VOCODER]
+    python -I -m speedy.bench.worker ARTIFACT --device cpu --threads 2 --inputs INPUTS.npz \
+        [--vocoder VOCODER] [--chunk-seconds 0.25]
 
-INPUTS.npz holds the model inputs the parent made once for all workers: `utterance/<i>/<name>`
-(whole utterances), `batch/<n>/<name>` (batched runs) and `stream/<i>` (features to stream).
-The parent (`speedy.bench.pool`) sends one JSON command per line on stdin and reads one JSON reply
-per line on stdout; anything the libraries print goes to stderr. Every reply carries `ok`; a
-failed command replies `problem` and `fix`. Timings cover `session.run` (or the stream) only.
-With a vocoder (text-to-mel artifacts), whole utterances run through both models, each timed
-(`speedy.synth.Synthesizer.speak`), and their audio is saved beside their outputs.
+INPUTS.npz holds the inputs the parent made once for all workers: `utterance/<i>/<name>` (whole
+utterances) and `batch/<n>/<name>` (batched runs). The parent (`speedy.bench.pool`) sends one
+JSON command per line on stdin and reads one JSON reply per line on stdout; anything the
+libraries print goes to stderr. Every reply carries `ok`; a failed command replies `problem` and
+`fix`. Timings cover the task's run of the model (or the stream) only. With a vocoder, whole
+utterances run through both models (`speedy.chain.Chain.speak`), each timed, and the vocoder's
+outputs are saved beside the artifact's.
 """
 
 import argparse
@@ -27,25 +27,21 @@ import numpy as np
 
 from speedy import runtime
 from speedy.bench.memory import current_rss, peak_rss
+from speedy.chain import Chain
 from speedy.errors import SpeedyError
 from speedy.quality import snr_db
-from speedy.runtime.base import Session
-from speedy.streaming import stream
-from speedy.synth import Synthesizer
-
-Feeds = dict[str, np.ndarray]
+from speedy.runtime import Model
+from speedy.specs import Feeds
+from speedy.tasks import Streamer, task_for
 
 
-def read_inputs(path: Path) -> dict[str, dict[str, Any]]:
-    """INPUTS.npz as {"utterance": {i: feeds}, "batch": {n: feeds}, "stream": {i: features}}."""
-    found: dict[str, dict[str, Any]] = defaultdict(dict)
+def read_inputs(path: Path) -> dict[str, dict[str, Feeds]]:
+    """INPUTS.npz as {"utterance": {i: feeds}, "batch": {n: feeds}}."""
+    found: dict[str, dict[str, Feeds]] = defaultdict(dict)
     with np.load(path, allow_pickle=False) as stored:
         for key in stored.files:
-            group, index, *name = key.split("/")
-            if name:
-                found[group].setdefault(index, {})[name[0]] = stored[key]
-            else:
-                found[group][index] = stored[key]
+            group, index, name = key.split("/")
+            found[group].setdefault(index, {})[name] = stored[key]
     return found
 
 
@@ -59,38 +55,40 @@ class Worker:
         threads: int | None,
         inputs: Path,
         vocoder: Path | None = None,
+        chunk_seconds: float | None = None,
     ) -> None:
         self.artifact, self.device, self.threads, self.vocoder = artifact, device, threads, vocoder
+        self.chunk_seconds = chunk_seconds
         found = read_inputs(inputs)
-        self.utterances: list[Feeds] = [
-            found["utterance"][str(i)] for i in range(len(found["utterance"]))
-        ]
-        self.batches: dict[str, Feeds] = found["batch"]
-        self.streams: list[np.ndarray] = [
-            found["stream"][str(i)] for i in range(len(found["stream"]))
-        ]
-        self.session: Session | None = None
-        self.synth: Synthesizer | None = None  # with a vocoder: the artifact chained with it
+        self.utterances = [found["utterance"][str(i)] for i in range(len(found["utterance"]))]
+        self.batches = found["batch"]
+        self.model: Model | None = None
+        self.chain: Chain | None = None  # with a vocoder: the artifact chained with it
+        self.streamer: Streamer | None = None
 
     @property
-    def loaded(self) -> Session:
-        if self.session is None:
+    def loaded(self) -> Model:
+        if self.model is None:
             raise SpeedyError("the worker has no artifact loaded", "send `load` first")
-        return self.session
+        return self.model
 
     def load(self) -> dict[str, Any]:
-        """Open the artifact (after the vocoder, if any); time that and its first (cold) run on
-        the first utterance, through the vocoder too."""
-        vocoder = runtime.load(self.vocoder, self.device, self.threads) if self.vocoder else None
+        """Open the artifact (after the vocoder, if any; both checked by the parent); time that
+        and its first (cold) run on the first utterance, through the vocoder too."""
+        open_model = lambda path: runtime.load(path, self.device, self.threads, verify=False)  # noqa: E731
+        vocoder = open_model(self.vocoder) if self.vocoder else None
         before = current_rss()
         start = time.perf_counter()
-        self.session = runtime.load(self.artifact, device=self.device, threads=self.threads)
+        self.model = open_model(self.artifact)
         loaded = time.perf_counter()
+        self.task = task_for(self.model.manifest.model)
         if vocoder is None:
-            self.session.run(self.utterances[0])
+            self.task.run(self.model, self.utterances[0])
         else:
-            self.synth = Synthesizer(self.session, vocoder, (self.artifact, vocoder.model_file))
-            self.synth.speak(self.utterances[0])
+            self.chain = Chain(self.model, vocoder)
+            self.chain.speak(self.utterances[0])
+        if self.chunk_seconds:
+            self.streamer = self.task.streamer(self.chunk_seconds)
         return {
             "load_seconds": loaded - start,
             "first_run_seconds": time.perf_counter() - loaded,
@@ -100,8 +98,8 @@ class Worker:
 
     def whole(self) -> dict[str, Any]:
         """Seconds to run each whole utterance; with a vocoder, those of each model too."""
-        if self.synth is not None:
-            stages = [self.synth.speak(feeds).seconds for feeds in self.utterances]
+        if self.chain is not None:
+            stages = [self.chain.speak(feeds).seconds for feeds in self.utterances]
             return {
                 "seconds": [sum(s.values()) for s in stages],
                 "stages": {name: [s[name] for s in stages] for name in stages[0]},
@@ -109,52 +107,50 @@ class Worker:
         seconds = []
         for feeds in self.utterances:
             start = time.perf_counter()
-            self.loaded.run(feeds)
+            self.task.run(self.loaded, feeds)
             seconds.append(time.perf_counter() - start)
         return {"seconds": seconds}
 
     def batch(self, size: int) -> dict[str, Any]:
         """Seconds for one batched run, and the seconds of audio it made."""
-        session = self.loaded
         start = time.perf_counter()
-        outputs = session.run(self.batches[str(size)])
+        outputs = self.task.run(self.loaded, self.batches[str(size)])
         seconds = time.perf_counter() - start
-        return {
-            "seconds": seconds,
-            "audio_seconds": session.manifest.model.adapter().seconds(outputs),
-        }
+        return {"seconds": seconds, "audio_seconds": self.task.seconds(outputs)}
 
-    def first_chunk(self, chunk: int) -> dict[str, Any]:
+    def first_chunk(self) -> dict[str, Any]:
         """Seconds from starting a stream of each utterance to its first audio chunk."""
+        assert self.streamer is not None
         seconds = []
-        for features in self.streams:
+        for feeds in self.utterances:
             start = time.perf_counter()
-            chunks = stream(self.loaded, features, chunk)
+            chunks = self.streamer.stream(self.loaded, feeds)
             next(chunks)
             seconds.append(time.perf_counter() - start)
             chunks.close()
         return {"seconds": seconds}
 
-    def outputs(self, directory: str, chunk: int | None) -> dict[str, Any]:
-        """Save each utterance's outputs as DIR/<i>.npz, with a vocoder its audio as
-        DIR/<i>.audio.npy; with `chunk`, stream it as well and compare the streamed audio with
-        the whole-utterance audio (seam SNR)."""
-        session = self.loaded
-        family = session.manifest.model.adapter()
+    def outputs(self, directory: str) -> dict[str, Any]:
+        """Save each utterance's outputs as DIR/<i>.npz (with a vocoder, its outputs as
+        DIR/<i>.final.npz); when streaming, stream it as well and compare the streamed audio
+        with the whole-utterance audio (seam SNR)."""
         seam_snr, stream_seconds = [], 0.0
         for index, feeds in enumerate(self.utterances):
-            outputs = session.run(feeds)
+            outputs = self.task.run(self.loaded, feeds)
             np.savez(Path(directory) / f"{index}.npz", **outputs)
-            if self.synth is not None:
-                audio = self.synth.vocode(self.synth.mel(outputs))
-                np.save(Path(directory) / f"{index}.audio.npy", audio)
-            if chunk is None:
+            if self.chain is not None:
+                (handed,) = self.task.handoff(outputs)
+                final = self.chain.tasks[1]
+                final_outputs = final.run(self.chain.second, final.inputs(handed))
+                np.savez(Path(directory) / f"{index}.final.npz", **final_outputs)
+            if self.streamer is None:
                 continue
             start = time.perf_counter()
-            streamed = np.concatenate(list(stream(session, self.streams[index], chunk)))
+            streamed = np.concatenate(list(self.streamer.stream(self.loaded, feeds)))
             stream_seconds += time.perf_counter() - start
-            seam_snr.append(snr_db(family.waveform(outputs), streamed))
-        return {"seam_snr_db": seam_snr, "stream_seconds": stream_seconds if chunk else None}
+            (whole,) = self.task.waveforms(outputs) or []
+            seam_snr.append(snr_db(whole, streamed))
+        return {"seam_snr_db": seam_snr, "stream_seconds": stream_seconds or None}
 
     def memory(self) -> dict[str, Any]:
         """Peak resident memory so far, and peak GPU memory through PyTorch's allocator."""
@@ -204,10 +200,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--inputs", type=Path, required=True)
     parser.add_argument("--vocoder", type=Path)
+    parser.add_argument("--chunk-seconds", type=float)
     args = parser.parse_args()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")  # replies only
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to the log
-    worker = Worker(args.artifact, args.device, args.threads or None, args.inputs, args.vocoder)
+    worker = Worker(
+        args.artifact,
+        args.device,
+        args.threads or None,
+        args.inputs,
+        args.vocoder,
+        args.chunk_seconds,
+    )
     serve(worker, channel)
 
 

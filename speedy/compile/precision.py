@@ -5,9 +5,10 @@ calibration), so reduced precision must already be in the ONNX graph: FP16 by co
 float tensors, INT8 by Q/DQ nodes from `speedy quantize`.
 """
 
+from pathlib import Path
+
 import onnx
 
-from speedy.artifact import Artifact
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx
 from speedy.quantize import fp16 as quantize_fp16
@@ -20,12 +21,12 @@ def qdq_nodes(model: onnx.ModelProto) -> int:
     return sum(node.op_type in QDQ_OPS for node in model.graph.node)
 
 
-def require_qdq(artifact: Artifact) -> int:
-    """The number of Q/DQ nodes in `artifact`, or a clear error when it has none."""
-    count = qdq_nodes(load_onnx(artifact.model_file, with_weights=False))
+def require_qdq(model_file: Path) -> int:
+    """The number of Q/DQ nodes in `model_file`, or a clear error when it has none."""
+    count = qdq_nodes(load_onnx(model_file, with_weights=False))
     if count == 0:
         raise SpeedyError(
-            f"--int8 needs explicit Q/DQ nodes, and {artifact.path} has none "
+            f"--int8 needs explicit Q/DQ nodes, and {model_file.parent} has none "
             "(TensorRT 11 removed implicit INT8 calibration)",
             "quantize it first with `speedy quantize` (static Q/DQ), then compile that artifact",
         )

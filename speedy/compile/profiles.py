@@ -11,51 +11,28 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from speedy.console import notice
 from speedy.errors import SpeedyError
-from speedy.model_spec import ModelSpec
-from speedy.specs import DimRange, TensorSpec
+from speedy.shapes import Profile, fits
+from speedy.specs import DimRange, Feeds, TensorSpec, symbol_sizes, symbols
 
-Profile = dict[str, DimRange]
-PROFILES = TypeAdapter(list[dict[str, DimRange]])
-COMPILE_REPORT = "compile"  # manifest report key of compiled artifacts
 SHAPES_EXAMPLE = (
     "write NAME:MIN,OPT,MAX where NAME is a dim (frames:8,512,4000) "
     "or an input with full shapes (mel:1x80x8,1x80x512,1x80x4000)"
 )
 
 
-def _symbols(inputs: Sequence[TensorSpec]) -> list[str]:
-    return list(dict.fromkeys(d for spec in inputs for d in spec.shape if isinstance(d, str)))
-
-
 def length_dims(inputs: Sequence[TensorSpec]) -> list[str]:
     """Symbolic dims found on some axis other than 0 (sequence lengths, not batch sizes)."""
     later = {d for spec in inputs for d in spec.shape[1:] if isinstance(d, str)}
-    return [d for d in _symbols(inputs) if d in later]
+    return [d for d in symbols(inputs) if d in later]
 
 
-def symbol_sizes(
-    inputs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]
-) -> dict[str, int]:
-    """The size of each symbolic dim in tensors of the given shapes (already checked)."""
-    return {
-        dim: int(size)
-        for spec in inputs
-        for dim, size in zip(spec.shape, shapes[spec.name], strict=True)
-        if isinstance(dim, str)
-    }
-
-
-def data_lengths(spec: ModelSpec, features: Sequence[np.ndarray]) -> dict[str, list[int]]:
-    """Each length dim's size in every utterance of `features`, in order."""
-    family, inputs = spec.adapter(), spec.inputs()
-    sizes = [
-        symbol_sizes(inputs, {k: v.shape for k, v in family.utterance(f)[0].items()})
-        for f in features
-    ]
+def data_lengths(inputs: Sequence[TensorSpec], fed: Sequence[Feeds]) -> dict[str, list[int]]:
+    """Each length dim's size in every one of the feeds a graph received, in order."""
+    sizes = [symbol_sizes(inputs, {k: v.shape for k, v in feeds.items()}) for feeds in fed]
     return {dim: [s[dim] for s in sizes] for dim in length_dims(inputs)}
 
 
@@ -99,9 +76,11 @@ def _input_ranges(spec: TensorSpec, parts: Sequence[str], option: str) -> dict[s
     return ranges
 
 
-def parse_shapes(options: Sequence[str], spec: ModelSpec) -> dict[str, DimRange]:
+def parse_shapes(
+    options: Sequence[str], specs: Sequence[TensorSpec], dims: Mapping[str, DimRange]
+) -> dict[str, DimRange]:
     """Ranges given as `--shapes NAME:MIN,OPT,MAX`, each within the recipe's declared range."""
-    inputs = {s.name: s for s in spec.inputs()}
+    inputs = {s.name: s for s in specs}
     ranges: dict[str, DimRange] = {}
     for option in options:
         name, colon, values = option.partition(":")
@@ -110,19 +89,19 @@ def parse_shapes(options: Sequence[str], spec: ModelSpec) -> dict[str, DimRange]
             raise SpeedyError(f"cannot parse --shapes {option!r}", SHAPES_EXAMPLE)
         if name in inputs:
             found = _input_ranges(inputs[name], parts, option)
-        elif name in spec.dims:
+        elif name in dims:
             found = {name: _range([_int(p, option) for p in parts], option)}
         else:
             raise SpeedyError(
                 f"--shapes {option!r} names {name!r}, which is neither a dim nor an input",
-                f"use a dim ({', '.join(spec.dims)}) or an input ({', '.join(inputs)})",
+                f"use a dim ({', '.join(dims)}) or an input ({', '.join(inputs)})",
             )
         for dim, found_range in found.items():
             if ranges.setdefault(dim, found_range) != found_range:
                 raise SpeedyError(
                     f"--shapes gives {dim} two different ranges", "give each dim one range"
                 )
-            declared = spec.dims[dim]
+            declared = dims[dim]
             if found_range.min < declared.min or found_range.max > declared.max:
                 raise SpeedyError(
                     f"--shapes {dim} {found_range.min}..{found_range.max} exceeds the recipe's "
@@ -171,7 +150,8 @@ def _opt(values: Sequence[int], start: int, end: int) -> int:
 
 
 def derive_profiles(
-    spec: ModelSpec,
+    inputs: Sequence[TensorSpec],
+    dims: Mapping[str, DimRange],
     lengths: Mapping[str, list[int]],
     overrides: Mapping[str, DimRange] | None = None,
     max_seq_len: int | None = None,
@@ -183,17 +163,17 @@ def derive_profiles(
     `overrides` (from --shapes) replace a dim's range in every profile; `max_seq_len` sets the
     largest length of the one data-derived length dim.
     """
-    inputs, overrides = spec.inputs(), dict(overrides or {})
+    overrides = dict(overrides or {})
     derived = [d for d in length_dims(inputs) if d not in overrides]
     if max_seq_len is not None and len(derived) != 1:
         raise SpeedyError(
             f"--max-seq-len needs exactly one data-derived length dim, this model has {derived}",
             "give each length dim's range with --shapes instead",
         )
-    given = {d: overrides.get(d, spec.dims[d]) for d in _symbols(inputs) if d not in derived}
+    given = {d: overrides.get(d, dims[d]) for d in symbols(inputs) if d not in derived}
     if not derived:
         return [given]
-    ranges = {d: _clamped(d, lengths[d], spec.dims[d], max_seq_len) for d in derived}
+    ranges = {d: _clamped(d, lengths[d], dims[d], max_seq_len) for d in derived}
     primary = max(derived, key=lambda d: ranges[d].max / ranges[d].min)
     profiles = []
     for start, end in split_range(ranges[primary].min, ranges[primary].max, span, max_profiles):
@@ -204,45 +184,8 @@ def derive_profiles(
                 low, high = ranges[dim].min, ranges[dim].max
                 values = [lengths[dim][i] for i in rows] or lengths[dim]
                 found[dim] = DimRange(min=low, opt=_opt(values, low, high), max=high)
-        profiles.append({d: given[d] if d in given else found[d] for d in _symbols(inputs)})
+        profiles.append({d: given[d] if d in given else found[d] for d in symbols(inputs)})
     return profiles
-
-
-def fits(profile: Profile, sizes: Mapping[str, int]) -> bool:
-    return all(sizes[d] in r for d, r in profile.items() if d in sizes)
-
-
-def describe(profile: Profile) -> str:
-    return ", ".join(f"{d} {r.min}..{r.max} (opt {r.opt})" for d, r in profile.items())
-
-
-def select_profile(profiles: Sequence[Profile], sizes: Mapping[str, int]) -> int:
-    """The profile covering `sizes` whose `opt` is nearest; a clear error when none covers them."""
-    candidates = [i for i, profile in enumerate(profiles) if fits(profile, sizes)]
-    if not candidates:
-        given = ", ".join(f"{d}={n}" for d, n in sizes.items())
-        raise SpeedyError(
-            f"input sizes {given} are outside every optimization profile "
-            f"({'; '.join(describe(p) for p in profiles)})",
-            "cut the input into pieces a profile covers, or recompile with --shapes or "
-            "--max-seq-len covering it",
-        )
-
-    def distance(index: int) -> float:
-        profile = profiles[index]
-        return sum(abs(math.log(sizes[d] / r.opt)) for d, r in profile.items() if d in sizes)
-
-    return min(candidates, key=distance)
-
-
-def profile_shapes(
-    profile: Profile, inputs: Sequence[TensorSpec]
-) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """Each input's (min, opt, max) concrete shape under `profile`."""
-    corners = [
-        {d: getattr(r, corner) for d, r in profile.items()} for corner in ("min", "opt", "max")
-    ]
-    return {spec.name: tuple(spec.resolve(c) for c in corners) for spec in inputs}  # type: ignore[misc]
 
 
 def coverage_report(profiles: Sequence[Profile], lengths: Mapping[str, list[int]]) -> dict:
@@ -257,10 +200,3 @@ def coverage_report(profiles: Sequence[Profile], lengths: Mapping[str, list[int]
         if v
     }
     return {"clips": clips, "covered": covered, "lengths": spread}
-
-
-def stored_profiles(reports: Mapping[str, object]) -> list[Profile]:
-    """The profiles a compiled artifact's manifest records (none for other artifacts)."""
-    compiled = reports.get(COMPILE_REPORT)
-    raw = compiled.get("profiles") if isinstance(compiled, dict) else None
-    return PROFILES.validate_python(raw) if raw else []

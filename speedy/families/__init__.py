@@ -1,11 +1,29 @@
-"""Model families: one adapter per architecture, found by name."""
+"""Model families: one adapter per architecture, found by name in this registry."""
 
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
-from speedy.families.base import Family
+from speedy.families.base import Family, GraphDef, read_state_dict
 from speedy.families.hifigan import HiFiGAN
 from speedy.families.sambert import SambertFamily
+from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
+from speedy.specs import DimRange, symbols
+from speedy.torch_utils import strip_weight_norm
+
+__all__ = ["FAMILIES", "Family", "GraphDef", "describe", "family_class", "resolve"]
 
 FAMILIES: dict[str, type[Family]] = {HiFiGAN.name: HiFiGAN, SambertFamily.name: SambertFamily}
+
+
+def register(family: type[Family]) -> None:
+    """Add a family to the registry (a plugin's, or a test's)."""
+    FAMILIES[family.name] = family
 
 
 def family_class(name: str) -> type[Family]:
@@ -16,3 +34,91 @@ def family_class(name: str) -> type[Family]:
         raise SpeedyError(
             f"unknown model family '{name}'", f"use one of: {', '.join(sorted(FAMILIES))}"
         ) from None
+
+
+def _adapter(family: str, network: dict[str, Any], audio: AudioSpec) -> Family:
+    cls = family_class(family)
+    try:
+        params = cls.Params.model_validate(network)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SpeedyError(
+            f"network.{'.'.join(map(str, first['loc']))}: {first['msg']}",
+            f"fix the `network:` settings of the {family} model",
+        ) from exc
+    return cls(params, audio)
+
+
+def resolve(spec: ModelSpec) -> Family:
+    """The family adapter configured with a model spec's settings."""
+    return _adapter(spec.family, spec.network, spec.audio)
+
+
+def describe(
+    recipe: str,
+    family: str,
+    network: dict[str, Any],
+    audio: AudioSpec,
+    dims: dict[str, DimRange],
+    parity: ParityOptions,
+    factory: str | None = None,
+    checkpoint: CheckpointInfo | None = None,
+) -> ModelSpec:
+    """The model spec of a family's network: settings checked, task and its settings filled in,
+    and every symbolic input dim of every graph given a range."""
+    adapter = _adapter(family, network, audio)
+    inputs = [spec for graph in adapter.graphs() for spec in graph.inputs]
+    if missing := set(symbols(inputs)) - dims.keys():
+        raise SpeedyError(f"dims has no range for {sorted(missing)}", "add them to `dims:`")
+    for sizes in parity.sizes:
+        if unknown := sizes.keys() - dims.keys():
+            raise SpeedyError(
+                f"parity size names unknown dims {sorted(unknown)}",
+                f"use dims of the model: {', '.join(dims)}",
+            )
+    return ModelSpec(
+        recipe=recipe,
+        family=family,
+        task=adapter.task,
+        network=network,
+        audio=audio,
+        dims=dims,
+        parity=parity,
+        task_settings=adapter.task_settings(),
+        factory=factory,
+        checkpoint=checkpoint,
+    )
+
+
+def call_factory(reference: str) -> torch.nn.Module:
+    """Import `module:function` and call it to build a network."""
+    module_name, _, function_name = reference.partition(":")
+    fix = (
+        "pass --model as module:function, importable from the current environment "
+        "(a module of the current directory: add it to PYTHONPATH)"
+    )
+    try:
+        factory = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SpeedyError(f"cannot import model factory '{reference}': {exc}", fix) from exc
+    module = factory()
+    if not isinstance(module, torch.nn.Module):
+        raise SpeedyError(
+            f"'{reference}' returned {type(module).__name__}, not a torch module", fix
+        )
+    return module
+
+
+def build_network(spec: ModelSpec) -> torch.nn.Module:
+    """The network (the family's, or the `factory`'s), in eval mode, weights not loaded."""
+    module = resolve(spec).build() if spec.factory is None else call_factory(spec.factory)
+    return module.eval()
+
+
+def load_network(spec: ModelSpec, weights: Path) -> torch.nn.Module:
+    """The network with a torch artifact's state dict loaded (a factory's network may carry
+    weight norm; the state dict, written without it, does not)."""
+    module = build_network(spec)
+    strip_weight_norm(module)
+    module.load_state_dict(read_state_dict(weights))
+    return module

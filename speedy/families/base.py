@@ -1,20 +1,34 @@
-"""The adapter contract between speedy's generic stages and one model architecture."""
+"""The adapter contract between speedy's generic stages and one model architecture.
+
+A family builds the network, maps a training checkpoint onto it and names its graphs' I/O (one
+graph for a vocoder; an encoder and a decoder, a prefill and a decode step...), like one
+OnnxConfig per graph in Optimum. What the model is *for* (its data, front end, quality,
+streaming, controls) is its task's business (`speedy.tasks`).
+"""
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 
-from speedy.audio.cache import FeatureCache
 from speedy.audio.mel import AudioSpec
-from speedy.data_source import DEFAULT_CLIPS, audio_features
 from speedy.errors import SpeedyError
-from speedy.quality import compare
-from speedy.specs import TensorSpec
+from speedy.specs import Feeds, TensorSpec
+
+SINGLE = "model"  # the graph name of a single-graph model
+
+
+@dataclass(frozen=True)
+class GraphDef:
+    """One graph a family exports: its name and I/O, with symbolic dims named as in `dims`."""
+
+    name: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -36,15 +50,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 class Family(ABC):
-    """One architecture: how to build it, load weights, name its I/O and feed it real data."""
+    """One architecture: how to build it, load weights and name its graphs' I/O."""
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
-    quality_metric: ClassVar[str]
-    # What the model's inputs are made from and what its outputs are (a vocoder: mel -> audio).
-    consumes: ClassVar[Literal["mel", "text"]] = "mel"
-    produces: ClassVar[Literal["audio", "mel"]] = "audio"
-    default_data: ClassVar[Path] = DEFAULT_CLIPS  # what `read_data` reads unless told otherwise
+    task: ClassVar[str]  # the task (speedy.tasks) its models perform
 
     def __init__(self, params: BaseModel, audio: AudioSpec) -> None:
         self.params = params
@@ -59,50 +69,29 @@ class Family(ABC):
         """A training checkpoint's tensors mapped onto `build()`'s parameter names."""
 
     @abstractmethod
-    def inputs(self) -> list[TensorSpec]:
-        """Graph inputs, with symbolic dims named as in the recipe's `dims`."""
+    def graphs(self) -> list[GraphDef]:
+        """The graphs the network exports to, in order; symbolic dims of inputs need ranges
+        in the recipe's `dims`, those only in outputs may be derived."""
 
-    @abstractmethod
-    def outputs(self) -> list[TensorSpec]:
-        """Graph outputs; symbolic dims here may be derived (no range of their own)."""
+    def graph_module(self, network: torch.nn.Module, graph: str) -> torch.nn.Module:
+        """The module computing `graph` with `network`'s weights (by default the network
+        itself: a single-graph model)."""
+        return network
 
-    @abstractmethod
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        """The front end: mono audio at the model's rate -> model features."""
+    def task_settings(self) -> dict[str, Any]:
+        """The model facts its task needs without the network (speakers, vocabulary...)."""
+        return {}
 
-    @abstractmethod
-    def feeds(self, features: Sequence[Any], sizes: dict[str, int]) -> dict[str, np.ndarray]:
-        """Model inputs with the given symbolic sizes, cut (or tiled) from real examples (those
-        of `read_data`: audio features, sentences, ...)."""
-
-    @abstractmethod
-    def utterance(self, features: Any) -> tuple[dict[str, np.ndarray], float | None]:
-        """Model inputs for one whole utterance (one example of `read_data`), and its audio
-        duration in seconds (None when only the outputs tell: see `seconds`)."""
-
-    @abstractmethod
-    def waveform(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The mono waveform in the model's outputs (one utterance)."""
-
-    def read_data(self, source: Path, cache: FeatureCache) -> list[Any]:
-        """The examples in a data source that `feeds` and `utterance` take; by default the
-        front-end features of its audio (or .npy) files, cached by content hash."""
-        return audio_features(source, self, cache)
-
-    def seconds(self, outputs: dict[str, np.ndarray]) -> float:
-        """Seconds of audio that the outputs of one utterance stand for."""
-        return self.waveform(outputs).size / self.audio.sample_rate
-
-    def quality(
-        self, reference: dict[str, np.ndarray], test: dict[str, np.ndarray]
-    ) -> dict[str, float]:
-        """`quality_metric` of `test` outputs against `reference` outputs (one utterance)."""
-        return compare(
-            self.waveform(reference),
-            self.waveform(test),
-            self.audio.sample_rate,
-            [self.quality_metric],
-        )
+    def dummy_feeds(self, graph: str, sizes: dict[str, int], seed: int = 0) -> Feeds:
+        """Seeded random inputs of `graph` at the given sizes (for tracing, never for parity):
+        standard normal floats; integer inputs need the family's own values."""
+        rng = np.random.default_rng(seed)
+        feeds = {}
+        for spec in next(g for g in self.graphs() if g.name == graph).inputs:
+            if not np.issubdtype(np.dtype(spec.dtype), np.floating):
+                raise NotImplementedError(f"{self.name} must make the values of {spec.name}")
+            feeds[spec.name] = rng.standard_normal(spec.resolve(sizes)).astype(spec.dtype)
+        return feeds
 
     def load(self, module: torch.nn.Module, checkpoint: Path) -> None:
         """Load a checkpoint into `module` strictly, with a clear error on mismatch."""
@@ -119,11 +108,3 @@ class Family(ABC):
                 "check the recipe's `network` settings match the checkpoint's training config",
             )
         module.load_state_dict(state)
-
-    def example_feeds(self, sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
-        """Seeded random inputs of the given sizes (used for tracing, never for parity)."""
-        rng = np.random.default_rng(seed)
-        return {
-            spec.name: rng.standard_normal(spec.resolve(sizes)).astype(spec.dtype)
-            for spec in self.inputs()
-        }

@@ -5,7 +5,6 @@ State-dict compatible with the official checkpoints: their weight-normed convs
 itself has no weight norm to remove before export.
 """
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,9 +13,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
-from speedy.audio.mel import AudioSpec, log_mel
+from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
-from speedy.families.base import Family
+from speedy.families.base import SINGLE, Family, GraphDef
 from speedy.specs import TensorSpec
 
 LRELU_SLOPE = 0.1
@@ -116,16 +115,15 @@ class HiFiGAN(Family):
 
     name: ClassVar[str] = "hifigan"
     Params: ClassVar[type[BaseModel]] = HiFiGANParams
-    quality_metric: ClassVar[str] = "pesq"
+    task: ClassVar[str] = "vocoder"
 
     def __init__(self, params: BaseModel, audio: AudioSpec) -> None:
         super().__init__(params, audio)
         assert isinstance(params, HiFiGANParams)
-        self.hop = int(np.prod(params.upsample_rates))
-        if self.hop != audio.hop_length:
+        hop = int(np.prod(params.upsample_rates))
+        if hop != audio.hop_length:
             raise SpeedyError(
-                f"upsample_rates multiply to {self.hop} but the audio hop_length is "
-                f"{audio.hop_length}",
+                f"upsample_rates multiply to {hop} but the audio hop_length is {audio.hop_length}",
                 "make prod(network.upsample_rates) equal audio.hop_length in the recipe",
             )
 
@@ -137,28 +135,7 @@ class HiFiGAN(Family):
     def adapt_state_dict(self, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         return fold_weight_norm(state.get("generator", state))
 
-    def inputs(self) -> list[TensorSpec]:
-        return [
-            TensorSpec(name="mel", dtype="float32", shape=["batch", self.audio.n_mels, "frames"])
-        ]
-
-    def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec(name="audio", dtype="float32", shape=["batch", 1, "samples"])]
-
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        return log_mel(audio, self.audio)
-
-    def utterance(self, features: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        seconds = features.shape[1] * self.hop / self.audio.sample_rate
-        return {"mel": features[None].astype(np.float32)}, seconds
-
-    def waveform(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        return outputs["audio"].reshape(-1)
-
-    def feeds(self, features: Sequence[np.ndarray], sizes: dict[str, int]) -> dict[str, np.ndarray]:
-        frames, batch = sizes["frames"], sizes.get("batch", 1)
-        stream = np.concatenate(list(features), axis=1)
-        repeats = -(-frames * batch // stream.shape[1])
-        stream = np.tile(stream, (1, repeats))
-        mels = [stream[:, i * frames : (i + 1) * frames] for i in range(batch)]
-        return {"mel": np.stack(mels).astype(np.float32)}
+    def graphs(self) -> list[GraphDef]:
+        mel = TensorSpec(name="mel", dtype="float32", shape=["batch", self.audio.n_mels, "frames"])
+        audio = TensorSpec(name="audio", dtype="float32", shape=["batch", 1, "samples"])
+        return [GraphDef(SINGLE, [mel], [audio])]

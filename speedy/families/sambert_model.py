@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
+from speedy.tasks.text_to_mel import REFERENCE_EMOTION
 from speedy.text.vocab import VOCABULARIES
 
-REFERENCE_EMOTION = -1  # emotion id meaning "take the emotion from the reference mel"
 MASKED = -1e4  # attention score of a masked key; finite so that FP16 stays NaN-free
 MEAN_FRAMES_PER_SYMBOL = 6.0  # seeded duration predictor's typical output (~70 ms per symbol)
 MEAN_LOG_MEL = -5.2  # seeded mel output's centre: LJSpeech's mean natural-log mel

@@ -3,13 +3,15 @@
 A named set is `calibration/<name>.yaml` (the repository's `calibration/` directory, or one in
 `$SPEEDY_CALIBRATION_PATH`): a list of files with their SHA-256, so a set always means the same
 data; `calibration/<name>.txt` holds sentences for text-to-mel recipes. Every file goes through
-the family's own reader (`Family.read_data`: the recipe's front end, resampling with a notice,
-the content-hash feature cache).
+the task's own reader (`Task.read_data`: the recipe's front end, resampling with a notice,
+the content-hash feature cache). Named sets live in speedy's package data, so they are found
+from a regular install as well as from a source checkout.
 """
 
 import hashlib
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES
-from speedy.data_source import TEXT_SUFFIXES, data_files
+from speedy.data_source import data_files
 from speedy.errors import SpeedyError
-from speedy.model_spec import ModelSpec
+from speedy.tasks import Task
 
-REPO_SETS = Path(__file__).resolve().parents[2] / "calibration"
-DEFAULT = "default"  # the family's default data (for HiFi-GAN: the clips shipped with speedy)
+PACKAGED_SETS = Path(str(files("speedy") / "data" / "calibration"))
+DEFAULT = "default"  # the task's default data (for a vocoder: the clips shipped with speedy)
 
 
 class CalibrationSet(BaseModel):
@@ -61,9 +62,9 @@ def example_digest(example: Any) -> str:
 
 
 def set_dirs() -> list[Path]:
-    """Where named sets are looked up: `$SPEEDY_CALIBRATION_PATH` entries, then the repository's."""
+    """Where named sets are looked up: `$SPEEDY_CALIBRATION_PATH` entries, then speedy's own."""
     extra = os.environ.get("SPEEDY_CALIBRATION_PATH", "")
-    return [*(Path(p) for p in extra.split(os.pathsep) if p), REPO_SETS]
+    return [*(Path(p) for p in extra.split(os.pathsep) if p), PACKAGED_SETS]
 
 
 def known_sets() -> list[str]:
@@ -103,57 +104,48 @@ def _set_files(path: Path, name: str) -> list[Path]:
     return files
 
 
-def source_files(source: str, spec: ModelSpec) -> list[Path]:
+def source_files(source: str, task: Task) -> list[Path]:
     """The files a calibration source stands for, in a deterministic order."""
-    family = spec.adapter()
     if source == DEFAULT:
-        return data_files(family.default_data, *_suffixes(family.consumes))
+        return data_files(task.default_data, task.data_suffixes, task.data_kind)
     path = Path(source).expanduser()
     if not path.exists():
         for directory in set_dirs():
             if (directory / f"{source}.yaml").is_file():
-                return _check_kind(_set_files(directory / f"{source}.yaml", source), spec)
+                return _check_kind(_set_files(directory / f"{source}.yaml", source), task)
             if (directory / f"{source}.txt").is_file():  # sentences for text-to-mel recipes
-                return _check_kind([directory / f"{source}.txt"], spec)
+                return _check_kind([directory / f"{source}.txt"], task)
         raise SpeedyError(
             f"'{source}' is neither a path nor a named calibration set",
             f"pass a directory or file of examples, or one of: {', '.join(known_sets())}",
         )
     if path.is_file():
-        _check_kind([path], spec)
-    return data_files(path, *_suffixes(family.consumes))
+        _check_kind([path], task)
+    return data_files(path, task.data_suffixes, task.data_kind)
 
 
-def _suffixes(consumes: str) -> tuple[tuple[str, ...], str]:
-    if consumes == "text":
-        return TEXT_SUFFIXES, "text (.txt)"
-    return (*AUDIO_SUFFIXES, ".npy"), "audio or .npy"
-
-
-def _check_kind(files: list[Path], spec: ModelSpec) -> list[Path]:
-    family = spec.adapter()
-    if family.consumes != "text" and (texts := [f for f in files if f.suffix in TEXT_SUFFIXES]):
+def _check_kind(files: list[Path], task: Task) -> list[Path]:
+    if wrong := [f for f in files if f.suffix.lower() not in task.data_suffixes]:
         raise SpeedyError(
-            f"calibration file {texts[0]} is text, but the {family.name} family's inputs come "
-            "from audio",
-            "pass audio files or .npy features (text sources are for text-to-mel recipes)",
+            f"calibration file {wrong[0]} is not what a {task.name} model's inputs come from "
+            f"({task.data_kind})",
+            f"pass {task.data_kind} files",
         )
     return files
 
 
-def load_calibration(source: str, spec: ModelSpec, cache: FeatureCache) -> Calibration:
-    """Every example of `source`, read by the family (audio features come from the cache)."""
-    family = spec.adapter()
+def load_calibration(source: str, task: Task, cache: FeatureCache) -> Calibration:
+    """Every example of `source`, read by the task (audio features come from the cache)."""
     names: list[str] = []
     examples: list[Any] = []
     digest = hashlib.sha256()
     try:
-        files = source_files(source, spec)
+        found_files = source_files(source, task)
     except SpeedyError as exc:
         raise SpeedyError(f"calibration source: {exc.problem}", exc.fix) from exc
-    for path in files:
+    for path in found_files:
         try:
-            found = family.read_data(path, cache)
+            found = task.read_data(path, cache)
         except SpeedyError as exc:
             raise SpeedyError(f"calibration source '{source}': {exc.problem}", exc.fix) from exc
         digest.update(f"{path.name}|{_sha256(path)}|".encode())

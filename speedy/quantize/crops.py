@@ -2,21 +2,19 @@
 
 Crops are evenly spaced windows over each utterance, taken round-robin over the examples (the
 first window of every example, then the second, ...), so a small count still covers every
-example. Each crop is checked against the artifact's declared dims before any session sees it.
+example. Each calibration crop is checked against the graph's declared dims before any session
+sees it.
 """
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from speedy.artifact import Manifest
 from speedy.errors import SpeedyError
-from speedy.runtime.base import check_feeds
-
-Feeds = dict[str, np.ndarray]
+from speedy.runtime import check_feeds
+from speedy.specs import DimRange, Feeds, TensorSpec
 
 
 @dataclass
@@ -27,9 +25,8 @@ class Crop:
     feeds: Feeds
 
 
-def crop_sizes(manifest: Manifest, overrides: dict[str, int]) -> dict[str, int]:
+def crop_sizes(dims: Mapping[str, DimRange], overrides: dict[str, int]) -> dict[str, int]:
     """Longest crop per symbolic dim: `overrides`, else half the dim's `opt` (never below `min`)."""
-    dims = manifest.model.dims
     if unknown := overrides.keys() - dims.keys():
         raise SpeedyError(
             f"crop names unknown dim(s) {sorted(unknown)}", f"use dims of the model: {sorted(dims)}"
@@ -45,11 +42,14 @@ def window_starts(length: int, size: int) -> list[int]:
     return [int(s) for s in np.rint(np.linspace(0, length - size, count))]
 
 
-def cut(feeds: Feeds, manifest: Manifest, sizes: dict[str, int]) -> list[tuple[str, Feeds]]:
-    """Windows of `feeds` along every symbolic dim longer than its crop size, with labels."""
+def cut(
+    feeds: Feeds, specs: Sequence[TensorSpec], sizes: Mapping[str, int]
+) -> list[tuple[str, Feeds]]:
+    """Windows of `feeds` along every symbolic dim (of `specs`) longer than its crop size, with
+    labels; tensors without a spec are left whole."""
     axes: dict[str, list[tuple[str, int]]] = {}  # dim -> (input, axis) pairs it appears on
     lengths: dict[str, int] = {}
-    for spec in manifest.inputs:
+    for spec in specs:
         for axis, dim in enumerate(spec.shape):
             if isinstance(dim, str) and spec.name in feeds and axis < feeds[spec.name].ndim:
                 axes.setdefault(dim, []).append((spec.name, axis))
@@ -70,29 +70,28 @@ def cut(feeds: Feeds, manifest: Manifest, sizes: dict[str, int]) -> list[tuple[s
 
 
 def select_crops(
-    names: Sequence[str],
-    examples: Sequence[Any],
-    manifest: Manifest,
-    sizes: dict[str, int],
+    named: Sequence[tuple[str, Feeds]],
+    specs: Sequence[TensorSpec],
+    dims: Mapping[str, DimRange] | None,
+    sizes: Mapping[str, int],
     count: int,
 ) -> list[Crop]:
-    """Up to `count` crops, round-robin over the examples; every crop is checked against the
-    dims first, so a bad example fails even when it would not be chosen."""
-    family = manifest.model.adapter()
+    """Up to `count` crops of the named feeds, round-robin over them; with `dims`, every crop is
+    checked against `specs` and the dims first, so a bad example fails even when it would not be
+    chosen."""
     per_example = []
-    for name, example in zip(names, examples, strict=True):
-        feeds, _ = family.utterance(example)
-        crops = [Crop(name + label, f) for label, f in cut(feeds, manifest, sizes)]
-        for crop in crops:
-            _check(crop, manifest)
+    for name, feeds in named:
+        crops = [Crop(name + label, f) for label, f in cut(feeds, specs, sizes)]
+        for crop in crops if dims is not None else ():
+            _check(crop, specs, dims)
         per_example.append(crops)
     rounds = itertools.zip_longest(*per_example)
     return [crop for row in rounds for crop in row if crop is not None][:count]
 
 
-def _check(crop: Crop, manifest: Manifest) -> None:
+def _check(crop: Crop, specs: Sequence[TensorSpec], dims: Mapping[str, DimRange]) -> None:
     try:
-        check_feeds(manifest, crop.feeds)
+        check_feeds(specs, dims, crop.feeds)
     except SpeedyError as exc:
         raise SpeedyError(
             f"calibration input {crop.name} does not fit the model: {exc.problem}",

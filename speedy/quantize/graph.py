@@ -10,12 +10,12 @@ grouped producer, so a residual add goes with the block whose branch it closes.
 import copy
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import onnx
 
-Granularity = Literal["block", "node"]
+from speedy.stages.options import Granularity
+
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 QUANTIZED_OPS = frozenset(
     {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger"}

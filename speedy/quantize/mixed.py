@@ -7,6 +7,7 @@ probes; then each float group, largest first, is tried back in INT8 and stays th
 budget still holds.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,16 +25,20 @@ class Evaluation:
 
     float_groups: list[str]
     float_share: float
-    scores: dict[str, float]
+    scores: dict[str, float | None]
     holds: bool
 
 
-def ranking(sensitivities: Sequence[Sensitivity], rank_by: str) -> list[str]:
-    """Groups, the best to keep in float first (most harm per share of MACs)."""
-    floor = min((s.harm(rank_by) for s in sensitivities), default=0.0)
+def ranking(
+    sensitivities: Sequence[Sensitivity], rank_by: str, higher_is_better: bool
+) -> list[str]:
+    """Groups, the best to keep in float first (most harm per share of MACs; unmeasured
+    harm first of all)."""
+    harms = {s.group: s.harm(rank_by, higher_is_better) for s in sensitivities}
+    floor = min((h for h in harms.values() if math.isfinite(h)), default=0.0)
 
     def priority(s: Sensitivity) -> float:
-        return (s.harm(rank_by) - floor) / max(s.mac_share, 1e-9)
+        return (harms[s.group] - floor) / max(s.mac_share, 1e-9)
 
     return [s.group for s in sorted(sensitivities, key=priority, reverse=True)]
 
@@ -45,7 +50,7 @@ class Search:
         self,
         info: GraphInfo,
         budgets: Sequence[Budget],
-        score: Callable[[list[str]], dict[str, float]],
+        score: Callable[[list[str]], dict[str, float | None]],
     ) -> None:
         self.info, self.budgets, self.score = info, list(budgets), score
         self.tried: list[Evaluation] = []
@@ -60,7 +65,7 @@ class Search:
         missed = unmet(self.budgets, scores)
         share = sum(self.info.share(g) for g in groups)
         self.tried.append(Evaluation(groups, share, scores, not missed))
-        figures = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None)
         verdict = "[green]meets the budget[/]" if not missed else "misses " + "; ".join(missed)
         console.print(
             f"  search: {len(groups)} more in float ({share:.1%} of MACs): {figures}: {verdict}"

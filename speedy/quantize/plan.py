@@ -32,20 +32,21 @@ def plan_mixed(
     builder: Builder,
     scorer: Scorer,
     budgets: Sequence[Budget],
-    rank_by: str,
+    rank_by: tuple[str, bool],
     kept: set[str],
     workdir: Path,
 ) -> Plan:
-    """Measure sensitivities of the groups not `kept` in float, then search the float set."""
+    """Measure sensitivities of the groups not `kept` in float, then search the float set;
+    `rank_by` is the metric that ranks them and whether higher is better."""
     info, candidate = builder.info, workdir / "candidate.onnx"
     free = int8_groups(info, kept)
-    sensitivities = measure(builder, scorer, free, rank_by, workdir)
+    sensitivities = measure(builder, scorer, free, workdir)
 
-    def score(floats: list[str]) -> dict[str, float]:
+    def score(floats: list[str]) -> dict[str, float | None]:
         return scorer.score(builder.build(int8_groups(info, {*floats, *kept}), candidate))
 
     search = Search(info, budgets, score)
-    chosen = search.run(ranking(sensitivities, rank_by))
+    chosen = search.run(ranking(sensitivities, *rank_by))
     if chosen is None:
         raise SpeedyError(
             "the quality budget is missed even with every layer in float: "

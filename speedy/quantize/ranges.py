@@ -13,7 +13,6 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -32,10 +31,11 @@ from speedy.artifact import file_digest
 from speedy.console import console
 from speedy.identity import code_version
 from speedy.quantize.clipping import mse_range
-from speedy.quantize.crops import Crop, Feeds
+from speedy.quantize.crops import Crop
 from speedy.quantize.progress import quiet_ort, steps
+from speedy.specs import Feeds
+from speedy.stages.options import Method
 
-Method = Literal["minmax", "entropy", "percentile", "mse"]
 ORT_METHODS = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,

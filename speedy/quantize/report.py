@@ -2,18 +2,18 @@
 
 from typing import Any
 
+from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.console import console
-from speedy.quantize.metrics import mean_quality, output_quality, report_metrics
+from speedy.quantize.metrics import Figures, mean_quality
 from speedy.quantize.progress import steps
-from speedy.runtime.onnx_session import OnnxSession
 from speedy.stages.base import StageContext
 
 # Past these the audio is audibly ruined, whatever the budget says (PESQ-WB 3.0 is "fair").
 COLLAPSE = {"pesq": (3.0, "below"), "mel": (0.5, "above")}
 
 
-def collapse(scores: dict[str, float]) -> str | None:
+def collapse(scores: Figures) -> str | None:
     """Why `scores` mean ruined audio, or None."""
     for metric, (threshold, side) in COLLAPSE.items():
         value = scores.get(metric)
@@ -23,21 +23,21 @@ def collapse(scores: dict[str, float]) -> str | None:
 
 
 def quality_report(parent: Artifact, artifact: Artifact, ctx: StageContext) -> dict[str, Any]:
-    """Metrics of `artifact`'s outputs against `parent`'s on every example of `ctx`."""
-    family = ctx.spec.adapter()
-    metrics = report_metrics(family)
-    reference = OnnxSession(parent.manifest, parent.model_file, threads=ctx.threads)
-    candidate = OnnxSession(artifact.manifest, artifact.model_file, threads=ctx.threads)
+    """The task's metrics of `artifact`'s outputs against `parent`'s on every example of `ctx`."""
+    task = ctx.task
+    reference = runtime.load(parent.path, threads=ctx.threads, verify=False)
+    candidate = runtime.load(artifact.path, threads=ctx.threads, verify=False)
     rows = []
-    with steps("quality against the parent", len(ctx.features)) as advance:
-        for example in ctx.features:
-            feeds, _ = family.utterance(example)
-            rows.append(output_quality(family, reference.run(feeds), candidate.run(feeds), metrics))
+    with steps("quality against the parent", len(ctx.examples)) as advance:
+        for example in ctx.examples:
+            inputs = task.inputs(example)
+            expected, actual = task.run(reference, inputs), task.run(candidate, inputs)
+            rows.append(task.compare(expected, actual, task.report_metrics))
             advance()
     means = mean_quality(rows)
     ruined = collapse(means)
     verdict = f"collapsed: {ruined} against the parent" if ruined else "ok"
-    figures = ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in means.items() if v is not None)
     colour = "red" if ruined else "green"
     console.print(f"  quality vs parent ({len(rows)} examples): {figures}: [{colour}]{verdict}[/]")
     return {

@@ -1,42 +1,46 @@
-"""Score candidate models on held-out probe crops against the float model's outputs.
+"""Score candidate graphs on held-out probes against the float model's outputs.
 
-The float model runs once; each candidate gets one ORT session and one pass over the probes.
+The float model runs once; each candidate (one graph's file, the model's other graphs as they
+are) gets one ORT session and one pass over the probes, run the task's way end to end.
 """
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from speedy.artifact import Manifest
+from speedy.backends.ort.session import OnnxSession
 from speedy.quantize.crops import Crop
-from speedy.quantize.metrics import mean_quality, output_quality
-from speedy.runtime.onnx_session import OnnxSession
+from speedy.quantize.metrics import mean_quality
+from speedy.runtime import Model
+from speedy.tasks import Figures, Task
 
 
 class Scorer:
-    """Quality of candidate model files, measured with `metrics` on `probes`."""
+    """Quality of candidate files of one graph, measured with `metrics` on `probes`."""
 
     def __init__(
         self,
-        manifest: Manifest,
-        reference: Path,
+        task: Task,
+        model: Model,
+        graph: str,
         probes: Sequence[Crop],
         metrics: Sequence[str],
         threads: int,
     ) -> None:
-        self.manifest = manifest
-        self.family = manifest.model.adapter()
+        self.task, self.model, self.graph = task, model, graph
         self.probes = list(probes)
         self.metrics = list(dict.fromkeys(metrics))
         self.threads = threads
-        session = OnnxSession(manifest, reference, threads=threads)
-        self.expected = [session.run(crop.feeds) for crop in self.probes]
+        self.expected = [task.run(model, crop.feeds) for crop in self.probes]
 
-    def score(self, model: Path) -> dict[str, float]:
+    def score(self, candidate: Path) -> dict[str, float | None]:
         """Mean of each metric over the probes."""
-        session = OnnxSession(self.manifest, model, threads=self.threads)
-        return mean_quality(
-            [
-                output_quality(self.family, expected, session.run(crop.feeds), self.metrics)
-                for crop, expected in zip(self.probes, self.expected, strict=True)
-            ]
+        reference = self.model[self.graph]
+        session = OnnxSession(
+            self.graph, reference.graph, candidate, reference.dims, threads=self.threads
         )
+        model = self.model.replaced(self.graph, session)
+        rows: list[Figures] = [
+            self.task.compare(expected, self.task.run(model, crop.feeds), self.metrics)
+            for crop, expected in zip(self.probes, self.expected, strict=True)
+        ]
+        return mean_quality(rows)

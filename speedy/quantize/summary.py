@@ -5,11 +5,14 @@ from typing import Any
 from rich.table import Table
 
 
-def quantization_table(report: dict[str, Any]) -> Table:
-    """Group, op types, share of MACs, sensitivity and chosen precision of each group."""
+def quantization_table(report: dict[str, Any], graph: str) -> Table:
+    """Group, op types, share of MACs, sensitivity and chosen precision of each group of one
+    quantized graph."""
     rows = report["table"]
     metrics = list(next((r["sensitivity"] for r in rows if r["sensitivity"]), {}))
-    title = f"quantization ({report['precision']}, per {report.get('granularity', 'block')})"
+    title = (
+        f"quantization of {graph} ({report['precision']}, per {report.get('granularity', 'block')})"
+    )
     if report.get("budget"):
         title += f", budget {', '.join(report['budget'])}"
     table = Table(title=title, caption="float (w8): float compute, weights stored as int8")
@@ -25,7 +28,7 @@ def quantization_table(report: dict[str, Any]) -> Table:
             row["group"],
             row["op_types"],
             f"{row['mac_share']:.1%}",
-            *(f"{scores[m]:.3f}" if m in scores else "-" for m in metrics),
+            *(f"{scores[m]:.3f}" if scores.get(m) is not None else "-" for m in metrics),
             row["precision"],
         )
     return table

@@ -1,24 +1,93 @@
-"""Load any stage's artifact behind one interface: `load(path).run(feeds) -> outputs`."""
+"""Load any stage's artifact behind one interface: `load(path)` -> a `Model` of graph sessions.
 
+    model = runtime.load("build/hifigan_v1/simplify")
+    audio = model.run({"mel": mel})["audio"]           # a single-graph artifact
+    step = model["decode"].run(feeds)                   # one graph of several
+
+Opening an ONNX artifact imports onnxruntime, not torch or the model families.
+"""
+
+from collections.abc import Mapping
 from pathlib import Path
 
-from speedy.artifact import Artifact
+import numpy as np
+
+from speedy.artifact import Artifact, Manifest
+from speedy.backends import session_module
+from speedy.devices import check_device
+from speedy.errors import SpeedyError
 from speedy.runtime.base import Session, check_feeds
+from speedy.specs import Feeds, TensorSpec
 
-__all__ = ["Session", "check_feeds", "load"]
+__all__ = ["Model", "Session", "check_feeds", "load"]
 
 
-def load(path: str | Path, device: str = "cpu", threads: int | None = None) -> Session:
-    """Open the artifact at `path` (its directory, or its model file) on `device`."""
+class Model:
+    """An artifact's graphs, loaded: `model[name]` is one graph's session."""
+
+    def __init__(self, artifact: Artifact, sessions: Mapping[str, Session]) -> None:
+        self.artifact = artifact
+        self.sessions = dict(sessions)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.artifact.manifest
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
+
+    @property
+    def graphs(self) -> list[str]:
+        return list(self.sessions)
+
+    def __getitem__(self, graph: str) -> Session:
+        if graph not in self.sessions:
+            raise SpeedyError(
+                f"artifact {self.path} has no graph '{graph}'",
+                f"use one of: {', '.join(self.sessions)}",
+            )
+        return self.sessions[graph]
+
+    def only(self) -> Session:
+        """The session of a single-graph artifact; a clear error when there are several."""
+        if len(self.sessions) != 1:
+            raise SpeedyError(
+                f"artifact {self.path} has {len(self.sessions)} graphs "
+                f"({', '.join(self.sessions)}), so `run` does not know which to run",
+                "run one of them: model[NAME].run(feeds)",
+            )
+        return next(iter(self.sessions.values()))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.only().inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.only().outputs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
+        """Run a single-graph artifact."""
+        return self.only().run(feeds)
+
+    def replaced(self, graph: str, session: Session) -> "Model":
+        """This model with `graph` run by `session` instead (a candidate of that graph)."""
+        return Model(self.artifact, {**self.sessions, graph: session})
+
+
+def load(
+    path: str | Path, device: str = "cpu", threads: int | None = None, verify: bool = True
+) -> Model:
+    """Open the artifact at `path` (its directory, or one of its model files) on `device`;
+    `verify` checks every file against the manifest's digests first."""
     path = Path(path)
-    artifact = Artifact.open(path if path.is_dir() else path.parent)
-    kind = artifact.manifest.kind
-    if kind == "onnx":
-        from speedy.runtime.onnx_session import OnnxSession as backend
-    elif kind == "torch":
-        from speedy.runtime.torch_session import TorchSession as backend
-    elif kind == "aoti":
-        from speedy.runtime.aoti_session import AotiSession as backend
-    else:
-        from speedy.runtime.trt_session import TrtSession as backend
-    return backend(artifact.manifest, artifact.model_file, device=device, threads=threads)
+    artifact = Artifact.open(path if path.is_dir() else path.parent, verify)
+    device = check_device(device)
+    by_kind: dict[str, list[str]] = {}
+    for name, graph in artifact.manifest.graphs.items():
+        by_kind.setdefault(graph.kind, []).append(name)
+    sessions: dict[str, Session] = {}
+    for kind, names in by_kind.items():
+        sessions |= session_module(kind).open_graphs(artifact, names, device, threads)
+    return Model(artifact, {name: sessions[name] for name in artifact.manifest.graphs})

@@ -1,23 +1,24 @@
 """The one session interface every backend implements; feeds are checked here, not in backends."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from speedy.artifact import Manifest
+from speedy.artifact import GraphEntry
 from speedy.errors import SpeedyError
-from speedy.specs import TensorSpec
+from speedy.specs import DimRange, Feeds, TensorSpec
 
 
-def check_feeds(manifest: Manifest, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Check names, dtypes, ranks and dim ranges against the manifest; return symbol sizes."""
-    expected = {spec.name: spec for spec in manifest.inputs}
+def check_feeds(
+    inputs: Sequence[TensorSpec], dims: Mapping[str, DimRange], feeds: Mapping[str, np.ndarray]
+) -> dict[str, int]:
+    """Check names, dtypes, ranks and dim ranges against `inputs`; return symbol sizes."""
+    expected = {spec.name: spec for spec in inputs}
     if missing := expected.keys() - feeds.keys():
         raise SpeedyError(
             f"missing input(s) {sorted(missing)}",
-            f"feed {', '.join(s.describe() for s in manifest.inputs)}",
+            f"feed {', '.join(s.describe() for s in inputs)}",
         )
     if extra := feeds.keys() - expected.keys():
         raise SpeedyError(
@@ -25,12 +26,12 @@ def check_feeds(manifest: Manifest, feeds: Mapping[str, np.ndarray]) -> dict[str
         )
     sizes: dict[str, int] = {}
     for name, spec in expected.items():
-        _check_tensor(spec, np.asarray(feeds[name]), manifest, sizes)
+        _check_tensor(spec, np.asarray(feeds[name]), dims, sizes)
     return sizes
 
 
 def _check_tensor(
-    spec: TensorSpec, value: np.ndarray, manifest: Manifest, sizes: dict[str, int]
+    spec: TensorSpec, value: np.ndarray, dims: Mapping[str, DimRange], sizes: dict[str, int]
 ) -> None:
     fix = f"feed {spec.describe()} as made by the recipe's front end"
     if value.dtype != np.dtype(spec.dtype):
@@ -48,7 +49,7 @@ def _check_tensor(
                     fix,
                 )
             continue
-        declared = manifest.model.dims.get(dim)
+        declared = dims.get(dim)
         if declared is not None and size not in declared:
             raise SpeedyError(
                 f"input '{spec.name}' {dim}={size} is outside the declared range "
@@ -63,25 +64,30 @@ def _check_tensor(
 
 
 class Session(ABC):
-    """A loaded artifact that maps named NumPy inputs to named NumPy outputs."""
+    """One loaded graph that maps named NumPy inputs to named NumPy outputs."""
 
-    def __init__(self, manifest: Manifest, model_file: Path) -> None:
-        self.manifest = manifest
-        self.model_file = model_file
+    def __init__(self, name: str, graph: GraphEntry, dims: Mapping[str, DimRange]) -> None:
+        self.name = name
+        self.graph = graph
+        self.dims = dims
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        return self.manifest.inputs
+        return self.graph.inputs
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        return self.manifest.outputs
+        return self.graph.outputs
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check `feeds` against the manifest, then run the backend."""
-        check_feeds(self.manifest, feeds)
+    def check(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """Check `feeds` against this graph's inputs and the model's dim ranges."""
+        return check_feeds(self.inputs, self.dims, feeds)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
+        """Check `feeds`, then run the backend."""
+        self.check(feeds)
         return self._run({name: np.ascontiguousarray(value) for name, value in feeds.items()})
 
     @abstractmethod
-    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
         """Run checked feeds through the backend."""

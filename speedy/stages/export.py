@@ -4,39 +4,25 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import onnx
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from speedy import interrupt
-from speedy.artifact import Artifact
+from speedy import interrupt, runtime
+from speedy.artifact import Artifact, GraphEntry
 from speedy.console import notice
 from speedy.errors import SpeedyError
+from speedy.families import GraphDef, load_network, resolve
 from speedy.model_spec import ModelSpec
 from speedy.onnx_io import save_onnx
 from speedy.parity import check
-from speedy.runtime.onnx_session import OnnxSession
-from speedy.runtime.torch_session import TorchSession
-from speedy.stages.base import Draft, Stage, StageContext
+from speedy.specs import DimRange, TensorSpec
+from speedy.stages.base import Draft, Stage, StageContext, check_kind
+from speedy.stages.options import Exporter, ExportOptions
 from speedy.torch_utils import source_module, unsupported_op
-
-Exporter = Literal["dynamo", "torchscript"]
-MODEL_FILE = "model.onnx"
-
-
-class ExportOptions(BaseModel):
-    """Exporter settings; tracing sizes must differ from every parity size."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    opset: int = Field(18, ge=13, le=23)
-    exporter: Exporter = "dynamo"
-    fallback: bool = True
-    trace_sizes: dict[str, int] = Field(default_factory=dict)
-    verify: bool = True
 
 
 @contextlib.contextmanager
@@ -57,22 +43,25 @@ def quiet_exporter():
 def _export(
     module: torch.nn.Module,
     args: tuple,
-    spec: ModelSpec,
+    graph: GraphDef,
+    dims: Mapping[str, DimRange],
     path: Path,
     exporter: Exporter,
     opset: int,
 ) -> None:
-    inputs, outputs = spec.inputs(), spec.outputs()
-    names = {"input_names": [s.name for s in inputs], "output_names": [s.name for s in outputs]}
+    names = {
+        "input_names": [s.name for s in graph.inputs],
+        "output_names": [s.name for s in graph.outputs],
+    }
     with quiet_exporter():
         if exporter == "dynamo":
             shapes = {
                 s.name: {
-                    axis: torch.export.Dim(dim, min=spec.dims[dim].min, max=spec.dims[dim].max)
+                    axis: torch.export.Dim(dim, min=dims[dim].min, max=dims[dim].max)
                     for axis, dim in enumerate(s.shape)
                     if isinstance(dim, str)
                 }
-                for s in inputs
+                for s in graph.inputs
             }
             torch.onnx.export(
                 module,
@@ -88,7 +77,7 @@ def _export(
         else:
             axes = {
                 s.name: {axis: dim for axis, dim in enumerate(s.shape) if isinstance(dim, str)}
-                for s in inputs + outputs
+                for s in graph.inputs + graph.outputs
             }
             torch.onnx.export(
                 module,
@@ -116,10 +105,16 @@ def _explain_failure(exc: Exception, module: torch.nn.Module, args: tuple) -> Sp
     )
 
 
-def name_dims(model: onnx.ModelProto, spec: ModelSpec) -> None:
-    """Give graph inputs and outputs the recipe's symbolic dim names, and store metadata."""
+def name_dims(
+    model: onnx.ModelProto,
+    graph: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    spec: ModelSpec,
+) -> None:
+    """Give graph inputs and outputs their symbolic dim names, and store metadata."""
     for value, tensor in zip(
-        [*model.graph.input, *model.graph.output], spec.inputs() + spec.outputs(), strict=True
+        [*model.graph.input, *model.graph.output], inputs + outputs, strict=True
     ):
         for dim_proto, dim in zip(value.type.tensor_type.shape.dim, tensor.shape, strict=True):
             if isinstance(dim, str):
@@ -127,34 +122,55 @@ def name_dims(model: onnx.ModelProto, spec: ModelSpec) -> None:
     model.metadata_props.clear()
     for key, val in {
         "speedy.recipe": spec.recipe,
+        "speedy.graph": graph,
         "speedy.audio": spec.audio.model_dump_json(),
     }.items():
         model.metadata_props.add(key=key, value=val)
 
 
 class ExportStage(Stage):
-    """torch artifact -> ONNX artifact."""
+    """torch artifact -> ONNX artifact, one file per graph."""
 
     name: ClassVar[str] = "export"
     options: ExportOptions
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
-        if parent is None or parent.manifest.kind != "torch":
-            raise SpeedyError(
-                "export needs a PyTorch artifact", "pass a recipe or a torch artifact"
-            )
-        trace = ctx.spec.sizes(self.options.trace_sizes)
-        if any(trace == ctx.spec.sizes(sizes) for sizes in ctx.spec.parity.sizes):
+        parent = check_kind(parent, "torch", "export", "pass a recipe or a torch artifact")
+        spec = ctx.spec
+        trace = spec.sizes(self.options.trace_sizes)
+        if any(trace == spec.sizes(sizes) for sizes in spec.parity.sizes):
             raise SpeedyError(
                 f"a parity size equals the tracing size {trace}",
                 "check parity at sizes never used for tracing",
             )
-        module = TorchSession(parent.manifest, parent.model_file).module
-        feeds = ctx.spec.adapter().example_feeds(trace)
-        args = tuple(torch.from_numpy(feeds[s.name]) for s in ctx.spec.inputs())
-        path, exporter = workdir / MODEL_FILE, self.options.exporter
+        family = resolve(spec)
+        network = load_network(spec, parent.file(next(iter(parent.manifest.graphs))))
+        graphs, exporters = {}, {}
+        for graph in family.graphs():
+            module = family.graph_module(network, graph.name)
+            feeds = family.dummy_feeds(graph.name, trace)
+            args = tuple(torch.from_numpy(feeds[s.name]) for s in graph.inputs)
+            path = workdir / f"{graph.name}.onnx"
+            exporters[graph.name] = self._export(module, args, graph, spec, path)
+            model = onnx.load(str(path))
+            name_dims(model, graph.name, graph.inputs, graph.outputs, spec)
+            onnx.checker.check_model(model)
+            files = save_onnx(model, path)
+            graphs[graph.name] = GraphEntry(
+                kind="onnx",
+                files=[f.name for f in files],
+                inputs=graph.inputs,
+                outputs=graph.outputs,
+            )
+        return Draft(graphs, reports={"exporter": exporters})
+
+    def _export(
+        self, module: torch.nn.Module, args: tuple, graph: GraphDef, spec: ModelSpec, path: Path
+    ) -> Exporter:
+        """Export one graph; the exporter that succeeded."""
+        exporter, opset = self.options.exporter, self.options.opset
         try:
-            _export(module, args, ctx.spec, path, exporter, self.options.opset)
+            _export(module, args, graph, spec.dims, path, exporter, opset)
         except Exception as exc:
             interrupt.check()  # the exporter may have wrapped an interrupt as its own failure
             if not (self.options.fallback and exporter == "dynamo"):
@@ -162,22 +178,18 @@ class ExportStage(Stage):
             notice(f"dynamo exporter failed ({type(exc).__name__}); falling back to torchscript")
             exporter = "torchscript"
             try:
-                _export(module, args, ctx.spec, path, exporter, self.options.opset)
+                _export(module, args, graph, spec.dims, path, exporter, opset)
             except Exception as exc2:
                 raise _explain_failure(exc2, module, args) from exc2
-        model = onnx.load(str(path))
-        name_dims(model, ctx.spec)
-        onnx.checker.check_model(model)
-        files = save_onnx(model, path)
-        return Draft(kind="onnx", files=[f.name for f in files], reports={"exporter": exporter})
+        return exporter
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
         return check(
-            TorchSession(parent.manifest, parent.model_file, threads=ctx.threads),
-            OnnxSession(artifact.manifest, artifact.model_file, threads=ctx.threads),
-            ctx.spec,
-            ctx.features,
+            runtime.load(parent.path, threads=ctx.threads, verify=False),
+            runtime.load(artifact.path, threads=ctx.threads, verify=False),
+            ctx.task,
+            ctx.examples,
             "the exported ONNX model",
             self.options.verify,
         )

@@ -4,22 +4,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
-from speedy.artifact import Artifact, file_digest
+from speedy.artifact import Artifact, GraphEntry, file_digest
 from speedy.console import notice
+from speedy.families import build_network, resolve
 from speedy.stages.base import Draft, Stage, StageContext
+from speedy.stages.options import LoadOptions
 from speedy.torch_utils import strip_weight_norm
 
 MODEL_FILE = "model.pt"
-
-
-class LoadOptions(BaseModel):
-    """Which weights to load (none: the family's seeded initial weights)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: Path | None = None
 
 
 class LoadStage(Stage):
@@ -33,13 +26,18 @@ class LoadStage(Stage):
         return file_digest([checkpoint]) if checkpoint and checkpoint.is_file() else None
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
-        module = ctx.spec.build_module()
+        family = resolve(ctx.spec)
+        module = build_network(ctx.spec)
         if removed := strip_weight_norm(module):
             notice(f"removed weight norm from {removed} layer(s)")
         if self.options.checkpoint is not None:
-            ctx.spec.adapter().load(module, self.options.checkpoint)
+            family.load(module, self.options.checkpoint)
         else:
             notice("no checkpoint: using seeded random weights")
         torch.save(module.state_dict(), workdir / MODEL_FILE)
         parameters = sum(p.numel() for p in module.parameters())
-        return Draft(kind="torch", files=[MODEL_FILE], reports={"parameters": parameters})
+        graphs = {
+            g.name: GraphEntry(kind="torch", files=[MODEL_FILE], inputs=g.inputs, outputs=g.outputs)
+            for g in family.graphs()
+        }
+        return Draft(graphs, reports={"parameters": parameters})

@@ -1,26 +1,29 @@
 """ONNX float32 -> INT8 (static Q/DQ), FP16, dynamic INT8, or INT8/float mixed under a budget.
 
-`int8` quantizes every node ONNX Runtime can (the naive baseline); `mixed` keeps the groups an
-audio metric finds most harmful in float until the quality budget holds on held-out calibration
-data; `fp16` halves the weights; `dynamic` suits MatMul-heavy graphs. Every result records its
-quality against its parent on the run's data, and an unmet budget fails the stage.
+`int8` quantizes every node ONNX Runtime can (the naive baseline); `mixed` keeps the groups the
+task's metric finds most harmful in float until the quality budget holds on held-out calibration
+data; `fp16` halves the weights; `dynamic` suits MatMul-heavy graphs. A model of several graphs
+is quantized graph by graph (`--graph` picks some; the others stay as they are), each calibrated
+on what it receives when the float model runs the calibration examples. Every result records its
+quality against its parent on the run's data, end to end, and an unmet budget fails the stage.
 """
 
 import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import onnx
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.backends.ort.session import OnnxSession
 from speedy.console import console, notice
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx, save_onnx
-from speedy.quality import METRICS, Budget, parse_budget
+from speedy.quality import Budget
 from speedy.quantize.calibration import (
     Calibration,
     example_digest,
@@ -31,17 +34,25 @@ from speedy.quantize.candidates import Builder
 from speedy.quantize.crops import Crop, crop_sizes, select_crops
 from speedy.quantize.dynamic import quantize_dynamic_int8
 from speedy.quantize.fp16 import to_fp16
-from speedy.quantize.graph import Granularity, GraphInfo, analyze, quantized_reason
-from speedy.quantize.metrics import budgets_for, unmet
+from speedy.quantize.graph import GraphInfo, analyze, quantized_reason
+from speedy.quantize.metrics import unmet
 from speedy.quantize.plan import plan_mixed, table
 from speedy.quantize.qdq import preprocess, quantize_qdq
-from speedy.quantize.ranges import Method, activation_ranges
+from speedy.quantize.ranges import activation_ranges
 from speedy.quantize.report import quality_report
 from speedy.quantize.scoring import Scorer
-from speedy.stages.base import Draft, Stage, StageContext
+from speedy.runtime import Model
+from speedy.stages.base import (
+    Draft,
+    Stage,
+    StageContext,
+    carry_over,
+    check_kind,
+    selected_graphs,
+)
+from speedy.stages.options import Method, QuantizeOptions
+from speedy.tasks import Task, graph_feeds, task_for
 
-Precision = Literal["int8", "fp16", "mixed", "dynamic"]
-MODEL_FILE = "model.onnx"
 MANIFEST_PRECISION = {
     "int8": "int8",
     "mixed": "int8+fp32",
@@ -55,52 +66,19 @@ class QualityBudgetError(SpeedyError):
     """The quantized artifact misses the quality budget on the run's data."""
 
 
-class QuantizeOptions(BaseModel):
-    """Precision, calibration data and method, quality budget and search settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    precision: Precision = "mixed"
-    calib: str = "default"  # directory or file of examples, a named set, or `default`
-    method: Method = "mse"
-    calib_size: PositiveInt = 16  # calibration crops
-    per_channel: bool = True
-    budget: str | None = None  # e.g. "pesq>=4.0,mel<=0.2"; mixed: the family's default
-    granularity: Granularity = "block"
-    crop: dict[str, PositiveInt] = Field(default_factory=dict)  # default: half of each dim's opt
-    probes: PositiveInt = 4  # held-out crops that score candidates (mixed)
-    holdout_every: int = Field(4, ge=2)  # every Nth calibration example is held out (mixed)
-    rank_by: str = "mel"  # the metric sensitivities are ranked by
-    min_share: float = Field(0.01, ge=0, lt=1)  # mixed: smaller groups stay float, unmeasured
-    keep_float: list[str] = Field(default_factory=list)  # groups, nodes or op types
-    weight_only: bool = True  # float layers keep int8 weights (DequantizeLinear -> float op)
-
-    @field_validator("budget")
-    @classmethod
-    def _budget(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_budget(value)  # raises a SpeedyError naming the bad term or metric
-        return value
-
-    @field_validator("rank_by")
-    @classmethod
-    def _rank_by(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"unknown metric {value!r}, use one of {', '.join(METRICS)}")
-        return value
-
-
-def check_float_parent(parent: Artifact | None) -> Artifact:
-    """The parent, if it is a float32 ONNX artifact; a clear error otherwise."""
-    if parent is None or parent.manifest.kind != "onnx":
-        raise SpeedyError("quantize needs an ONNX artifact", "run `speedy export` first")
-    reason = quantized_reason(load_onnx(parent.model_file, with_weights=False))
-    if parent.manifest.precision != "fp32" or reason:
-        raise SpeedyError(
-            f"{parent.path} is already quantized "
-            f"({reason or f'its precision is {parent.manifest.precision}'})",
-            "quantize the float32 artifact it was made from (`speedy inspect` shows its lineage)",
-        )
+def check_float_parent(parent: Artifact | None, graphs: list[str]) -> Artifact:
+    """The parent, if its `graphs` are float32 ONNX; a clear error otherwise."""
+    parent = check_kind(parent, "onnx", "quantize", "run `speedy export` first", graphs)
+    for name in graphs:
+        entry = parent.manifest.graphs[name]
+        reason = quantized_reason(load_onnx(parent.file(name), with_weights=False))
+        if entry.precision != "fp32" or reason:
+            raise SpeedyError(
+                f"{parent.path} is already quantized "
+                f"({reason or f'its precision is {entry.precision}'})",
+                "quantize the float32 artifact it was made from (`speedy inspect` shows its "
+                "lineage)",
+            )
     return parent
 
 
@@ -158,6 +136,11 @@ class Calibrated:
         }
 
 
+def graph_reports(manifest_reports: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The quantize report of each quantized graph of a manifest (none for other artifacts)."""
+    return manifest_reports.get("quantize", {})
+
+
 class QuantizeStage(Stage):
     """ONNX float32 artifact -> reduced-precision ONNX artifact with a quality report."""
 
@@ -170,35 +153,58 @@ class QuantizeStage(Stage):
         if parent is None or self.options.precision not in ("int8", "mixed"):
             return digest
         combined = hashlib.sha256(str(digest).encode())
-        for path in source_files(self.options.calib, parent.manifest.model):
+        task = task_for(parent.manifest.model)
+        for path in source_files(self.options.calib, task):
             combined.update(path.read_bytes())
         return "sha256:" + combined.hexdigest()
 
-    def budgets(self, ctx: StageContext) -> list[Budget]:
-        """The quality budget (for `mixed`, the family's default when none is given)."""
-        o = self.options
-        return budgets_for(o.budget, ctx.spec.adapter(), required=o.precision == "mixed")
+    def budgets(self, task: Task) -> list[Budget]:
+        """The quality budget (for `mixed`, the task's default when none is given)."""
+        return task.budgets(self.options.budget, required=self.options.precision == "mixed")
+
+    def rank_by(self, task: Task) -> tuple[str, bool]:
+        """The metric sensitivities are ranked by, and whether higher is better."""
+        metric = self.options.rank_by or task.rank_by
+        if metric not in task.metrics:
+            raise SpeedyError(
+                f"--rank-by {metric}: a {task.name} model's quality is not measured by it",
+                f"use one of: {', '.join(task.metrics)}",
+            )
+        return metric, task.metrics[metric]
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
-        parent = check_float_parent(parent)
         o = self.options
-        self.budgets(ctx)  # a bad budget fails before any work
-        out = workdir / MODEL_FILE
-        if o.precision == "fp16":
-            model = load_onnx(parent.model_file)
-            blocked = self._fp16_blocked(model, ctx)
-            save_onnx(to_fp16(model, blocked), out)
-            report: dict[str, Any] = {"keep_float": o.keep_float, "float32_nodes_or_ops": blocked}
-        else:
-            with tempfile.TemporaryDirectory(prefix="speedy-quantize-") as tmp:
-                report = self._quantize(parent, Path(tmp), out, ctx)
-        report |= {"precision": o.precision, "size_ratio": out.stat().st_size / parent.size_bytes}
-        return Draft(
-            kind="onnx",
-            files=[MODEL_FILE],
-            precision=MANIFEST_PRECISION[o.precision],
-            reports={"quantize": report},
-        )
+        chosen = selected_graphs(o, parent) if parent else []
+        parent = check_float_parent(parent, chosen)
+        self.budgets(ctx.task)  # a bad budget or ranking metric fails before any work
+        self.rank_by(ctx.task)
+        others = [g for g in parent.manifest.graphs if g not in chosen]
+        graphs = carry_over(parent, workdir, others)
+        model = runtime.load(parent.path, threads=ctx.threads, verify=False)
+        reports = {}
+        for name in chosen:
+            entry = parent.manifest.graphs[name]
+            out = workdir / entry.file
+            if o.precision == "fp16":
+                source = load_onnx(parent.file(name))
+                blocked = self._fp16_blocked(source, ctx)
+                save_onnx(to_fp16(source, blocked), out)
+                report: dict[str, Any] = {
+                    "keep_float": o.keep_float,
+                    "float32_nodes_or_ops": blocked,
+                }
+            else:
+                with tempfile.TemporaryDirectory(prefix="speedy-quantize-") as tmp:
+                    report = self._quantize(model, name, Path(tmp), out, ctx)
+            files = [f.name for f in (out, out.with_name(out.name + ".data")) if f.is_file()]
+            size = sum((workdir / f).stat().st_size for f in files)
+            parent_size = sum((parent.path / f).stat().st_size for f in entry.files)
+            report |= {"precision": o.precision, "size_ratio": size / parent_size}
+            precision = MANIFEST_PRECISION[o.precision]
+            graphs[name] = entry.model_copy(update={"files": files, "precision": precision})
+            reports[name] = report
+        ordered = {name: graphs[name] for name in parent.manifest.graphs}
+        return Draft(ordered, reports={"quantize": reports})
 
     def _fp16_blocked(self, model: onnx.ModelProto, ctx: StageContext) -> list[str]:
         """`keep_float` as op types and node names (a group, or a node of it, blocks the group)."""
@@ -210,55 +216,68 @@ class QuantizeStage(Stage):
         nodes = {n for group in kept_groups(info, names) for n in info.members[group]}
         return [*(n for n in self.options.keep_float if n in op_types), *sorted(nodes)]
 
-    def _quantize(self, parent: Artifact, tmp: Path, out: Path, ctx: StageContext) -> dict:
+    def _quantize(self, model: Model, name: str, tmp: Path, out: Path, ctx: StageContext) -> dict:
         o, float_model = self.options, tmp / "float.onnx"
-        info = analyze(preprocess(parent.model_file, float_model), ctx.spec.sizes(), o.granularity)
+        source = model.artifact.file(name)
+        info = analyze(preprocess(source, float_model), ctx.spec.sizes(), o.granularity)
         kept = kept_groups(info, o.keep_float)
         exclude = [node for group in kept for node in info.members[group]]
         if o.precision == "dynamic":
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
             return {"table": table(info, kept, weight_only=False)}
-        setup = self.calibrate(parent, float_model, info, ctx)
+        setup = self.calibrate(model, name, float_model, info, ctx)
         report: dict[str, Any] = {"calibration": setup.describe(), "granularity": o.granularity}
         if o.precision == "int8":
             quantize_qdq(
                 float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
             )
             return report | {"table": table(info, kept, weight_only=False)}
-        return report | self._mixed(setup.builder, kept, setup.probes, parent, tmp, out, ctx)
+        return report | self._mixed(setup, kept, model, name, tmp, out, ctx)
 
     def calibrate(
-        self, parent: Artifact, float_model: Path, info: GraphInfo, ctx: StageContext
-    ) -> Calibrated:
-        """Read the calibration source, cut crops (and, for mixed, held-out probes), find the
-        activation ranges, and set up the candidate builder for `float_model`."""
-        o = self.options
+        self, model: Model, name: str, float_model: Path, info: GraphInfo, ctx: StageContext
+    ) -> "Calibrated":
+        """Read the calibration source, cut crops of what graph `name` is fed (and, for mixed,
+        held-out probes of the task's inputs), find the activation ranges, and set up the
+        candidate builder for `float_model`."""
+        o, task, dims = self.options, ctx.task, ctx.spec.dims
         cache = FeatureCache(default_cache_dir())
-        calibration = load_calibration(o.calib, ctx.spec, cache)
+        calibration = load_calibration(o.calib, task, cache)
         console.print(cache.summary())
         count = len(calibration.examples)
         mixed = o.precision == "mixed"
         calib_ids, probe_ids = split(count, o.holdout_every) if mixed else (list(range(count)), [])
-        sizes = crop_sizes(parent.manifest, o.crop)
-        crops = _crops(calibration, calib_ids, parent, sizes, o.calib_size)
-        probes = _crops(calibration, probe_ids, parent, sizes, o.probes) if mixed else []
+        sizes = crop_sizes(dims, o.crop)
+        fed = [
+            (f"{calibration.names[i]}" + (f"@{k}" if k else ""), feeds)
+            for i in calib_ids
+            for k, feeds in enumerate(
+                graph_feeds(task, model, task.inputs(calibration.examples[i]))[name]
+            )
+        ]
+        crops = select_crops(fed, model[name].inputs, dims, sizes, o.calib_size)
+        probes = []
+        if mixed:
+            held = [(calibration.names[i], task.inputs(calibration.examples[i])) for i in probe_ids]
+            specs = [s for g in model.graphs for s in model[g].inputs]
+            probes = select_crops(held, specs, None, sizes, o.probes)
         ranges = activation_ranges(float_model, crops, o.method, default_cache_dir())
         builder = Builder(float_model, ranges, o.method, info, o.per_channel, o.weight_only)
         return Calibrated(calibration, o.method, sizes, crops, probes, builder)
 
     def _mixed(
         self,
-        builder: Builder,
+        setup: "Calibrated",
         kept: set[str],
-        probes: list[Crop],
-        parent: Artifact,
+        model: Model,
+        name: str,
         tmp: Path,
         out: Path,
         ctx: StageContext,
     ) -> dict[str, Any]:
-        o, info = self.options, builder.info
-        budgets = self.budgets(ctx)
+        o, builder = self.options, setup.builder
+        info, budgets, rank_by = builder.info, self.budgets(ctx.task), self.rank_by(ctx.task)
         unfused = builder.find_unfused(tmp / "candidate.onnx")
         if unfused:
             ops = sorted({layer.op_type for layer in info.layers if layer.node in unfused})
@@ -272,13 +291,17 @@ class QuantizeStage(Stage):
                 f"{len(small)} group(s) under {o.min_share:.1%} of the MACs stay float: "
                 + ", ".join(g for g in info.groups if g in small)
             )
-        metrics = [o.rank_by, *(b.metric for b in budgets)]
-        scorer = Scorer(parent.manifest, builder.model, probes, metrics, ctx.threads)
-        plan = plan_mixed(builder, scorer, budgets, o.rank_by, kept | small, tmp)
+        metrics = [rank_by[0], *(b.metric for b in budgets)]
+        graph = model[name]
+        reference = model.replaced(
+            name, OnnxSession(name, graph.graph, builder.model, graph.dims, threads=ctx.threads)
+        )
+        scorer = Scorer(ctx.task, reference, name, setup.probes, metrics, ctx.threads)
+        plan = plan_mixed(builder, scorer, budgets, rank_by, kept | small, tmp)
         builder.build([g for g in info.groups if g not in plan.floats], out)
         return {
             "budget": [str(b) for b in budgets],
-            "rank_by": o.rank_by,
+            "rank_by": rank_by[0],
             "unfused_layers": sorted(unfused),
             "small_groups": sorted(small),
             "float_groups": sorted(plan.floats),
@@ -290,16 +313,19 @@ class QuantizeStage(Stage):
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
         report = quality_report(parent, artifact, ctx)
-        calibration = artifact.manifest.reports["quantize"].get("calibration", {})
-        seen = set(calibration.get("example_digests", []))
-        report["calibration_overlap"] = sum(example_digest(e) in seen for e in ctx.features)
+        seen = {
+            digest
+            for graph in graph_reports(artifact.manifest.reports).values()
+            for digest in graph.get("calibration", {}).get("example_digests", [])
+        }
+        report["calibration_overlap"] = sum(example_digest(e) in seen for e in ctx.examples)
         if report["calibration_overlap"]:
             notice(
                 f"{report['calibration_overlap']} of the {report['examples']} examples the quality "
                 "was measured on are calibration examples: pass --data with other clips for a "
                 "held-out figure"
             )
-        if missed := unmet(self.budgets(ctx), report["metrics"]):
+        if missed := unmet(self.budgets(ctx.task), report["metrics"]):
             raise QualityBudgetError(
                 f"quantized model misses the quality budget on {report['examples']} examples: "
                 + "; ".join(missed),
@@ -307,18 +333,6 @@ class QuantizeStage(Stage):
                 "add calibration data, or use --precision fp16",
             )
         return {"quality": report}
-
-
-def _crops(
-    calibration: Calibration, ids: list[int], parent: Artifact, sizes: dict, count: int
-) -> list[Crop]:
-    return select_crops(
-        [calibration.names[i] for i in ids],
-        [calibration.examples[i] for i in ids],
-        parent.manifest,
-        sizes,
-        count,
-    )
 
 
 def _warn_conv_heavy(info: GraphInfo) -> None:

@@ -1,32 +1,21 @@
-"""ONNX -> smaller ONNX (onnxslim, onnxsim or ORT offline passes), dims kept symbolic, checked."""
+"""ONNX -> simpler ONNX per graph (onnxslim, onnxsim or ORT offline passes), dims kept, checked."""
 
 import importlib
 import tempfile
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import onnx
-import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict
 
+from speedy import runtime
 from speedy.artifact import Artifact
+from speedy.backends.ort.build import optimize
 from speedy.errors import SpeedyError
 from speedy.onnx_io import graph_stats, load_onnx, save_onnx
 from speedy.parity import check
-from speedy.runtime.onnx_session import OnnxSession
-from speedy.stages.base import Draft, Stage, StageContext
-from speedy.stages.export import MODEL_FILE, name_dims
-
-Tool = Literal["onnxslim", "onnxsim", "ort"]
-
-
-class SimplifyOptions(BaseModel):
-    """Which simplifier to run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tool: Tool = "onnxslim"
-    verify: bool = True
+from speedy.stages.base import Draft, Stage, StageContext, carry_over, check_kind, selected_graphs
+from speedy.stages.export import name_dims
+from speedy.stages.options import SimplifyOptions
 
 
 def _import(module: str, extra: str):
@@ -53,12 +42,8 @@ def _ort(model: onnx.ModelProto) -> onnx.ModelProto:
     """ORT's extended offline passes (the result may hold ORT-only fused ops)."""
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        save_onnx(model, source)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(target)
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        return onnx.load(str(target))
+        optimize(save_onnx(model, source)[0], target, "extended")
+        return load_onnx(target)
 
 
 SIMPLIFIERS = {"onnxslim": _onnxslim, "onnxsim": _onnxsim, "ort": _ort}
@@ -71,28 +56,35 @@ class SimplifyStage(Stage):
     options: SimplifyOptions
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
-        if parent is None or parent.manifest.kind != "onnx":
-            raise SpeedyError("simplify needs an ONNX artifact", "run `speedy export` first")
-        model = load_onnx(parent.model_file)
-        before = graph_stats(model) | {"bytes": parent.size_bytes}
-        simplified = SIMPLIFIERS[self.options.tool](model)
-        name_dims(simplified, ctx.spec)
-        files = save_onnx(simplified, workdir / MODEL_FILE)
-        after = graph_stats(simplified) | {"bytes": sum(f.stat().st_size for f in files)}
-        return Draft(
-            kind="onnx",
-            files=[f.name for f in files],
-            precision=parent.manifest.precision,
-            reports={"simplify": {"tool": self.options.tool, "before": before, "after": after}},
-        )
+        parent = check_kind(parent, "onnx", "simplify", "run `speedy export` first")
+        chosen = selected_graphs(self.options, parent)
+        graphs = carry_over(parent, workdir, [g for g in parent.manifest.graphs if g not in chosen])
+        reports = {}
+        for name in chosen:
+            entry = parent.manifest.graphs[name]
+            model = load_onnx(parent.file(name))
+            before = graph_stats(model) | {"bytes": _bytes(parent.path, entry.files)}
+            simplified = SIMPLIFIERS[self.options.tool](model)
+            name_dims(simplified, name, entry.inputs, entry.outputs, ctx.spec)
+            files = save_onnx(simplified, workdir / entry.file)
+            after = graph_stats(simplified) | {"bytes": sum(f.stat().st_size for f in files)}
+            graphs[name] = entry.model_copy(update={"files": [f.name for f in files]})
+            reports[name] = {"before": before, "after": after}
+        order = {name: graphs[name] for name in parent.manifest.graphs}
+        return Draft(order, reports={"simplify": {"tool": self.options.tool, "graphs": reports}})
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
         return check(
-            OnnxSession(parent.manifest, parent.model_file, threads=ctx.threads),
-            OnnxSession(artifact.manifest, artifact.model_file, threads=ctx.threads),
-            ctx.spec,
-            ctx.features,
+            runtime.load(parent.path, threads=ctx.threads, verify=False),
+            runtime.load(artifact.path, threads=ctx.threads, verify=False),
+            ctx.task,
+            ctx.examples,
             "the simplified model",
             self.options.verify,
+            graphs=selected_graphs(self.options, parent),
         )
+
+
+def _bytes(directory: Path, files: list[str]) -> int:
+    return sum((directory / f).stat().st_size for f in files)

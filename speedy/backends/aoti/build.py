@@ -1,13 +1,16 @@
-"""AOTInductor backend: `torch.export` with the recipe's dynamic dims, compiled into a `.pt2`."""
+"""AOTInductor packages: `torch.export` with the model's dynamic dims, compiled into a `.pt2`."""
 
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
+from speedy.backends.aoti.section import AotiSection
+from speedy.backends.aoti.session import torch_release
 from speedy.errors import SpeedyError
 from speedy.machine import cpu_model
-from speedy.model_spec import ModelSpec
+from speedy.specs import DimRange, Feeds, TensorSpec
 
 # Freezing folds the weights into the graph as constants (prepacked for oneDNN on CPU). On the
 # real HiFi-GAN V1 (2-core CPU, one interleaved run) the package compiled in 34 s instead of
@@ -25,39 +28,47 @@ class HalfPrecision(torch.nn.Module):
     def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         result = self.module(*(a.half() if a.is_floating_point() else a for a in args))
         if isinstance(result, tuple | list):
-            return tuple(r.float() for r in result)
+            return tuple(r.float() if r.is_floating_point() else r for r in result)
         return result.float()
 
 
-def trace_sizes(spec: ModelSpec) -> dict[str, int]:
+def trace_sizes(dims: Mapping[str, DimRange]) -> dict[str, int]:
     """Typical sizes to trace at, at least 2 where the range allows (torch specializes 0 and 1)."""
-    return {name: max(r.opt, min(2, r.max)) for name, r in spec.dims.items()}
+    return {name: max(r.opt, min(2, r.max)) for name, r in dims.items()}
 
 
-def dynamic_shapes(spec: ModelSpec) -> tuple[dict[int, torch.export.Dim], ...]:
+def dynamic_shapes(
+    inputs: Sequence[TensorSpec], dims: Mapping[str, DimRange]
+) -> tuple[dict[int, torch.export.Dim], ...]:
     """Per input (in order), its dynamic axes as `torch.export.Dim`s shared between inputs."""
-    dims = {
+    found = {
         name: torch.export.Dim(name, min=r.min, max=r.max)
-        for name, r in spec.dims.items()
+        for name, r in dims.items()
         if r.max > r.min
     }
     return tuple(
-        {axis: dims[d] for axis, d in enumerate(s.shape) if isinstance(d, str) and d in dims}
-        for s in spec.inputs()
+        {axis: found[d] for axis, d in enumerate(s.shape) if isinstance(d, str) and d in found}
+        for s in inputs
     )
 
 
 def compile_package(
-    module: torch.nn.Module, spec: ModelSpec, path: Path, device: str, fp16: bool
-) -> dict:
-    """Export `module` with the recipe's dims and compile it into an AOTInductor package."""
-    feeds = spec.adapter().example_feeds(trace_sizes(spec))
-    args = tuple(torch.from_numpy(feeds[s.name]).to(device) for s in spec.inputs())
+    module: torch.nn.Module,
+    inputs: Sequence[TensorSpec],
+    dims: Mapping[str, DimRange],
+    feeds: Feeds,
+    path: Path,
+    device: str,
+    fp16: bool,
+) -> AotiSection:
+    """Export `module` (traced on `feeds`) with the model's dims and compile it into an
+    AOTInductor package at `path`; returns the runtime section the manifest records."""
+    args = tuple(torch.from_numpy(feeds[s.name]).to(device) for s in inputs)
     module = (HalfPrecision(module) if fp16 else module).to(device).eval()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # inductor's deprecation chatter; --debug keeps errors
-            shapes = dynamic_shapes(spec)  # HalfPrecision takes *args: one tuple of inputs
+            shapes = dynamic_shapes(inputs, dims)  # HalfPrecision takes *args: one tuple of inputs
             program = torch.export.export(
                 module, args, dynamic_shapes=(shapes,) if fp16 else shapes
             )
@@ -70,15 +81,4 @@ def compile_package(
             f"AOTInductor could not compile the model: {first}",
             "run with --debug for the full report; a C++ compiler (g++) must be installed",
         ) from exc
-    return {
-        "device": device,
-        "torch": torch_release(),
-        "trace_sizes": trace_sizes(spec),
-        "inductor_configs": INDUCTOR_CONFIGS,
-        "host_cpu": cpu_model(),  # CPU kernels are built for this host's instruction set
-    }
-
-
-def torch_release() -> str:
-    """This torch's release number without the build tag (2.13.0, not 2.13.0+cpu)."""
-    return torch.__version__.split("+")[0]
+    return AotiSection(device=device, torch=torch_release(), host_cpu=cpu_model())

@@ -1,17 +1,19 @@
-"""TensorRT backend (imported lazily): engine I/O through torch CUDA tensors, no pycuda."""
+"""TensorRT sessions (tensorrt imported lazily): engine I/O through torch CUDA tensors."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import torch
 
-from speedy.artifact import Manifest
-from speedy.compile.profiles import select_profile, stored_profiles, symbol_sizes
+from speedy.artifact import Artifact, GraphEntry
+from speedy.backends.pytorch.session import torch_device
+from speedy.backends.trt.section import TrtSection
 from speedy.errors import SpeedyError
 from speedy.runtime.base import Session
-from speedy.runtime.torch_session import torch_device
+from speedy.shapes import select_profile
+from speedy.specs import DimRange, Feeds, symbol_sizes
 
 
 def import_tensorrt() -> ModuleType:
@@ -26,17 +28,16 @@ def import_tensorrt() -> ModuleType:
     return tensorrt
 
 
-def check_engine_target(manifest: Manifest, tensorrt_version: str, gpu_name: str) -> None:
+def check_engine_target(section: TrtSection, tensorrt_version: str, gpu_name: str) -> None:
     """Refuse an engine built for another TensorRT version or GPU (engines are not portable)."""
-    built = manifest.reports.get("engine", {})
-    if built.get("tensorrt") not in (None, tensorrt_version):
+    if section.tensorrt != tensorrt_version:
         raise SpeedyError(
-            f"engine was built with TensorRT {built['tensorrt']}, this is {tensorrt_version}",
+            f"engine was built with TensorRT {section.tensorrt}, this is {tensorrt_version}",
             "rebuild it here with `speedy compile --backend trt`",
         )
-    if built.get("gpu") not in (None, gpu_name):
+    if section.gpu != gpu_name:
         raise SpeedyError(
-            f"engine was built for {built['gpu']}, this GPU is {gpu_name}",
+            f"engine was built for {section.gpu}, this GPU is {gpu_name}",
             "rebuild it on this GPU with `speedy compile --backend trt`",
         )
 
@@ -45,23 +46,29 @@ class TrtSession(Session):
     """A TensorRT execution context with shapes set per call."""
 
     def __init__(
-        self, manifest: Manifest, model_file: Path, device: str = "cuda", threads: int | None = None
+        self,
+        name: str,
+        graph: GraphEntry,
+        file: Path,
+        dims: Mapping[str, DimRange],
+        device: str = "cuda",
     ) -> None:
-        super().__init__(manifest, model_file)
+        super().__init__(name, graph, dims)
         if device != "cuda":
             raise SpeedyError("TensorRT engines run on CUDA only", "use --device cuda")
         trt = import_tensorrt()
         self.device = torch_device("cuda")
-        check_engine_target(manifest, trt.__version__, torch.cuda.get_device_name())
+        assert isinstance(graph.runtime, TrtSection)
+        check_engine_target(graph.runtime, trt.__version__, torch.cuda.get_device_name())
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(model_file.read_bytes())
+        self.engine = runtime.deserialize_cuda_engine(file.read_bytes())
         if self.engine is None:
             raise SpeedyError(
-                f"TensorRT could not deserialize {model_file}",
+                f"TensorRT could not deserialize {file}",
                 "the engine was built for another TensorRT version or GPU: rebuild it here",
             )
         self.context = self.engine.create_execution_context()
-        self.profiles = stored_profiles(manifest.reports)
+        self.profiles = graph.runtime.profiles
         if self.profiles and len(self.profiles) != self.engine.num_optimization_profiles:
             raise SpeedyError(
                 f"the manifest lists {len(self.profiles)} profile(s), the engine has "
@@ -70,7 +77,7 @@ class TrtSession(Session):
             )
         self.profile = 0
 
-    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
         stream = torch.cuda.current_stream(self.device)
         if self.profiles:  # the profile covering these sizes, nearest to its `opt`
             sizes = symbol_sizes(self.inputs, {name: v.shape for name, v in feeds.items()})
@@ -94,3 +101,14 @@ class TrtSession(Session):
             raise SpeedyError("TensorRT execution failed", "run with --debug for TensorRT's log")
         stream.synchronize()
         return {name: tensor.cpu().numpy() for name, tensor in outputs.items()}
+
+
+def open_graphs(
+    artifact: Artifact, names: Sequence[str], device: str, threads: int | None
+) -> dict[str, Session]:
+    """A session per named engine of `artifact`."""
+    dims = artifact.manifest.model.dims
+    return {
+        name: TrtSession(name, artifact.manifest.graphs[name], artifact.file(name), dims, device)
+        for name in names
+    }

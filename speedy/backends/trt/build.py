@@ -14,25 +14,27 @@ from pathlib import Path
 
 import torch
 
+from speedy.backends.pytorch.session import torch_device
+from speedy.backends.trt.section import TrtSection
+from speedy.backends.trt.session import import_tensorrt
 from speedy.compile.precision import to_fp16
-from speedy.compile.profiles import Profile, profile_shapes
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx, save_onnx
-from speedy.runtime.torch_session import torch_device
-from speedy.runtime.trt_session import import_tensorrt
+from speedy.shapes import Profile, profile_shapes
 from speedy.specs import TensorSpec
 
 
-def build_target() -> dict[str, str]:
-    """The TensorRT version and GPU an engine built here is tied to."""
+def build_target(profiles: Sequence[Profile]) -> TrtSection:
+    """The TensorRT version and GPU an engine built here is tied to, with its profiles."""
     trt = import_tensorrt()
     device = torch_device("cuda")
     major, minor = torch.cuda.get_device_capability(device)
-    return {
-        "tensorrt": trt.__version__,
-        "gpu": torch.cuda.get_device_name(device),
-        "compute_capability": f"{major}.{minor}",
-    }
+    return TrtSection(
+        tensorrt=trt.__version__,
+        gpu=torch.cuda.get_device_name(device),
+        compute_capability=f"{major}.{minor}",
+        profiles=list(profiles),
+    )
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -62,9 +64,10 @@ def build_engine(
     fp16: bool,
     workspace_mb: int | None,
     timing_cache: Path | None,
-) -> tuple[bytes, dict]:
-    """Build a serialized engine for `onnx_file`; return it and what the manifest should say."""
-    target = build_target()
+) -> tuple[bytes, TrtSection, dict]:
+    """Build a serialized engine for `onnx_file`; return it, its runtime section and the build's
+    report."""
+    target = build_target(profiles)
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -95,11 +98,11 @@ def build_engine(
     seconds = time.perf_counter() - start
     if timing_cache:
         _write_atomically(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    report = target | {
+    report = {
         "strongly_typed": True,
         "workspace_mb": workspace_mb,
         "timing_cache": str(timing_cache) if timing_cache else None,
         "timing_cache_reused": bool(cached),
         "build_seconds": round(seconds, 1),
     }
-    return bytes(memoryview(serialized)), report
+    return bytes(memoryview(serialized)), target, report

@@ -1,0 +1,1 @@
+"""AOTInductor: `.pt2` packages compiled by `torch._inductor`."""

@@ -1,0 +1,1 @@
+"""ONNX Runtime: plain and compiled ONNX graphs (CPU; CUDA and TensorRT providers where present)."""

@@ -1,0 +1,99 @@
+"""Offline ONNX Runtime optimization and the session settings a compiled graph runs with.
+
+Offline optimization runs on the CPU provider; above `basic` its result holds CPU-specific fused
+ops, so for GPU providers a graph is optimized offline at `basic` only and the session applies the
+requested level when it loads (where the GPU provider's own fusions apply).
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from speedy.backends.ort.section import PROVIDERS, Level, OrtSettings
+from speedy.backends.ort.session import LEVELS
+from speedy.errors import SpeedyError
+from speedy.onnx_io import EXTERNAL_DATA_SUFFIX
+from speedy.shapes import Profile, profile_shapes
+from speedy.specs import TensorSpec
+
+Provider = Literal["cpu", "cuda", "tensorrt"]
+
+
+def optimize(source: Path, target: Path, level: Level) -> list[Path]:
+    """Run ONNX Runtime's graph optimizations on `source` (CPU provider), saving to `target`
+    (and its external data beside it when the source has some); returns the files written."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = LEVELS[level]
+    options.optimized_model_filepath = str(target)
+    external = source.with_name(source.name + EXTERNAL_DATA_SUFFIX).is_file()
+    if external:
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name",
+            target.name + EXTERNAL_DATA_SUFFIX,
+        )
+    try:
+        ort.InferenceSession(str(source), options, providers=[PROVIDERS["cpu"]])
+    except Exception as exc:
+        raise SpeedyError(
+            f"ONNX Runtime cannot optimize {source}: {str(exc).splitlines()[0]}",
+            "check the model loads with `speedy infer`, or try --ort-level basic",
+        ) from exc
+    return [target, target.with_name(target.name + EXTERNAL_DATA_SUFFIX)] if external else [target]
+
+
+def tensorrt_options(
+    profiles: Sequence[Profile], inputs: Sequence[TensorSpec], int8: bool, workspace_mb: int | None
+) -> dict[str, str]:
+    """TensorRT provider options with explicit profiles (an input repeated = one more profile)."""
+    shapes = [profile_shapes(profile, inputs) for profile in profiles]
+
+    def joined(corner: int) -> str:
+        return ",".join(
+            f"{name}:{'x'.join(map(str, corners[corner]))}"
+            for by_input in shapes
+            for name, corners in by_input.items()
+        )
+
+    options = {
+        "trt_profile_min_shapes": joined(0),
+        "trt_profile_opt_shapes": joined(1),
+        "trt_profile_max_shapes": joined(2),
+        "trt_engine_cache_enable": "True",
+        "trt_timing_cache_enable": "True",
+    }
+    if int8:
+        options["trt_int8_enable"] = "True"
+    if workspace_mb:
+        options["trt_max_workspace_size"] = str(workspace_mb << 20)
+    return options
+
+
+def settings_for(
+    level: Level,
+    offline: Level,
+    providers: Sequence[Provider],
+    threads: int,
+    trt_options: dict[str, str] | None = None,
+) -> OrtSettings:
+    """Session settings for the given providers (CPU always last, as the fallback).
+
+    CPU only, with the model optimized offline at `level`: the session skips the passes.
+    With GPU providers, or a model optimized offline at another `offline` level (see
+    `offline_level`): the session applies `level` itself.
+    """
+    gpu = [p for p in dict.fromkeys(providers) if p != "cpu"]
+    chosen = [(PROVIDERS[p], dict(trt_options or {}) if p == "tensorrt" else {}) for p in gpu]
+    return OrtSettings(
+        graph_optimization_level=level if gpu or offline != level else "disable",
+        intra_op_num_threads=threads,
+        providers=[*chosen, (PROVIDERS["cpu"], {})],
+    )
+
+
+def offline_level(level: Level, providers: Sequence[Provider]) -> Level:
+    """The level to optimize at ahead of time: `basic` at most when a GPU provider will run it."""
+    gpu = any(p != "cpu" for p in providers)
+    return "basic" if gpu and level in ("extended", "all") else level

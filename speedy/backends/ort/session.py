@@ -1,0 +1,118 @@
+"""ONNX Runtime sessions (CPU; CUDA and TensorRT providers where onnxruntime-gpu is installed)."""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from speedy.artifact import Artifact, GraphEntry
+from speedy.audio.cache import default_cache_dir
+from speedy.backends.ort.section import PROVIDERS, OrtSection, OrtSettings
+from speedy.errors import SpeedyError
+from speedy.onnx_io import load_onnx
+from speedy.runtime.base import Session
+from speedy.shapes import select_profile
+from speedy.specs import DimRange, Feeds, symbol_sizes
+
+LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+GPU_FIX = (
+    "pip install 'openspeedy[gpu]' (onnxruntime-gpu, built with TensorRT for the TensorRT "
+    "provider) on a machine with an NVIDIA GPU"
+)
+
+
+def _available(provider: str) -> str:
+    if provider not in ort.get_available_providers():
+        raise SpeedyError(f"ONNX Runtime here has no {provider}", GPU_FIX)
+    return provider
+
+
+def providers_for(settings: OrtSettings | None, device: str) -> list[tuple[str, dict[str, str]]]:
+    """The providers to use on `device`: on cuda the stored GPU ones (CUDA when none were
+    stored), with CPU as fallback."""
+    cpu = (PROVIDERS["cpu"], {})
+    if device == "cpu":
+        return [cpu]
+    stored = settings.providers if settings else []
+    chosen = [(n, o) for n, o in stored if n != PROVIDERS["cpu"]] or [(PROVIDERS["cuda"], {})]
+    cache = str(default_cache_dir() / "ort-tensorrt")
+    with_paths = [
+        (_available(n), o | {"trt_engine_cache_path": cache, "trt_timing_cache_path": cache})
+        if n == PROVIDERS["tensorrt"]
+        else (_available(n), o)
+        for n, o in chosen
+    ]
+    return [*with_paths, cpu]
+
+
+def session_options(settings: OrtSettings | None, threads: int | None) -> ort.SessionOptions:
+    """Session options from stored settings (ORT's defaults without); `threads` overrides the
+    intra-op thread count."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.inter_op_num_threads = 1
+    if settings is not None:
+        options.graph_optimization_level = LEVELS[settings.graph_optimization_level]
+        options.inter_op_num_threads = settings.inter_op_num_threads
+        if settings.execution_mode == "parallel":
+            options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    threads = threads or (settings.intra_op_num_threads if settings else 0)
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class OnnxSession(Session):
+    """An ONNX Runtime inference session of one graph's file."""
+
+    def __init__(
+        self,
+        name: str,
+        graph: GraphEntry,
+        file: Path,
+        dims: Mapping[str, DimRange],
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(name, graph, dims)
+        section = graph.runtime if isinstance(graph.runtime, OrtSection) else None
+        settings = section.settings if section else None
+        providers = providers_for(settings, device)
+        load_onnx(file, with_weights=False)  # clear errors for corrupt files, unsafe paths
+        try:
+            self.session = ort.InferenceSession(
+                str(file), session_options(settings, threads), providers=providers
+            )
+        except Exception as exc:
+            raise SpeedyError(
+                f"ONNX Runtime cannot load {file}: {str(exc).splitlines()[0]}",
+                "re-create the artifact, or check the onnxruntime version supports its opset",
+            ) from exc
+        uses_trt = PROVIDERS["tensorrt"] in self.session.get_providers()
+        self.profiles = section.profiles if section and uses_trt else []
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
+        if self.profiles:  # TensorRT provider: refuse sizes outside its explicit profiles
+            shapes = {name: value.shape for name, value in feeds.items()}
+            select_profile(self.profiles, symbol_sizes(self.inputs, shapes))
+        names = [spec.name for spec in self.outputs]
+        return dict(zip(names, self.session.run(names, dict(feeds)), strict=True))
+
+
+def open_graphs(
+    artifact: Artifact, names: Sequence[str], device: str, threads: int | None
+) -> dict[str, Session]:
+    """A session per named ONNX graph of `artifact`."""
+    dims = artifact.manifest.model.dims
+    return {
+        name: OnnxSession(
+            name, artifact.manifest.graphs[name], artifact.file(name), dims, device, threads
+        )
+        for name in names
+    }

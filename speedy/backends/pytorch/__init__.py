@@ -1,0 +1,1 @@
+"""Eager PyTorch: the family's network with the artifact's state dict."""

@@ -1,0 +1,1 @@
+"""TensorRT: serialized engines built with TensorRT's own Python API."""

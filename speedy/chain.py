@@ -1,0 +1,123 @@
+"""Two models chained: what the first makes, the second takes (text -> mel -> wave, say).
+
+    chain = Chain.load("build/sambert_zh_en/simplify", "build/hifigan_v1/simplify")
+    result = chain(text="你好, world!", speaker=1, emotion="happy")
+    write_audio("out.wav", result.audio, result.sample_rate); print(result.rtf())
+
+Artifacts of any kind (torch, ONNX, quantized ONNX, ...) load through `speedy.runtime.load`; each
+model's task says what it makes and takes, and the user controls the first one accepts.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy import runtime
+from speedy.errors import SpeedyError
+from speedy.model_spec import ModelSpec
+from speedy.runtime import Model
+from speedy.specs import Feeds
+from speedy.tasks import Task, task_for
+
+
+@dataclass
+class Synthesis:
+    """The waveform of one request, what the first model handed on, and each stage's seconds."""
+
+    audio: np.ndarray
+    sample_rate: int
+    handed: np.ndarray  # e.g. the acoustic model's mel (n_mels, frames)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio.size / self.sample_rate
+
+    def rtf(self) -> dict[str, float]:
+        """Real-time factor of each stage and of the whole chain (compute / audio seconds)."""
+        stages = {name: s / self.audio_seconds for name, s in self.seconds.items()}
+        return stages | {"total": sum(self.seconds.values()) / self.audio_seconds}
+
+
+def check_chain(first: ModelSpec, second: ModelSpec, where: tuple[Any, Any]) -> None:
+    """Refuse a pair where the second model does not take what the first makes, or was
+    trained on other audio features."""
+    a, b = task_for(first), task_for(second)
+    if a.produces != b.consumes or b.produces != "audio":
+        raise SpeedyError(
+            f"{where[0]} is a {first.family} model ({a.consumes} -> {a.produces}) and {where[1]} "
+            f"a {second.family} model ({b.consumes} -> {b.produces}): the second does not take "
+            f"what the first makes",
+            "chain a text-to-mel model (--acoustic) with a vocoder of its mels (--vocoder)",
+        )
+    x, y = first.audio, second.audio
+    differ = [
+        f"{name} {getattr(x, name)} vs {getattr(y, name)}"
+        for name in type(x).model_fields
+        if getattr(x, name) != getattr(y, name)
+    ]
+    if differ:
+        raise SpeedyError(
+            f"the models' mel spec differs: {', '.join(differ)}",
+            "pair models trained on the same mel settings (sample rate, FFT, hop, mels, fmin/fmax)",
+        )
+
+
+class Chain:
+    """Two loaded models, checked to fit: the first's outputs handed to the second."""
+
+    def __init__(self, first: Model, second: Model) -> None:
+        specs = first.manifest.model, second.manifest.model
+        check_chain(*specs, (first.path, second.path))
+        self.first, self.second = first, second
+        self.tasks: tuple[Task, Task] = task_for(specs[0]), task_for(specs[1])
+        self.sample_rate = specs[1].audio.sample_rate
+
+    @classmethod
+    def load(
+        cls,
+        first: str | Path,
+        second: str | Path,
+        device: str = "cpu",
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> "Chain":
+        """Open both artifacts (directories or model files) on `device`."""
+        models = [runtime.load(p, device, threads, verify) for p in (first, second)]
+        return cls(*models)
+
+    def __call__(self, **controls: Any) -> Synthesis:
+        """One request to the first model (its task's controls: text, speaker...)."""
+        task = self.tasks[0]
+        if task.Controls is None:
+            raise SpeedyError(
+                f"{self.first.path} is a {task.name} model: it takes no requests",
+                "put a model that takes text first",
+            )
+        start = time.perf_counter()
+        inputs = task.request(task.Controls.model_validate(controls))
+        front_end = time.perf_counter() - start
+        synthesis = self.speak(inputs)
+        synthesis.seconds = {"front_end": front_end, **synthesis.seconds}
+        return synthesis
+
+    def speak(self, inputs: Feeds) -> Synthesis:
+        """The waveform of the first model's inputs for one utterance, each model timed."""
+        start = time.perf_counter()
+        outputs = self.tasks[0].run(self.first, inputs)
+        seconds = {"acoustic": time.perf_counter() - start}
+        (handed,) = self.tasks[0].handoff(outputs)
+        start = time.perf_counter()
+        audio = self.vocode(handed)
+        seconds["vocoder"] = time.perf_counter() - start
+        return Synthesis(audio, self.sample_rate, handed, seconds)
+
+    def vocode(self, handed: Any) -> np.ndarray:
+        """The second model's waveform of what the first handed on."""
+        task = self.tasks[1]
+        waves = task.waveforms(task.run(self.second, task.inputs(handed)))
+        assert waves is not None  # `check_chain`: it produces audio
+        return waves[0]

@@ -1,0 +1,31 @@
+"""Tasks: what a model is for, one module each, found by name in this registry."""
+
+from speedy.errors import SpeedyError
+from speedy.model_spec import ModelSpec
+from speedy.tasks.base import Figures, Streamer, Task, graph_feeds
+from speedy.tasks.text_to_mel import TextToMel
+from speedy.tasks.vocoder import Vocoder
+
+__all__ = ["TASKS", "Figures", "Streamer", "Task", "graph_feeds", "task_for"]
+
+TASKS: dict[str, type[Task]] = {Vocoder.name: Vocoder, TextToMel.name: TextToMel}
+
+
+def register(task: type[Task]) -> None:
+    """Add a task to the registry (a plugin's, or a test's)."""
+    TASKS[task.name] = task
+
+
+def task_class(name: str) -> type[Task]:
+    """The task class registered under `name`."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise SpeedyError(
+            f"unknown task '{name}'", f"use one of: {', '.join(sorted(TASKS))}"
+        ) from None
+
+
+def task_for(spec: ModelSpec) -> Task:
+    """The task of a model, configured with its spec."""
+    return task_class(spec.task)(spec)

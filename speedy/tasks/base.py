@@ -1,0 +1,186 @@
+"""The task contract: what a model is for, owned in one module per task.
+
+A task knows its data and front end (examples -> the inputs of one run), how its graphs are run
+together (a vocoder runs one graph; a codec an encoder then a decoder), what its outputs mean
+(seconds of audio, waveforms, what a chained next model takes), how two runs' outputs are
+compared and which budget a quantized model must meet by default, whether and how it streams,
+and the controls a user may pass. Generic code (stages, quantize, bench, synth) calls these and
+never asks which task or family it has.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from speedy.audio.cache import FeatureCache
+from speedy.audio.mel import AudioSpec
+from speedy.errors import SpeedyError
+from speedy.model_spec import ModelSpec
+from speedy.quality import Budget, parse_budget
+from speedy.runtime import Model, Session
+from speedy.specs import Feeds
+
+Figures = dict[str, float | None]  # a metric's value, None where it could not be measured
+
+
+class NoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Streamer(ABC):
+    """A task's streaming: the audio of one run's inputs, chunk by chunk."""
+
+    chunk: int  # input frames per chunk
+
+    @abstractmethod
+    def stream(self, model: Model, inputs: Feeds) -> Iterator[np.ndarray]:
+        """The waveform of `inputs`, chunk by chunk."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Chunk and context sizes, for reports."""
+
+
+class Task(ABC):
+    """What a model does: data in, outputs out, and how good they are."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[BaseModel]] = NoSettings  # model facts, from the family
+    Controls: ClassVar[type[BaseModel] | None] = None  # what a user may ask of one request
+    consumes: ClassVar[str]  # what its inputs are made from ("mel", "text", "audio")
+    produces: ClassVar[str]  # what its outputs hand to a chained model ("audio", "mel")
+    data_suffixes: ClassVar[tuple[str, ...]]  # files a data source of this task holds
+    data_kind: ClassVar[str]  # those files, in words
+    metrics: ClassVar[dict[str, bool]]  # figures `compare` can give -> higher is better
+    report_metrics: ClassVar[tuple[str, ...]]  # what a quantized artifact's report holds
+    bench_metrics: ClassVar[tuple[str, ...]]  # what bench compares with the reference
+    rank_by: ClassVar[str]  # the metric quantization sensitivity is ranked by by default
+    default_budget: ClassVar[str | None] = None  # a quantized model's, when none is given
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.settings = self.Settings.model_validate(spec.task_settings)
+
+    @property
+    def audio(self) -> AudioSpec:
+        return self.spec.audio
+
+    # Data and front end.
+    @property
+    @abstractmethod
+    def default_data(self) -> Path:
+        """What `read_data` reads unless told otherwise."""
+
+    @abstractmethod
+    def read_data(self, source: Path, cache: FeatureCache) -> list[Any]:
+        """The examples in a data source (features, sentences...), front end applied where it
+        is the same for every artifact (audio features are cached by content hash)."""
+
+    @abstractmethod
+    def inputs(self, example: Any) -> Feeds:
+        """The inputs of one whole-utterance run of an example."""
+
+    @abstractmethod
+    def sized_inputs(self, examples: Sequence[Any], sizes: Mapping[str, int]) -> Feeds:
+        """Inputs with the given symbolic sizes (batch, length...), cut or tiled from real
+        examples."""
+
+    def recordings(self, source: Path, count: int) -> list[Path] | None:
+        """The recordings the examples of `source` were made from, when each example is one
+        (a vocoder's: its clips), for figures of the source itself; else None."""
+        return None
+
+    # Running and outputs.
+    def run(self, model: Model, inputs: Feeds) -> Feeds:
+        """One run: the model's graphs in the task's order (by default its only graph)."""
+        return model.run(inputs)
+
+    @abstractmethod
+    def seconds(self, outputs: Feeds) -> float:
+        """Seconds of audio the outputs of one run stand for."""
+
+    def waveforms(self, outputs: Feeds) -> list[np.ndarray] | None:
+        """Each item's waveform, or None for a task whose outputs are not audio."""
+        return None
+
+    def handoff(self, outputs: Feeds) -> list[Any]:
+        """Per item, what a chained next model takes as an example (`produces`)."""
+        waves = self.waveforms(outputs)
+        if waves is None:
+            raise SpeedyError(f"a {self.name} model hands nothing on", "chain another model")
+        return waves
+
+    # Quality.
+    @abstractmethod
+    def compare(
+        self,
+        reference: Feeds,
+        test: Feeds,
+        metrics: Sequence[str],
+        failures: list[str] | None = None,
+    ) -> Figures:
+        """`metrics` of one run's `test` outputs against the `reference` outputs; a metric that
+        cannot be measured is None, its reason appended to `failures`."""
+
+    def budgets(self, text: str | None, required: bool) -> list[Budget]:
+        """A quality budget on this task's metrics; its default when `text` is None and one
+        is `required`."""
+        if text is None:
+            if not required:
+                return []
+            if self.default_budget is None:
+                raise SpeedyError(
+                    f"no default quality budget for a {self.name} model",
+                    f"pass --budget on {', '.join(self.metrics)}",
+                )
+            text = self.default_budget
+        return parse_budget(text, self.metrics)
+
+    # Streaming and controls.
+    def streamer(self, chunk_seconds: float) -> Streamer | None:
+        """Streaming in chunks of about `chunk_seconds`, or None where the task has none."""
+        return None
+
+    def request(self, controls: BaseModel) -> Feeds:
+        """The inputs of one run for a user's controls (`Controls`)."""
+        raise SpeedyError(
+            f"a {self.name} model takes no user controls", "use `speedy infer` to run it"
+        )
+
+
+class _Recorder(Session):
+    """A session that keeps (up to `limit` of) the feeds it is run with."""
+
+    def __init__(self, inner: Session, limit: int) -> None:
+        super().__init__(inner.name, inner.graph, inner.dims)
+        self.inner, self.limit = inner, limit
+        self.calls: list[Feeds] = []
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
+        if len(self.calls) < self.limit:
+            self.calls.append(dict(feeds))
+        return self.inner.run(feeds)
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
+        return self.inner._run(feeds)
+
+
+def graph_feeds(task: Task, model: Model, inputs: Feeds, limit: int = 4) -> dict[str, list[Feeds]]:
+    """What each graph of `model` is fed when the task runs `inputs` (its first `limit` calls):
+    real inputs for graphs fed by other graphs, for parity, calibration and profiles. A graph
+    that takes the inputs themselves gets them as they are; the model runs only when some
+    other graph's feeds must be recorded."""
+    direct = {
+        name: [inputs]
+        for name in model.graphs
+        if set(inputs) == {spec.name for spec in model[name].inputs}
+    }
+    if len(direct) == len(model.graphs):
+        return direct
+    recorders = {name: _Recorder(model[name], limit) for name in model.graphs}
+    task.run(Model(model.artifact, recorders), inputs)
+    return {name: recorders[name].calls for name in model.graphs} | direct
