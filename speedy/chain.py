@@ -20,7 +20,7 @@ from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks import Task, task_for
+from speedy.tasks import Task, chains, task_for
 
 
 @dataclass
@@ -46,7 +46,7 @@ def check_chain(first: ModelSpec, second: ModelSpec, where: tuple[Any, Any]) -> 
     """Refuse a pair where the second model does not take what the first makes, or was
     trained on other audio features."""
     a, b = task_for(first), task_for(second)
-    if a.produces != b.consumes or b.produces != "audio":
+    if not chains(a, b):
         raise SpeedyError(
             f"{where[0]} is a {first.family} model ({a.consumes} -> {a.produces}) and {where[1]} "
             f"a {second.family} model ({b.consumes} -> {b.produces}): the second does not take "
@@ -119,5 +119,5 @@ class Chain:
         """The second model's waveform of what the first handed on."""
         task = self.tasks[1]
         waves = task.waveforms(task.run(self.second, task.inputs(handed)))
-        assert waves is not None  # `check_chain`: it produces audio
+        assert waves is not None  # `check_chain`: it makes audio
         return waves[0]

@@ -377,8 +377,8 @@ def infer(
 
 @app.command()
 def synth(
-    acoustic: Annotated[Path, typer.Option(help="Artifact of a text-to-mel recipe (sambert).")],
-    vocoder: Annotated[Path, typer.Option(help="Artifact of a vocoder recipe (hifigan).")],
+    acoustic: Annotated[Path, typer.Option(help="Artifact of a text-to-mel model.")],
+    vocoder: Annotated[Path, typer.Option(help="Artifact of a vocoder of its mels.")],
     text: Annotated[str, typer.Option(help="What to say (Chinese and/or English).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
     speaker: Annotated[int, typer.Option(help="Speaker id.")] = 0,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+import tests.toy_codec  # noqa: F401 (registers the two-graph test family)
 from speedy import interrupt
 from speedy.artifact import Artifact, Manifest, directory_files, files_digest, write_manifest
 
@@ -91,6 +92,18 @@ def speedy_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, o
 
 
 SAMBERT_TINY = FIXTURES / "sambert_tiny.yaml"
+TOY_CODEC = FIXTURES / "toy_codec.yaml"
+
+
+@pytest.fixture(scope="session")
+def codec_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """torch, export and simplify artifacts of the two-graph toy codec, built once per session."""
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path_factory.mktemp("codec")
+    outcomes, ctx = run_recipe(load_recipe(str(TOY_CODEC)), build)
+    return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
 
 
 @pytest.fixture(scope="session")

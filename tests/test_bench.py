@@ -18,7 +18,7 @@ from speedy.bench.command import BenchOptions, bench
 from speedy.bench.results import DNSMOS_FIGURES, BenchReport
 from speedy.errors import SpeedyError
 from speedy.recipe import DEFAULT_DATA
-from tests.conftest import republish
+from tests.conftest import TINY_RECIPE, republish
 from tests.test_cli_errors import assert_clean_error
 
 FAST = ("--warmup", "0", "--repeat", "1", "--batch", "1", "--batch", "2")
@@ -343,3 +343,31 @@ def test_benchmark_result_is_written_with_its_headline(
     printed = capsys.readouterr().out
     assert '"onnx": 0.3' in printed and "layers" not in printed
     assert printed.endswith(f"wrote {out}\n")
+
+
+def test_artifacts_of_another_checkpoint_are_not_scored_as_a_loss(
+    tiny_build: dict, one_clip: Path, tmp_path: Path, speedy_cli
+) -> None:
+    """The same network with other weights: bench says so, keeps DNSMOS, and reports no
+    figures against the reference (they would compare two models, not a conversion)."""
+    import torch
+
+    state = torch.load(tiny_build["torch"].file("model"), weights_only=True)
+    torch.save({k: v + 0.01 * torch.randn_like(v) for k, v in state.items()}, tmp_path / "w.pt")
+    code, _, err = speedy_cli(
+        "export", TINY_RECIPE, "--checkpoint",
+        tmp_path / "w.pt", "--skip-parity", "-o", tmp_path / "retrained",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = speedy_cli(
+        "bench", tiny_build["export"].path, tmp_path / "retrained", "--data", one_clip, *FAST,
+        "--no-html", "-o", tmp_path / "report",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "'retrained' comes from checkpoint w.pt" in err and "none (seeded weights)" in err
+    report = BenchReport.model_validate_json((tmp_path / "report" / "bench.json").read_text())
+    retrained = report.artifacts["retrained"]
+    assert retrained.checkpoint.startswith("w.pt (sha256:")
+    assert report.artifacts["export"].checkpoint is None
+    # heard and streamed (its own seams), not compared with the reference
+    assert set(retrained.quality) == {*DNSMOS_FIGURES, "seam_snr"}

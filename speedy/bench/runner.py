@@ -45,7 +45,7 @@ from speedy.measure import call_seconds
 from speedy.model_spec import ModelSpec
 from speedy.runtime import check_feeds
 from speedy.specs import Feeds
-from speedy.tasks import Streamer, Task, task_for
+from speedy.tasks import Streamer, Task, makes_audio, task_for
 
 if TYPE_CHECKING:  # the options live with the command that declares them
     from speedy.bench.command import BenchOptions
@@ -186,7 +186,7 @@ def prepare(options: "BenchOptions") -> Prepared:
         vocoder = Artifact.open(options.vocoder).manifest
         check_chain(spec, vocoder.model, (artifacts[reference].path, options.vocoder))
         final, vocoder_digest = task_for(vocoder.model), vocoder.digest
-    if (final or task).produces == "audio":
+    if makes_audio(final or task):
         models_dir()  # a clear error now, not after the measurements, when speechmos is missing
     sizes = _batch_sizes(spec, options.batches)
     data = options.data or task.default_data

@@ -2,13 +2,23 @@
 
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
-from speedy.tasks.base import Figures, Streamer, Task, graph_feeds
+from speedy.tasks.base import Figures, Streamer, Task, chains, graph_feeds, makes_audio
+from speedy.tasks.codec import Codec
 from speedy.tasks.text_to_mel import TextToMel
 from speedy.tasks.vocoder import Vocoder
 
-__all__ = ["TASKS", "Figures", "Streamer", "Task", "graph_feeds", "task_for"]
+__all__ = [
+    "TASKS",
+    "Figures",
+    "Streamer",
+    "Task",
+    "chains",
+    "graph_feeds",
+    "makes_audio",
+    "task_for",
+]
 
-TASKS: dict[str, type[Task]] = {Vocoder.name: Vocoder, TextToMel.name: TextToMel}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Vocoder, TextToMel, Codec)}
 
 
 def register(task: type[Task]) -> None:

@@ -25,6 +25,7 @@ from speedy.runtime import Model, Session
 from speedy.specs import Feeds
 
 Figures = dict[str, float | None]  # a metric's value, None where it could not be measured
+AUDIO = "audio"  # what a task produces when its outputs are sound
 
 
 class NoSettings(BaseModel):
@@ -150,6 +151,16 @@ class Task(ABC):
         raise SpeedyError(
             f"a {self.name} model takes no user controls", "use `speedy infer` to run it"
         )
+
+
+def makes_audio(task: Task) -> bool:
+    """Whether the task's outputs are sound (DNSMOS, listening, audio metrics apply)."""
+    return task.produces == AUDIO
+
+
+def chains(first: Task, second: Task) -> bool:
+    """Whether `second` takes what `first` makes, and makes sound of it."""
+    return first.produces == second.consumes and makes_audio(second)
 
 
 class _Recorder(Session):

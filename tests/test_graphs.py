@@ -1,0 +1,149 @@
+"""Artifacts of several graphs: the two-graph toy codec (encoder and decoder) through export,
+simplify, quantize of one graph, compile, the runtime and bench."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speedy import runtime
+from speedy.artifact import Artifact
+from speedy.bench.command import BenchOptions, bench
+from speedy.bench.results import BenchReport
+from speedy.errors import SpeedyError
+from tests.test_bench import one_clip  # noqa: F401 (a fixture)
+from tests.test_cli_errors import assert_clean_error
+
+
+def test_export_and_simplify_act_per_graph(codec_build: dict) -> None:
+    for stage in ("export", "simplify"):
+        manifest = codec_build[stage].manifest
+        assert list(manifest.graphs) == ["encoder", "decoder"]
+        assert {g: e.files for g, e in manifest.graphs.items()} == {
+            "encoder": ["encoder.onnx"],
+            "decoder": ["decoder.onnx"],
+        }
+        assert set(manifest.files) == {"encoder.onnx", "decoder.onnx"}
+        assert manifest.model.task == "codec" and manifest.kind == "onnx"
+        parity = manifest.reports["parity"]
+        assert parity["passed"] and {c["graph"] for c in parity["cases"]} == {"encoder", "decoder"}
+    # the decoder is checked on the codes the parent's encoder made of real audio
+    decoder_cases = [c for c in parity["cases"] if c["graph"] == "decoder"]
+    assert [c["sizes"] for c in decoder_cases] == [
+        {"batch": 1, "frames": 17},
+        {"batch": 2, "frames": 100},
+    ]
+    simplified = codec_build["simplify"].manifest.reports["simplify"]["graphs"]
+    assert set(simplified) == {"encoder", "decoder"}
+
+
+def test_the_runtime_offers_one_session_per_graph(codec_build: dict) -> None:
+    model = runtime.load(codec_build["simplify"].path)
+    assert model.graphs == ["encoder", "decoder"]
+    audio = codec_build["ctx"].task.inputs(codec_build["ctx"].examples[0])
+    codes = model["encoder"].run(audio)["codes"]
+    assert codes.dtype == np.int64 and codes.shape == (1, 1, audio["audio"].shape[-1] // 256)
+    decoded = model["decoder"].run({"codes": codes})["audio"]
+    assert decoded.shape == audio["audio"].shape
+    with pytest.raises(SpeedyError, match=r"has 2 graphs \(encoder, decoder\)") as error:
+        model.run(audio)
+    assert "model[NAME].run" in error.value.fix
+
+
+@pytest.fixture(scope="module")
+def decoder_int8(codec_build: dict, tmp_path_factory) -> Path:
+    """The simplified toy codec with its decoder in INT8, calibrated on the codes its encoder
+    makes of the default clips."""
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    options = {"graphs": ["decoder"], "precision": "int8", "method": "minmax", "calib_size": 4}
+    out = tmp_path_factory.mktemp("q") / "int8"
+    execute(make_stage("quantize", options), codec_build["simplify"], out, codec_build["ctx"])
+    return out
+
+
+def test_quantize_one_graph_only(codec_build: dict, decoder_int8: Path) -> None:
+    parent, manifest = codec_build["simplify"].manifest, Artifact.open(decoder_int8).manifest
+    assert manifest.graphs["decoder"].precision == "int8"
+    assert manifest.graphs["encoder"].precision == "fp32"
+    assert manifest.precision == "encoder:fp32,decoder:int8"
+    assert manifest.files["encoder.onnx"] == parent.files["encoder.onnx"]  # left as it was
+    assert manifest.files["decoder.onnx"] != parent.files["decoder.onnx"]
+    report = manifest.reports["quantize"]
+    assert list(report) == ["decoder"] and len(report["decoder"]["calibration"]["crops"]) == 4
+    quality = manifest.reports["quality"]
+    assert quality["metrics"]["codes"] == 1.0  # the encoder is untouched: the same codes
+    assert quality["metrics"]["snr"] is not None
+
+
+def test_compile_all_graphs_for_ort(decoder_int8: Path, codec_build: dict, tmp_path) -> None:
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    parent = Artifact.open(decoder_int8)
+    stage = make_stage("compile", {"backend": "ort", "atol": 0.2})
+    artifact = execute(stage, parent, tmp_path / "ort", codec_build["ctx"])
+    graphs = artifact.manifest.graphs
+    assert {g.runtime.backend for g in graphs.values()} == {"ort"}
+    assert set(artifact.manifest.reports["compile"]) == {"encoder", "decoder"}
+    assert artifact.manifest.reports["parity"]["passed"]
+    task = codec_build["ctx"].task
+    outputs = task.run(runtime.load(artifact.path), task.inputs(codec_build["ctx"].examples[1]))
+    assert set(outputs) == {"codes", "audio"}
+
+
+def test_compile_one_graph(codec_build: dict, tmp_path: Path) -> None:
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    stage = make_stage("compile", {"backend": "ort", "graphs": ["encoder"]})
+    artifact = execute(stage, codec_build["simplify"], tmp_path / "o", codec_build["ctx"])
+    graphs = artifact.manifest.graphs
+    assert graphs["encoder"].runtime is not None and graphs["decoder"].runtime is None
+    assert [c["graph"] for c in artifact.manifest.reports["parity"]["cases"]] == ["encoder"] * 2
+
+
+def test_graphs_on_the_command_line(speedy_cli, codec_build: dict, tmp_path: Path) -> None:
+    code, _stdout, err = speedy_cli(
+        "quantize", codec_build["simplify"].path, "--graph", "decoder", "--precision", "fp16",
+        "-o", tmp_path / "fp16",
+    )  # fmt: skip
+    assert code == 0, err
+    graphs = Artifact.open(tmp_path / "fp16").manifest.graphs
+    assert (graphs["encoder"].precision, graphs["decoder"].precision) == ("fp32", "fp16")
+    code, _, err = speedy_cli(
+        "simplify", codec_build["export"].path, "--graph", "decode", "-o", tmp_path / "o"
+    )
+    assert_clean_error(code, err, "--graph decode: the artifact has no such graph", "encoder")
+
+
+def test_bench_runs_the_graphs_the_task_way(
+    codec_build: dict,
+    decoder_int8: Path,
+    one_clip: Path,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    artifacts = [codec_build["export"].path, codec_build["simplify"].path, decoder_int8]
+    bench(
+        BenchOptions(
+            artifacts=[str(a) for a in artifacts],
+            output=tmp_path / "report",
+            data=one_clip,
+            warmup=0,
+            repeat=1,
+            batches=(1, 2),
+        )
+    )
+    report = BenchReport.model_validate_json((tmp_path / "report" / "bench.json").read_text())
+    assert list(report.artifacts) == ["export", "simplify", "int8"]
+    assert report.settings.chunk_frames is None  # the codec task has no streaming yet
+    for name, result in report.artifacts.items():
+        assert result.speed.rtf > 0 and set(result.speed.throughput) == {"1", "2"}, name
+    assert report.artifacts["simplify"].quality["codes"] == 1.0
+    assert report.artifacts["simplify"].quality["snr"] > 60
+    assert report.artifacts["int8"].precision == "encoder:fp32,decoder:int8"
+    assert report.source_quality is not None  # the clip itself, heard by DNSMOS
+    written = json.loads((tmp_path / "report" / "bench.json").read_text())
+    assert written["artifacts"]["int8"]["quality"]["codes"] == 1.0
