@@ -52,7 +52,8 @@ def load_onnx(path: Path, with_weights: bool = True) -> onnx.ModelProto:
 
 
 def save_onnx(model: onnx.ModelProto, path: Path) -> list[Path]:
-    """Save `model`; past protobuf's 2 GB limit the weights go to one external data file.
+    """Save `model`; past protobuf's 2 GB limit the weights go to one external data file (and
+    `model`'s tensors then refer to it: read anything from them before saving).
 
     Returns the files written, the .onnx first.
     """

@@ -147,3 +147,32 @@ def test_bench_runs_the_graphs_the_task_way(
     assert report.source_quality is not None  # the clip itself, heard by DNSMOS
     written = json.loads((tmp_path / "report" / "bench.json").read_text())
     assert written["artifacts"]["int8"]["quality"]["codes"] == 1.0
+
+
+def test_external_data_through_every_stage(codec_build: dict, tmp_path: Path, monkeypatch) -> None:
+    """Weights past protobuf's limit (2 GB; here pretended to be 64 MB less than nothing) go to
+    external data files, which every stage writes, digests and carries over."""
+    from speedy import onnx_io
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    monkeypatch.setattr(onnx_io, "PROTOBUF_LIMIT", 1 << 26)
+    ctx = codec_build["ctx"]
+    stages = [
+        ("export", {}, codec_build["torch"]),
+        ("simplify", {}, None),
+        ("quantize", {"graphs": ["decoder"], "precision": "int8", "calib_size": 2}, None),
+        ("compile", {"backend": "ort", "atol": 0.2}, None),
+    ]
+    parent = None
+    for name, options, source in stages:
+        parent = execute(make_stage(name, options), source or parent, tmp_path / name, ctx)
+        graphs = parent.manifest.graphs
+        assert graphs["encoder"].files == ["encoder.onnx", "encoder.onnx.data"], name
+        if name in ("export", "simplify"):  # ORT writes the (small) INT8 decoder in one file
+            assert graphs["decoder"].files == ["decoder.onnx", "decoder.onnx.data"], name
+        assert set(parent.manifest.files) == {f for g in graphs.values() for f in g.files}
+        on_disk = {p.name for p in parent.path.iterdir()}
+        assert on_disk == {*parent.manifest.files, "speedy.json"}, name  # nothing stray
+    outputs = ctx.task.run(runtime.load(parent.path), ctx.task.inputs(ctx.examples[0]))
+    assert outputs["audio"].shape[-1] == outputs["codes"].shape[-1] * 256

@@ -121,3 +121,24 @@ def test_ieee_fp32_turns_tf32_off_and_restores_it() -> None:
         assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
         raise RuntimeError("a failing run")
     assert (conv.fp32_precision, matmul.fp32_precision) == before
+
+
+def test_derived_dims_are_checked_against_their_base() -> None:
+    """A dim derived from another ("frames*1920", "past+1") takes its size from its base."""
+    from speedy.runtime import check_feeds
+    from speedy.specs import DimRange, TensorSpec, symbol_sizes, symbols
+
+    audio = TensorSpec(name="audio", dtype="float32", shape=["batch", 1, "frames*4"])
+    mask = TensorSpec(name="mask", dtype="int64", shape=["batch", "frames+1"])
+    dims = {"batch": DimRange(min=1, opt=1, max=2), "frames": DimRange(min=2, opt=4, max=8)}
+    feeds = {"audio": np.zeros((1, 1, 12), np.float32), "mask": np.zeros((1, 4), np.int64)}
+    assert check_feeds([audio, mask], dims, feeds) == {"batch": 1, "frames": 3}
+    assert symbols([audio, mask]) == ["batch", "frames"]
+    assert symbol_sizes([mask], {"mask": (2, 6)}) == {"batch": 2, "frames": 5}
+    assert audio.resolve({"batch": 2, "frames": 5}) == (2, 1, 20)
+    with pytest.raises(SpeedyError, match="has size 10 on axis 2, which is no frames\\*4"):
+        check_feeds([audio], dims, {"audio": np.zeros((1, 1, 10), np.float32)})
+    with pytest.raises(SpeedyError, match="inputs disagree on frames: 3 and 4"):
+        check_feeds([audio, mask], dims, feeds | {"mask": np.zeros((1, 5), np.int64)})
+    with pytest.raises(SpeedyError, match=r"frames=9 is outside the declared range 2\.\.8"):
+        check_feeds([audio], dims, {"audio": np.zeros((1, 1, 36), np.float32)})

@@ -52,7 +52,7 @@ def stream_long(
     if streamer is None:
         raise SpeedyError(f"a {task.name} model does not stream", "stream a vocoder")
     clips = task.read_data(data or task.default_data, FeatureCache(default_cache_dir()))
-    frames = round(seconds * spec.audio.sample_rate / spec.audio.hop_length)
+    frames = round(seconds * task.example_rate)  # along the examples' last axis
     pieces = (task.inputs(piece) for piece in mel_pieces(clips, frames))
     before = current_rss()
     samples = chunks = 0

@@ -114,6 +114,18 @@ def _quality_table(report: BenchReport) -> Table:
     )
 
 
+def _task_table(report: BenchReport) -> Table | None:
+    """The task's own speed figures (e.g. an autoregressive model's per-step times), if any."""
+    keys = list(dict.fromkeys(k for r in report.artifacts.values() for k in r.task_figures))
+    if not keys:
+        return None
+    rows = [
+        [name, *(_f(r.task_figures.get(key), "{:.4g}") for key in keys)]
+        for name, r in report.artifacts.items()
+    ]
+    return Table("Task figures (medians over rounds)", ["artifact", *keys], rows)
+
+
 def _gate_table(report: BenchReport) -> Table | None:
     if report.gate is None:
         return None
@@ -156,7 +168,7 @@ def summary_table(report: BenchReport) -> Table:
 
 
 def tables(report: BenchReport) -> list[Table]:
-    found = [_speed_table(report), _quality_table(report), _gate_table(report)]
+    found = [_speed_table(report), _task_table(report), _quality_table(report), _gate_table(report)]
     return [t for t in found if t is not None]
 
 

@@ -60,6 +60,7 @@ class ArtifactResult(Record):
     speed: Speed
     memory: Memory
     quality: dict[str, float | None]  # means over the utterances
+    task_figures: dict[str, float]  # the task's own speed figures (medians over rounds)
     ratios: dict[str, float]
     utterances: list[Utterance]
 

@@ -262,6 +262,7 @@ class Measured:
     whole: list[dict[str, Any]]
     batches: dict[int, list[dict[str, Any]]]
     memory: dict[str, Any]
+    figures: list[dict[str, Any]]  # the task's own speed figures, per round
     first_chunk: list[dict[str, Any]] | None
     streamed: dict[str, Any]
     outputs: list[Feeds]
@@ -321,6 +322,7 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                 size: _rounds(pool, progress, f"batch {size}", options, "batch", size=size)
                 for size in prepared.batches
             }
+            figures = _rounds(pool, progress, "task figures", options, "task_figures")
             memory = {name: worker.call("memory") for name, worker in pool.items()}
             first = (
                 _rounds(pool, progress, "first chunk", options, "first_chunk")
@@ -339,6 +341,7 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
                     whole=whole[name],
                     batches={size: rounds[name] for size, rounds in batches.items()},
                     memory=memory[name],
+                    figures=figures[name],
                     first_chunk=first[name] if first else None,
                     streamed=streamed,
                     outputs=_load_outputs(directory, count, ""),
@@ -453,6 +456,10 @@ def _result(
             gpu_peak_bytes=measured.memory["gpu_peak"],
         ),
         quality=mean_quality,
+        task_figures={
+            key: statistics.median(reply["figures"][key] for reply in measured.figures)
+            for key in measured.figures[0]["figures"]
+        },
         ratios=_ratios(measured, reference, size, ref_size),
         utterances=utterances,
     )

@@ -118,6 +118,10 @@ class Worker:
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "audio_seconds": self.task.seconds(outputs)}
 
+    def task_figures(self) -> dict[str, Any]:
+        """The task's own speed figures on the first utterance (e.g. per-step decode times)."""
+        return {"figures": self.task.measure(self.loaded, self.utterances[0])}
+
     def first_chunk(self) -> dict[str, Any]:
         """Seconds from starting a stream of each utterance to its first audio chunk."""
         assert self.streamer is not None
@@ -174,6 +178,7 @@ def serve(worker: Worker, channel: TextIO) -> None:
         "whole": worker.whole,
         "batch": worker.batch,
         "first_chunk": worker.first_chunk,
+        "task_figures": worker.task_figures,
         "outputs": worker.outputs,
         "memory": worker.memory,
     }

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from speedy.console import notice
 from speedy.errors import SpeedyError
 from speedy.shapes import Profile, fits
-from speedy.specs import DimRange, Feeds, TensorSpec, symbol_sizes, symbols
+from speedy.specs import DimRange, Feeds, TensorSpec, base, derived, symbol_sizes, symbols
 
 SHAPES_EXAMPLE = (
     "write NAME:MIN,OPT,MAX where NAME is a dim (frames:8,512,4000) "
@@ -25,8 +25,8 @@ SHAPES_EXAMPLE = (
 
 
 def length_dims(inputs: Sequence[TensorSpec]) -> list[str]:
-    """Symbolic dims found on some axis other than 0 (sequence lengths, not batch sizes)."""
-    later = {d for spec in inputs for d in spec.shape[1:] if isinstance(d, str)}
+    """Symbols found on some axis other than 0 (sequence lengths, not batch sizes)."""
+    later = {base(d) for spec in inputs for d in spec.shape[1:] if isinstance(d, str)}
     return [d for d in symbols(inputs) if d in later]
 
 
@@ -67,7 +67,8 @@ def _input_ranges(spec: TensorSpec, parts: Sequence[str], option: str) -> dict[s
     for axis, dim in enumerate(spec.shape):
         values = [shape[axis] for shape in shapes]
         if isinstance(dim, str):
-            ranges[dim] = _range(values, option)
+            if derived(dim) is None:  # a derived dim follows from its base's range
+                ranges[dim] = _range(values, option)
         elif any(v != dim for v in values):
             raise SpeedyError(
                 f"--shapes {option!r}: axis {axis} of {spec.name} is fixed at {dim}",

@@ -14,7 +14,7 @@ import numpy as np
 
 from speedy.errors import SpeedyError
 from speedy.runtime import check_feeds
-from speedy.specs import DimRange, Feeds, TensorSpec
+from speedy.specs import Derived, DimRange, Feeds, TensorSpec, base, derived
 
 
 @dataclass
@@ -25,13 +25,22 @@ class Crop:
     feeds: Feeds
 
 
-def crop_sizes(dims: Mapping[str, DimRange], overrides: dict[str, int]) -> dict[str, int]:
-    """Longest crop per symbolic dim: `overrides`, else half the dim's `opt` (never below `min`)."""
-    if unknown := overrides.keys() - dims.keys():
+def crop_sizes(
+    dims: Mapping[str, DimRange], overrides: dict[str, int], croppable: Sequence[str] | None
+) -> dict[str, int]:
+    """Longest crop per symbolic dim that may be cut (`croppable`, None: all): `overrides`,
+    else half the dim's `opt` (never below `min`)."""
+    allowed = dims.keys() if croppable is None else set(croppable)
+    if unknown := overrides.keys() - allowed:
         raise SpeedyError(
-            f"crop names unknown dim(s) {sorted(unknown)}", f"use dims of the model: {sorted(dims)}"
+            f"crop names dim(s) {sorted(unknown)} that calibration cannot cut",
+            f"crop dims of the model that may be cut: {sorted(allowed)}",
         )
-    return {name: overrides.get(name, max(r.min, r.opt // 2)) for name, r in dims.items()}
+    return {
+        name: overrides.get(name, max(r.min, r.opt // 2))
+        for name, r in dims.items()
+        if name in allowed
+    }
 
 
 def window_starts(length: int, size: int) -> list[int]:
@@ -45,24 +54,28 @@ def window_starts(length: int, size: int) -> list[int]:
 def cut(
     feeds: Feeds, specs: Sequence[TensorSpec], sizes: Mapping[str, int]
 ) -> list[tuple[str, Feeds]]:
-    """Windows of `feeds` along every symbolic dim (of `specs`) longer than its crop size, with
-    labels; tensors without a spec are left whole."""
-    axes: dict[str, list[tuple[str, int]]] = {}  # dim -> (input, axis) pairs it appears on
+    """Windows of `feeds` along every symbolic dim (of `specs`) longer than its crop size (an
+    axis of a dim derived from it cut alike), with labels; tensors without a spec stay whole."""
+    axes: dict[str, list[tuple[str, int, Derived | None]]] = {}  # symbol -> where it sizes
     lengths: dict[str, int] = {}
     for spec in specs:
         for axis, dim in enumerate(spec.shape):
             if isinstance(dim, str) and spec.name in feeds and axis < feeds[spec.name].ndim:
-                axes.setdefault(dim, []).append((spec.name, axis))
-                lengths[dim] = feeds[spec.name].shape[axis]
-    long = [d for d in axes if d in sizes and lengths[d] > sizes[d]]
+                rule = derived(dim)
+                axes.setdefault(base(dim), []).append((spec.name, axis, rule))
+                if rule is None:
+                    lengths[dim] = feeds[spec.name].shape[axis]
+    long = [d for d in lengths if d in sizes and lengths[d] > sizes[d]]
     starts = [[(d, s) for s in window_starts(lengths[d], sizes[d])] for d in long]
     crops = []
     for combination in itertools.product(*starts):
         cropped = dict(feeds)
         for dim, start in combination:
-            for name, axis in axes[dim]:
+            for name, axis, rule in axes[dim]:
+                first = start * rule.value if rule and rule.op == "*" else start
+                length = rule.of(sizes[dim]) if rule else sizes[dim]
                 index = [slice(None)] * cropped[name].ndim
-                index[axis] = slice(start, start + sizes[dim])
+                index[axis] = slice(first, first + length)
                 cropped[name] = cropped[name][tuple(index)]
         label = ",".join(f"{d}={s}:{s + sizes[d]}" for d, s in combination)
         crops.append((f"[{label}]" if label else "", cropped))

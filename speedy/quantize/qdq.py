@@ -6,8 +6,10 @@ kernels run fastest. On ORT's CPU execution provider a speed-up needs fused int8
 QuantizeLinear gains nothing and only adds rounding error, which `unfused_nodes` finds.
 """
 
+import contextlib
+import os
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import onnx
@@ -19,11 +21,27 @@ from speedy.quantize.progress import quiet_ort
 from speedy.quantize.ranges import ORT_METHODS, Method
 
 
+@contextlib.contextmanager
+def working_directory(directory: Path) -> Iterator[None]:
+    """Run a block in `directory`: ORT's symbolic shape inference writes a debug model (and its
+    external data) into the current directory when it gives up."""
+    previous = Path.cwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def preprocess(source: Path, target: Path) -> onnx.ModelProto:
     """ORT's pre-quantization pass (shape inference, basic graph optimizations), every node
-    named so it can be chosen for quantization."""
-    with quiet_ort():
-        quant_pre_process(str(source), str(target))
+    named so it can be chosen for quantization; run inside `target`'s (temporary) directory."""
+    source, target = source.resolve(), target.resolve()
+    with quiet_ort(), working_directory(target.parent):
+        try:
+            quant_pre_process(str(source), str(target))
+        except Exception:  # ORT's symbolic shape inference gives up on some valid graphs
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     model = onnx.load(str(target))
     for index, node in enumerate(model.graph.node):
         if not node.name:

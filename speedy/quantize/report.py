@@ -31,8 +31,8 @@ def quality_report(parent: Artifact, artifact: Artifact, ctx: StageContext) -> d
     with steps("quality against the parent", len(ctx.examples)) as advance:
         for example in ctx.examples:
             inputs = task.inputs(example)
-            expected, actual = task.run(reference, inputs), task.run(candidate, inputs)
-            rows.append(task.compare(expected, actual, task.report_metrics))
+            expected = task.run(reference, inputs)
+            rows.append(task.evaluate(expected, candidate, inputs, task.report_metrics))
             advance()
     means = mean_quality(rows)
     ruined = collapse(means)

@@ -40,7 +40,7 @@ class Scorer:
         )
         model = self.model.replaced(self.graph, session)
         rows: list[Figures] = [
-            self.task.compare(expected, self.task.run(model, crop.feeds), self.metrics)
+            self.task.evaluate(expected, model, crop.feeds, self.metrics)
             for crop, expected in zip(self.probes, self.expected, strict=True)
         ]
         return mean_quality(rows)

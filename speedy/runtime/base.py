@@ -7,7 +7,7 @@ import numpy as np
 
 from speedy.artifact import GraphEntry
 from speedy.errors import SpeedyError
-from speedy.specs import DimRange, Feeds, TensorSpec
+from speedy.specs import DimRange, Feeds, TensorSpec, derived
 
 
 def check_feeds(
@@ -49,16 +49,24 @@ def _check_tensor(
                     fix,
                 )
             continue
-        declared = dims.get(dim)
-        if declared is not None and size not in declared:
+        rule = derived(dim)
+        symbol = rule.base if rule else dim
+        own = rule.base_of(size) if rule else size
+        if own is None:
             raise SpeedyError(
-                f"input '{spec.name}' {dim}={size} is outside the declared range "
-                f"{declared.min}..{declared.max}",
-                f"cut the input into pieces within the range, or widen dims.{dim} and rebuild",
+                f"input '{spec.name}' has size {size} on axis {axis}, which is no {dim}", fix
             )
-        if sizes.setdefault(dim, size) != size:
+        declared = dims.get(symbol)
+        if declared is not None and own not in declared:
             raise SpeedyError(
-                f"inputs disagree on {dim}: {sizes[dim]} and {size}",
+                f"input '{spec.name}' {symbol}={own} is outside the declared range "
+                f"{declared.min}..{declared.max}",
+                f"cut the input into pieces within the range, or widen dims.{symbol} and rebuild",
+            )
+        if sizes.setdefault(symbol, own) != own:
+            raise SpeedyError(
+                f"inputs disagree on {symbol}: {sizes[symbol]} and {own}"
+                + (f" (axis {axis} of '{spec.name}' is {dim})" if rule else ""),
                 "feed tensors of matching sizes",
             )
 

@@ -1,8 +1,10 @@
 """PyTorch -> ONNX with the recipe's dynamic dims, checked against PyTorch on real inputs."""
 
 import contextlib
+import inspect
 import io
 import logging
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import ClassVar
 import onnx
 import torch
 
-from speedy import interrupt, runtime
+from speedy import interrupt, onnx_io, runtime
 from speedy.artifact import Artifact, GraphEntry
 from speedy.console import notice
 from speedy.errors import SpeedyError
@@ -19,7 +21,7 @@ from speedy.families import GraphDef, load_network, resolve
 from speedy.model_spec import ModelSpec
 from speedy.onnx_io import save_onnx
 from speedy.parity import check
-from speedy.specs import DimRange, TensorSpec
+from speedy.specs import DimRange, TensorSpec, derived
 from speedy.stages.base import Draft, Stage, StageContext, check_kind
 from speedy.stages.options import Exporter, ExportOptions
 from speedy.torch_utils import source_module, unsupported_op
@@ -55,9 +57,10 @@ def _export(
     }
     with quiet_exporter():
         if exporter == "dynamo":
+            found = export_dims(dims)
             shapes = {
                 s.name: {
-                    axis: torch.export.Dim(dim, min=dims[dim].min, max=dims[dim].max)
+                    axis: export_dim(dim, found)
                     for axis, dim in enumerate(s.shape)
                     if isinstance(dim, str)
                 }
@@ -68,9 +71,9 @@ def _export(
                 args,
                 str(path),
                 dynamo=True,
-                dynamic_shapes=shapes,
+                dynamic_shapes=by_signature(module, shapes),
                 opset_version=opset,
-                external_data=False,
+                external_data=weight_bytes(module) >= onnx_io.PROTOBUF_LIMIT - (1 << 26),
                 verbose=False,
                 **names,
             )
@@ -88,6 +91,38 @@ def _export(
                 opset_version=opset,
                 **names,
             )
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers: past protobuf's 2 GB, the exporters write
+    the weights to an external data file."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def export_dims(dims: Mapping[str, DimRange]) -> dict[str, torch.export.Dim]:
+    """A `torch.export.Dim` per symbol with its declared range."""
+    return {name: torch.export.Dim(name, min=r.min, max=r.max) for name, r in dims.items()}
+
+
+def export_dim(dim: str, found: Mapping[str, torch.export.Dim]) -> torch.export.Dim:
+    """The export Dim of a symbol, or the expression of a derived dim ("past+1": past + 1)."""
+    rule = derived(dim)
+    if rule is None:
+        return found[dim]
+    return found[rule.base] + rule.value if rule.op == "+" else found[rule.base] * rule.value
+
+
+def by_signature(module: torch.nn.Module, shapes: dict[str, dict]) -> dict | tuple:
+    """`shapes` (per graph input, in order) as torch.export wants them for `module.forward`: as
+    they are, keyed by name, unless it takes `*args` (a step graph's state tensors); then
+    positionally, the inputs past its named parameters grouped as that tuple."""
+    parameters = list(inspect.signature(module.forward).parameters.values())
+    if not any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return shapes
+    named = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    values = list(shapes.values())
+    return (*values[:named], tuple(values[named:]))
 
 
 def _explain_failure(exc: Exception, module: torch.nn.Module, args: tuple) -> SpeedyError:
@@ -151,11 +186,14 @@ class ExportStage(Stage):
             feeds = family.dummy_feeds(graph.name, trace)
             args = tuple(torch.from_numpy(feeds[s.name]) for s in graph.inputs)
             path = workdir / f"{graph.name}.onnx"
-            exporters[graph.name] = self._export(module, args, graph, spec, path)
-            model = onnx.load(str(path))
+            with tempfile.TemporaryDirectory(dir=workdir) as raw:
+                # the exporter's own file (and any weights it put beside it) stays behind
+                exported = Path(raw) / path.name
+                exporters[graph.name] = self._export(module, args, graph, spec, exported)
+                model = onnx.load(str(exported))
             name_dims(model, graph.name, graph.inputs, graph.outputs, spec)
-            onnx.checker.check_model(model)
-            files = save_onnx(model, path)
+            files = save_onnx(model, path)  # past 2 GB, with its weights beside it
+            onnx.checker.check_model(str(path))
             graphs[graph.name] = GraphEntry(
                 kind="onnx",
                 files=[f.name for f in files],

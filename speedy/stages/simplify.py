@@ -66,8 +66,9 @@ class SimplifyStage(Stage):
             before = graph_stats(model) | {"bytes": _bytes(parent.path, entry.files)}
             simplified = SIMPLIFIERS[self.options.tool](model)
             name_dims(simplified, name, entry.inputs, entry.outputs, ctx.spec)
+            after = graph_stats(simplified)  # before saving: weights may move to external data
             files = save_onnx(simplified, workdir / entry.file)
-            after = graph_stats(simplified) | {"bytes": sum(f.stat().st_size for f in files)}
+            after["bytes"] = sum(f.stat().st_size for f in files)
             graphs[name] = entry.model_copy(update={"files": [f.name for f in files]})
             reports[name] = {"before": before, "after": after}
         order = {name: graphs[name] for name in parent.manifest.graphs}

@@ -61,6 +61,7 @@ class Task(ABC):
     bench_metrics: ClassVar[tuple[str, ...]]  # what bench compares with the reference
     rank_by: ClassVar[str]  # the metric quantization sensitivity is ranked by by default
     default_budget: ClassVar[str | None] = None  # a quantized model's, when none is given
+    crop_dims: ClassVar[tuple[str, ...] | None] = None  # dims calibration may cut (None: all)
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -81,6 +82,11 @@ class Task(ABC):
         """The examples in a data source (features, sentences...), front end applied where it
         is the same for every artifact (audio features are cached by content hash)."""
 
+    @property
+    def example_rate(self) -> float:
+        """Steps per second of audio along an example's last axis (mel frames by default)."""
+        return self.audio.sample_rate / self.audio.hop_length
+
     @abstractmethod
     def inputs(self, example: Any) -> Feeds:
         """The inputs of one whole-utterance run of an example."""
@@ -99,6 +105,11 @@ class Task(ABC):
     def run(self, model: Model, inputs: Feeds) -> Feeds:
         """One run: the model's graphs in the task's order (by default its only graph)."""
         return model.run(inputs)
+
+    def exercise(self, model: Model, inputs: Feeds) -> None:
+        """Run every graph as the task uses it (what `graph_feeds` records): by default one
+        `run`; a task with a graph `run` leaves out (a streaming step) runs that one too."""
+        self.run(model, inputs)
 
     @abstractmethod
     def seconds(self, outputs: Feeds) -> float:
@@ -127,6 +138,18 @@ class Task(ABC):
         """`metrics` of one run's `test` outputs against the `reference` outputs; a metric that
         cannot be measured is None, its reason appended to `failures`."""
 
+    def evaluate(
+        self, expected: Feeds, candidate: Model, inputs: Feeds, metrics: Sequence[str]
+    ) -> Figures:
+        """`metrics` of `candidate` on `inputs` against the reference's outputs `expected` (a
+        task may run the candidate more than once, e.g. under teacher forcing)."""
+        return self.compare(expected, self.run(candidate, inputs), metrics)
+
+    def float_tails(self, graph: str) -> list[str]:
+        """Weight-name prefixes of the layers of `graph` from which on quantization keeps it in
+        float by default, to its outputs (a codec's nearest-codebook search); none by default."""
+        return []
+
     def budgets(self, text: str | None, required: bool) -> list[Budget]:
         """A quality budget on this task's metrics; its default when `text` is None and one
         is `required`."""
@@ -141,7 +164,12 @@ class Task(ABC):
             text = self.default_budget
         return parse_budget(text, self.metrics)
 
-    # Streaming and controls.
+    # Speed, streaming and controls.
+    def measure(self, model: Model, inputs: Feeds) -> dict[str, float]:
+        """Speed figures of one run beyond the real-time factor (e.g. per-step times of an
+        autoregressive model); none by default."""
+        return {}
+
     def streamer(self, chunk_seconds: float) -> Streamer | None:
         """Streaming in chunks of about `chunk_seconds`, or None where the task has none."""
         return None
@@ -151,6 +179,18 @@ class Task(ABC):
         raise SpeedyError(
             f"a {self.name} model takes no user controls", "use `speedy infer` to run it"
         )
+
+
+class AudioOut(Task):
+    """A task whose outputs hold waveforms (batch, 1, samples) under `audio`."""
+
+    produces: ClassVar[str] = AUDIO
+
+    def seconds(self, outputs: Feeds) -> float:
+        return outputs[AUDIO].size / self.audio.sample_rate
+
+    def waveforms(self, outputs: Feeds) -> list[np.ndarray]:
+        return [item.reshape(-1) for item in outputs[AUDIO]]
 
 
 def makes_audio(task: Task) -> bool:
@@ -172,8 +212,8 @@ class _Recorder(Session):
         self.calls: list[Feeds] = []
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
-        if len(self.calls) < self.limit:
-            self.calls.append(dict(feeds))
+        if len(self.calls) < self.limit:  # copies: a runtime may update its buffers in place
+            self.calls.append({name: np.array(value) for name, value in feeds.items()})
         return self.inner.run(feeds)
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
@@ -193,5 +233,5 @@ def graph_feeds(task: Task, model: Model, inputs: Feeds, limit: int = 4) -> dict
     if len(direct) == len(model.graphs):
         return direct
     recorders = {name: _Recorder(model[name], limit) for name in model.graphs}
-    task.run(Model(model.artifact, recorders), inputs)
+    task.exercise(Model(model.artifact, recorders), inputs)
     return {name: recorders[name].calls for name in model.graphs} | direct

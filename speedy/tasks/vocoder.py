@@ -19,18 +19,17 @@ from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS, measure
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks.base import Figures, Streamer, Task
+from speedy.tasks.base import AudioOut, Figures, Streamer
 from speedy.tasks.streaming import Context, receptive_field, stream_windows
 
 MEL, AUDIO = "mel", "audio"  # the graph's input and output
 
 
-class Vocoder(Task):
+class Vocoder(AudioOut):
     """Mel to waveform."""
 
     name: ClassVar[str] = "vocoder"
     consumes: ClassVar[str] = "mel"
-    produces: ClassVar[str] = "audio"
     data_suffixes: ClassVar[tuple[str, ...]] = (*AUDIO_SUFFIXES, ".npy")
     data_kind: ClassVar[str] = "audio or .npy"
     metrics: ClassVar[dict[str, bool]] = AUDIO_METRICS
@@ -80,12 +79,6 @@ class Vocoder(Task):
         padded = np.pad(mel, ((0, 0), (0, 0), (0, short)), constant_values=floor)
         audio = model.run({MEL: padded.astype(np.float32)})[AUDIO]
         return {AUDIO: audio[..., : mel.shape[-1] * self.audio.hop_length]}
-
-    def seconds(self, outputs: Feeds) -> float:
-        return outputs[AUDIO].size / self.audio.sample_rate
-
-    def waveforms(self, outputs: Feeds) -> list[np.ndarray]:
-        return [item.reshape(-1) for item in outputs[AUDIO]]
 
     def compare(
         self,

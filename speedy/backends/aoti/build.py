@@ -10,7 +10,7 @@ from speedy.backends.aoti.section import AotiSection
 from speedy.backends.aoti.session import torch_release
 from speedy.errors import SpeedyError
 from speedy.machine import cpu_model
-from speedy.specs import DimRange, Feeds, TensorSpec
+from speedy.specs import DimRange, Feeds, TensorSpec, base
 
 # Freezing folds the weights into the graph as constants (prepacked for oneDNN on CPU). On the
 # real HiFi-GAN V1 (2-core CPU, one interleaved run) the package compiled in 34 s instead of
@@ -40,14 +40,17 @@ def trace_sizes(dims: Mapping[str, DimRange]) -> dict[str, int]:
 def dynamic_shapes(
     inputs: Sequence[TensorSpec], dims: Mapping[str, DimRange]
 ) -> tuple[dict[int, torch.export.Dim], ...]:
-    """Per input (in order), its dynamic axes as `torch.export.Dim`s shared between inputs."""
-    found = {
-        name: torch.export.Dim(name, min=r.min, max=r.max)
-        for name, r in dims.items()
-        if r.max > r.min
-    }
+    """Per input (in order), its dynamic axes as `torch.export.Dim`s shared between inputs
+    (a dim whose range is one size is static)."""
+    from speedy.stages.export import export_dim, export_dims
+
+    found = export_dims({name: r for name, r in dims.items() if r.max > r.min})
     return tuple(
-        {axis: found[d] for axis, d in enumerate(s.shape) if isinstance(d, str) and d in found}
+        {
+            axis: export_dim(d, found)
+            for axis, d in enumerate(s.shape)
+            if isinstance(d, str) and base(d) in found
+        }
         for s in inputs
     )
 
