@@ -93,6 +93,19 @@ def speedy_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, o
 
 SAMBERT_TINY = FIXTURES / "sambert_tiny.yaml"
 TOY_CODEC = FIXTURES / "toy_codec.yaml"
+GPT_TINY = FIXTURES / "gpt_tts_tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def gpt_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """torch and export artifacts of the tiny GPT-TTS (prefill + decode), built once."""
+    pytest.importorskip("pypinyin", reason="the text front end needs the [text] extra (pypinyin)")
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path_factory.mktemp("gpt")
+    outcomes, ctx = run_recipe(load_recipe(str(GPT_TINY)), build)
+    return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,7 @@ __all__ = [
     "GptTts",
     "GptTtsConfig",
     "Prefill",
+    "SlotDecode",
     "StaticDecode",
     "build",
     "from_upstream",
@@ -264,6 +265,27 @@ class Block(nn.Module):
         cache_value.index_copy_(2, cache_position, v)
         x = x + self.attn.attend(q, cache_key, cache_value, mask)
         return x + self.mlp(self.ln_2(x))
+
+    def forward_slots(
+        self,
+        x: torch.Tensor,
+        cache_key: torch.Tensor,
+        cache_value: torch.Tensor,
+        slot_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step over cache slots it does not write: attend over the slots `slot_mask`
+        [batch, 1, 1, slots] marks and the step's own key; -> (x, key, value) of the step."""
+        q, k, v = self.attn.qkv(self.ln_1(x))
+        scale = self.attn.head_dim**-0.5
+        cached = (q @ cache_key.transpose(-1, -2)) * scale  # [batch, heads, 1, slots]
+        cached = cached.masked_fill(~slot_mask, float("-inf"))
+        own = (q * k).sum(-1, keepdim=True) * scale  # [batch, heads, 1, 1]
+        weights = torch.softmax(torch.cat([cached, own], dim=-1), dim=-1)
+        out = weights[..., :-1] @ cache_value + weights[..., -1:] * v
+        batch = out.shape[0]
+        attended = self.attn.c_proj(out.transpose(1, 2).reshape(batch, 1, -1))
+        x = x + attended
+        return x + self.mlp(self.ln_2(x)), k, v
 
 
 class Gpt2(nn.Module):
@@ -484,6 +506,41 @@ class Decode(nn.Module):
 
 def present_names(layers: int) -> list[str]:
     return [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+
+
+class SlotDecode(nn.Module):
+    """One decoding step over preallocated cache slots, which it reads but never copies.
+
+    Inputs: token i64[batch, 1], position i64[batch, 1] (speech position), cache_mask
+    i64[batch, slots] (1 = the slot holds a key: Prefill's cache_mask, then one 1 per step),
+    then key_cache_i, value_cache_i f32[batch, heads, slots, head_dim] per layer. Outputs:
+    logits f32[batch, speech_vocab], hidden f32[batch, d], then new_key_i, new_value_i
+    f32[batch, heads, 1, head_dim]: the step's own key and value, which the caller writes into
+    the next free slot. Attention runs over the marked slots and the step's own key, in two parts
+    (the slots, then itself), so the graph holds no concatenation of the cache: a runtime that
+    keeps the slots in one buffer per layer pays for reading the cache, not for copying it.
+    """
+
+    def __init__(self, model: GptTts) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        token: torch.Tensor,
+        position: torch.Tensor,
+        cache_mask: torch.Tensor,
+        *caches: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        m = self.model
+        x = m.speech_embed(token, position).to(caches[0].dtype)
+        slot_mask = cache_mask.to(torch.bool).unsqueeze(1).unsqueeze(2)
+        news: list[torch.Tensor] = []
+        for i, block in enumerate(m.gpt.h):
+            x, k, v = block.forward_slots(x, caches[2 * i], caches[2 * i + 1], slot_mask)
+            news += [k, v]
+        hidden = m.final(x)[:, 0]
+        return (m.mel_head(hidden), hidden, *news)
 
 
 class StaticDecode(nn.Module):
