@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
 from speedy.families.base import Family, GraphDef, read_state_dict
+from speedy.families.codec_12hz import Codec12Hz
+from speedy.families.gpt_tts import GptTts
 from speedy.families.hifigan import HiFiGAN
 from speedy.families.sambert import SambertFamily
 from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
@@ -18,7 +20,7 @@ from speedy.torch_utils import strip_weight_norm
 
 __all__ = ["FAMILIES", "Family", "GraphDef", "describe", "family_class", "resolve"]
 
-FAMILIES: dict[str, type[Family]] = {HiFiGAN.name: HiFiGAN, SambertFamily.name: SambertFamily}
+FAMILIES: dict[str, type[Family]] = {f.name: f for f in (HiFiGAN, SambertFamily, Codec12Hz, GptTts)}
 
 
 def register(family: type[Family]) -> None:

@@ -1,0 +1,43 @@
+"""The part of a graph its task keeps in float by default: from given layers to the outputs.
+
+A codec's encoder ends in a nearest-codebook search (`||x||^2 - 2xE^T + ||E||^2`, ArgMin, Gather,
+the residual, again per codebook): an INT8 or FP16 distance turns a near tie into another code,
+and a flipped code changes the audio more than any rounding. The task names the layers where that
+part starts by their weights' name prefix (`quantizer.`); those layers and every node after them
+stay float32, weights included, and leave the groups that calibration, the search and the table
+work on.
+"""
+
+from collections.abc import Collection, Sequence
+
+import onnx
+
+from speedy.quantize.graph import GraphInfo
+
+
+def tail_nodes(model: onnx.ModelProto, prefixes: Sequence[str]) -> set[str]:
+    """Names of the nodes reading an initializer whose name starts with one of `prefixes`, and of
+    every node downstream of them."""
+    if not prefixes:
+        return set()
+    initializers = {t.name for t in model.graph.initializer}
+    tail: set[str] = set()
+    reached: set[str] = set()  # tensors the tail produces
+    for node in model.graph.node:  # ONNX keeps nodes in topological order
+        seeds = any(n in initializers and n.startswith(tuple(prefixes)) for n in node.input)
+        if seeds or any(n in reached for n in node.input):
+            tail.add(node.name)
+            reached.update(node.output)
+    return tail
+
+
+def without(info: GraphInfo, nodes: Collection[str]) -> GraphInfo:
+    """`info` with `nodes` left out of its layers and groups (groups left empty disappear)."""
+    gone = set(nodes)
+    members = {
+        group: kept
+        for group, names in info.members.items()
+        if (kept := [n for n in names if n not in gone])
+    }
+    layers = [layer for layer in info.layers if layer.node not in gone]
+    return GraphInfo(layers=layers, members=members)
