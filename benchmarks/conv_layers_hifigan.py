@@ -33,6 +33,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from speedy import runtime
+from speedy.backends.pytorch.session import TorchSession
 from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
 from speedy.machine import machine_info, write_result
 from speedy.measure import call_seconds
@@ -219,19 +220,21 @@ def main() -> None:
     outcomes, _ = run_recipe(recipe, args.build_dir, threads=args.threads)
     artifacts = {o.stage: o.artifact for o in outcomes}
     ctx = context_for(recipe.model_spec(), args.data, args.threads)
-    longest = max(ctx.features, key=lambda f: f.shape[-1])
+    longest = max(ctx.examples, key=lambda f: f.shape[-1])
     if longest.shape[-1] < args.frames:
         raise SystemExit(f"the longest clip has {longest.shape[-1]} frames; pass --frames lower")
     mel = np.ascontiguousarray(longest[None, :, : args.frames], dtype=np.float32)
 
-    sessions = {
+    models = {
         name: runtime.load(artifacts[stage].path, threads=args.threads)
         for name, stage in (("torch", "torch"), ("ort_recipe_fft", "compile"))
     }
-    feeds = {sessions["torch"].inputs[0].name: mel}
-    whole = median_seconds({n: lambda s=s: s.run(feeds) for n, s in sessions.items()}, args.repeats)
+    feeds = {models["torch"].inputs[0].name: mel}
+    whole = median_seconds({n: lambda m=m: m.run(feeds) for n, m in models.items()}, args.repeats)
 
-    module = sessions["torch"].module
+    torch_session = models["torch"]["model"]
+    assert isinstance(torch_session, TorchSession)
+    module = torch_session.module
     layers = []
     for name, x in conv_inputs(module, mel).items():
         timed = time_layer(module.get_submodule(name), x, args.threads, args.repeats)

@@ -23,18 +23,19 @@ import torch
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.compile.aoti import HalfPrecision
+from speedy.backends.aoti.build import HalfPrecision
+from speedy.backends.pytorch.session import TorchSession
 from speedy.errors import SpeedyError
 from speedy.machine import machine_info, write_result
 from speedy.measure import medians, rtf_rounds
-from speedy.parity import max_abs_error, snr_db
+from speedy.parity import max_abs_error, tensor_snr_db
 from speedy.pipeline import context_for, make_stage
-from speedy.runtime.base import Session
-from speedy.runtime.torch_session import TorchSession
+from speedy.runtime import Session
 from speedy.stages.base import StageContext, reuse_or_execute
 
 ROOT = Path(__file__).resolve().parent
 SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
+GRAPH = "model"  # HiFi-GAN's one graph
 BATCH_SIZES = (1, 8)
 S = TypeVar("S", bound=Session)
 FP16_ATOL = 0.1
@@ -103,7 +104,10 @@ def parity(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict:
     clips = list(zip(reference, outputs, strict=True))
     expected = np.concatenate([r.ravel() for r, _ in clips])
     actual = np.concatenate([o.ravel() for _, o in clips])
-    return {"max_abs_error": max_abs_error(expected, actual), "snr_db": snr_db(expected, actual)}
+    return {
+        "max_abs_error": max_abs_error(expected, actual),
+        "snr_db": tensor_snr_db(expected, actual),
+    }
 
 
 def tf32_error(cuda: TorchSession, cpu: Session, mel: np.ndarray) -> dict:
@@ -123,6 +127,18 @@ def tf32_error(cuda: TorchSession, cpu: Session, mel: np.ndarray) -> dict:
         "ieee_fp32": float(np.max(np.abs(strict - reference))),
         "tf32_convs": float(np.max(np.abs(tf32 - reference))),
     }
+
+
+def torch_session(artifact: Artifact, device: str, threads: int | None = None) -> TorchSession:
+    """The eager PyTorch session of a torch artifact's graph."""
+    session = runtime.load(artifact.path, device=device, threads=threads)[GRAPH]
+    assert isinstance(session, TorchSession)
+    return session
+
+
+def disk_mb(artifact: Artifact) -> float:
+    """MB of every file in the artifact's directory, its manifest included."""
+    return sum(p.stat().st_size for p in artifact.path.rglob("*") if p.is_file()) / 1e6
 
 
 def compiled_packages(torch_artifact: Artifact, build: Path, ctx: StageContext) -> dict:
@@ -164,17 +180,15 @@ def main() -> None:
 
     torch_artifact = Artifact.open(args.torch_artifact)
     ctx = context_for(torch_artifact.manifest.model, args.data, args.threads)
-    family = ctx.spec.adapter()
+    task = ctx.task
     packages = {} if args.skip_aoti else compiled_packages(torch_artifact, args.build_dir, ctx)
 
     resident_mb: dict[str, float] = {}
-    eager, resident_mb["eager FP32"] = loaded(
-        lambda: TorchSession(torch_artifact.manifest, torch_artifact.model_file, device="cuda")
-    )
+    eager, resident_mb["eager FP32"] = loaded(lambda: torch_session(torch_artifact, "cuda"))
     sessions: dict[str, Session] = {"eager FP32": eager}
 
     def eager_fp16() -> TorchSession:
-        session = TorchSession(torch_artifact.manifest, torch_artifact.model_file, device="cuda")
+        session = torch_session(torch_artifact, "cuda")
         session.module = HalfPrecision(session.module)
         return session
 
@@ -182,14 +196,16 @@ def main() -> None:
     for name, built in packages.items():
         if not isinstance(built, str):
             sessions[name], resident_mb[name] = loaded(
-                lambda a=built[0]: runtime.load(a.path, device="cuda")
+                lambda a=built[0]: runtime.load(a.path, device="cuda")[GRAPH]
             )
 
-    silence = float(np.log(family.audio.log_clamp))
-    runs = {size: batches(ctx.features, size, silence) for size in BATCH_SIZES}
-    audio_seconds = sum(family.utterance(f)[1] for f in ctx.features)
+    silence = float(np.log(task.audio.log_clamp))
+    runs = {size: batches(ctx.examples, size, silence) for size in BATCH_SIZES}
+    hop, rate = task.audio.hop_length, task.audio.sample_rate
+    audio_seconds = sum(f.shape[1] * hop / rate for f in ctx.examples)
+    runners = {name: session.run for name, session in sessions.items()}
     rtf = {
-        size: medians(rtf_rounds(sessions, feeds, audio_seconds, args.repeats, warmup=2))
+        size: medians(rtf_rounds(runners, feeds, audio_seconds, args.repeats, warmup=2))
         for size, feeds in runs.items()
     }
     peak_mb = {
@@ -200,17 +216,17 @@ def main() -> None:
         for name, session in sessions.items()
     }
     outputs = {
-        name: [family.waveform(s.run(feeds)) for feeds in runs[1]] for name, s in sessions.items()
+        name: [task.waveforms(s.run(feeds))[0] for feeds in runs[1]] for name, s in sessions.items()
     }
-    longest = max(ctx.features, key=lambda f: f.shape[1])
-    cpu = runtime.load(torch_artifact.path, threads=args.threads)
+    longest = max(ctx.examples, key=lambda f: f.shape[1])
+    cpu = torch_session(torch_artifact, "cpu", threads=args.threads)
     result = {
         "benchmark": "hifigan_v1 on a GPU: PyTorch eager and AOTInductor, FP32 and FP16",
         "machine": machine_info(),
         "gpu": gpu_info(),
         "data": {
             "clips": str(args.data),
-            "count": len(ctx.features),
+            "count": len(ctx.examples),
             "audio_seconds": audio_seconds,
         },
         "repeats": args.repeats,
@@ -240,7 +256,7 @@ def main() -> None:
             else {
                 "seconds": built[1],
                 "parity_vs_cpu_parent": built[0].manifest.reports["parity"],
-                "size_mb": built[0].size_bytes / 1e6,
+                "size_mb": disk_mb(built[0]),
             }
             for name, built in packages.items()
         },

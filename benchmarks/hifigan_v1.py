@@ -26,12 +26,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
+from speedy.families import build_network
 from speedy.machine import machine_info, write_result
 from speedy.measure import call_seconds, medians, rtf_samples
 from speedy.model_spec import ModelSpec
 from speedy.pipeline import context_for, run_recipe
 from speedy.quality import pesq_wb
 from speedy.recipe import DEFAULT_DATA, load_recipe
+from speedy.tasks.vocoder import Vocoder
 
 ROOT = Path(__file__).resolve().parent
 SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
@@ -44,7 +46,7 @@ def gflop_per_audio_second(spec: ModelSpec, frames: int = 256) -> float:
     """The network's FLOPs (2 per multiply-add) per second of audio, counted by PyTorch."""
     mel = torch.zeros(1, spec.audio.n_mels, frames)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        spec.build_module()(mel)
+        build_network(spec)(mel)
     frames_per_second = spec.audio.sample_rate / spec.audio.hop_length
     return counter.get_total_flops() / frames * frames_per_second / 1e9
 
@@ -109,16 +111,17 @@ def main() -> None:
     outcomes, _ = run_recipe(recipe, args.build_dir, threads=args.threads)
     artifacts = {o.stage: o.artifact for o in outcomes}
     ctx = context_for(recipe.model_spec(), args.data, args.threads)
-    sessions = {name: runtime.load(a.path, threads=args.threads) for name, a in artifacts.items()}
-    samples = rtf_samples(sessions, ctx.spec, ctx.features, repeats=args.repeats)
+    models = {name: runtime.load(a.path, threads=args.threads) for name, a in artifacts.items()}
+    samples = rtf_samples(models, ctx.task, ctx.examples, repeats=args.repeats)
     rtf = medians(samples)
 
-    family, torch_session = ctx.spec.adapter(), sessions["torch"]
+    task, torch_model = ctx.task, models["torch"]
+    assert isinstance(task, Vocoder)
     pesq = {}
     for clip in list_audio(args.data):
         recording = read_audio(clip, ctx.spec.audio.sample_rate)
-        feeds, _ = family.utterance(family.features(recording))
-        pesq[clip.name] = pesq_wb(recording, family.waveform(torch_session.run(feeds)), 22050)
+        outputs = task.run(torch_model, task.inputs(task.features(recording)))
+        pesq[clip.name] = pesq_wb(recording, task.waveforms(outputs)[0], 22050)
 
     ratio = {name: value / rtf["torch"] for name, value in rtf.items()}
     fastest_ort = min((name for name in ratio if name != "torch"), key=ratio.__getitem__)
@@ -128,8 +131,10 @@ def main() -> None:
         "machine": machine_info(),
         "data": {
             "dir": str(args.data),
-            "clips": len(ctx.features),
-            "audio_seconds": sum(family.utterance(f)[1] for f in ctx.features),
+            "clips": len(ctx.examples),
+            "audio_seconds": sum(
+                m.shape[-1] * task.audio.hop_length / task.audio.sample_rate for m in ctx.examples
+            ),
         },
         "threads": args.threads,
         "repeats": args.repeats,

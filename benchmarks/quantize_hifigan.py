@@ -15,13 +15,16 @@ Writes benchmarks/results/quantize_hifigan_v1_cpu.json.
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.backends.ort.session import OnnxSession
 from speedy.bench.dnsmos import Dnsmos
 from speedy.bench.machine import bench_machine
 from speedy.machine import write_result
@@ -29,18 +32,21 @@ from speedy.measure import medians, rtf_samples
 from speedy.pipeline import make_stage, run_recipe
 from speedy.quantize.calibration import source_files
 from speedy.quantize.graph import analyze
-from speedy.quantize.metrics import mean_quality, output_quality
+from speedy.quantize.metrics import mean_quality
 from speedy.quantize.qdq import preprocess
 from speedy.recipe import load_recipe
-from speedy.runtime.onnx_session import OnnxSession
+from speedy.runtime import Model
 from speedy.stages.base import StageContext, reuse_or_execute
 from speedy.stages.quantize import QuantizeStage
+from speedy.tasks import task_for
+from speedy.tasks.vocoder import Vocoder
 
 ROOT = Path(__file__).resolve().parent
 SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
 CALIBRATION = "ljspeech_calib"
 # The shared clips not in `ljspeech_calib` (they include the 4 clips shipped with speedy).
 EVALUATION = [f"LJ001-{n:04d}.wav" for n in (2, 4, 6, 8, 11, 13, 15, 16)]
+GRAPH = "model"  # HiFi-GAN's one graph
 VARIANTS = {
     "int8-naive": {"precision": "int8", "method": "minmax", "calib": CALIBRATION},
     "fp16": {"precision": "fp16"},
@@ -72,14 +78,20 @@ def minmax_twin(mixed: Artifact, parent: Artifact, ctx: StageContext, out: Path)
     """Mixed's exact choice of INT8 and float groups, rebuilt with min/max activation ranges."""
     stage = make_stage("quantize", VARIANTS["mixed"] | {"method": "minmax"})
     assert isinstance(stage, QuantizeStage)
-    floats = set(mixed.manifest.reports["quantize"]["float_groups"])
+    floats = set(mixed.manifest.reports["quantize"][GRAPH]["float_groups"])
+    model = runtime.load(parent.path, threads=ctx.threads, verify=False)
     with tempfile.TemporaryDirectory(prefix="speedy-twin-") as tmp:
         float_model = Path(tmp) / "float.onnx"
-        info = analyze(preprocess(parent.model_file, float_model), ctx.spec.sizes(), "block")
-        builder = stage.calibrate(parent, float_model, info, ctx).builder
+        info = analyze(preprocess(parent.file(GRAPH), float_model), ctx.spec.sizes(), "block")
+        builder = stage.calibrate(model, GRAPH, float_model, info, ctx).builder
         builder.find_unfused(Path(tmp) / "candidate.onnx")
         builder.build([g for g in info.groups if g not in floats], out)
     return out
+
+
+def shown(value: float | None) -> float:
+    """A figure for the printed table: NaN where it could not be measured (None)."""
+    return math.nan if value is None else value
 
 
 def main() -> None:
@@ -96,9 +108,11 @@ def main() -> None:
     outcomes, _ = run_recipe(recipe, args.build_dir, threads=args.threads)
     parent = next(o.artifact for o in outcomes if o.stage == "simplify")
     spec = parent.manifest.model
+    task = task_for(spec)
+    assert isinstance(task, Vocoder)
     cache = FeatureCache(default_cache_dir())
-    evaluation = [spec.adapter().read_data(SHARED_CLIPS / name, cache)[0] for name in EVALUATION]
-    ctx = StageContext(spec=spec, features=evaluation, threads=args.threads)
+    evaluation = [task.read_data(SHARED_CLIPS / name, cache)[0] for name in EVALUATION]
+    ctx = StageContext(spec=spec, task=task, examples=evaluation, threads=args.threads)
     build = args.build_dir / recipe.name
 
     artifacts, build_seconds = {}, {}
@@ -106,32 +120,28 @@ def main() -> None:
         artifacts[name], build_seconds[name] = quantized(name, parent, build, ctx)
     twin = minmax_twin(artifacts["mixed"], parent, ctx, build / "mixed-minmax-ranges.onnx")
 
-    manifest = parent.manifest
-    sessions = {"fp32": OnnxSession(manifest, parent.model_file, threads=args.threads)}
-    sessions |= {
-        n: OnnxSession(a.manifest, a.model_file, threads=args.threads) for n, a in artifacts.items()
-    }
-    sessions["mixed-minmax-ranges"] = OnnxSession(manifest, twin, threads=args.threads)
-    files = {"fp32": parent.model_file, **{n: a.model_file for n, a in artifacts.items()}}
+    models = {"fp32": runtime.load(parent.path, threads=args.threads)}
+    models |= {n: runtime.load(a.path, threads=args.threads) for n, a in artifacts.items()}
+    graph = parent.manifest.graphs[GRAPH]
+    twin_session = OnnxSession(GRAPH, graph, twin, spec.dims, threads=args.threads)
+    models["mixed-minmax-ranges"] = Model(parent, {GRAPH: twin_session})
+    files = {"fp32": parent.file(GRAPH), **{n: a.file(GRAPH) for n, a in artifacts.items()}}
     files["mixed-minmax-ranges"] = twin
 
-    family, dnsmos = spec.adapter(), Dnsmos(threads=args.threads)
-    utterances = [family.utterance(f)[0] for f in evaluation]
-    reference = [sessions["fp32"].run(feeds) for feeds in utterances]
+    dnsmos = Dnsmos(threads=args.threads)
+    utterances = [task.inputs(f) for f in evaluation]
+    reference = [models["fp32"].run(feeds) for feeds in utterances]
     rows = {}
-    for name, session in sessions.items():
-        outputs = [session.run(feeds) for feeds in utterances]
+    for name, model in models.items():
+        outputs = [model.run(feeds) for feeds in utterances]
         quality = (
             mean_quality(
-                [
-                    output_quality(family, r, o, METRICS)
-                    for r, o in zip(reference, outputs, strict=True)
-                ]
+                [task.compare(r, o, METRICS) for r, o in zip(reference, outputs, strict=True)]
             )
             if name != "fp32"
             else {}
         )
-        ovrl = [dnsmos.score(family.waveform(o), spec.audio.sample_rate).ovrl for o in outputs]
+        ovrl = [dnsmos.score(task.waveforms(o)[0], spec.audio.sample_rate).ovrl for o in outputs]
         rows[name] = {
             "quality_vs_fp32": quality,
             "dnsmos_ovrl": float(np.mean(ovrl)),
@@ -139,7 +149,7 @@ def main() -> None:
         }
         print(f"{name}: {quality} DNSMOS OVRL {np.mean(ovrl):.3f}", flush=True)
 
-    rtf = medians(rtf_samples(sessions, spec, evaluation, repeats=args.repeats))
+    rtf = medians(rtf_samples(models, task, evaluation, repeats=args.repeats))
     fp32_bytes = files["fp32"].stat().st_size
     for name, row in rows.items():
         row["rtf"] = rtf[name]
@@ -157,7 +167,8 @@ def main() -> None:
     for name, target in TARGETS.items():
         row, checks = rows[name], {}
         if "pesq_min" in target:
-            checks["pesq"] = row["quality_vs_fp32"]["pesq"] >= target["pesq_min"]
+            pesq = row["quality_vs_fp32"]["pesq"]  # None: unmeasured, never met
+            checks["pesq"] = pesq is not None and pesq >= target["pesq_min"]
         if "dnsmos_ovrl_delta_max" in target:
             checks["dnsmos_ovrl"] = abs(row["dnsmos_ovrl_delta"]) <= target["dnsmos_ovrl_delta_max"]
         if "rtf_ratio_max" in target:
@@ -168,9 +179,9 @@ def main() -> None:
             checks["collapsed_and_reported"] = row["verdict"].startswith("collapsed")
         met[name] = checks
 
-    mixed_report = artifacts["mixed"].manifest.reports["quantize"]
-    calibration_files = {path.name for path in source_files(CALIBRATION, spec)}
-    seconds = sum(family.utterance(f)[1] for f in evaluation)
+    mixed_report = artifacts["mixed"].manifest.reports["quantize"][GRAPH]
+    calibration_files = {path.name for path in source_files(CALIBRATION, task)}
+    seconds = sum(f.shape[-1] * spec.audio.hop_length / spec.audio.sample_rate for f in evaluation)
     result = {
         "benchmark": "hifigan_v1 speedy quantize: naive INT8, FP16, mixed (budgeted) vs ORT FP32",
         "machine": bench_machine(),
@@ -207,8 +218,8 @@ def main() -> None:
     for name, row in rows.items():
         q = row["quality_vs_fp32"]
         print(
-            f"{name:<20} {q.get('pesq', float('nan')):>6.3f} {row['dnsmos_ovrl']:>6.3f} "
-            f"{row['dnsmos_ovrl_delta']:>+7.3f} {q.get('mel', 0.0):>6.3f} "
+            f"{name:<20} {shown(q.get('pesq', math.nan)):>6.3f} {row['dnsmos_ovrl']:>6.3f} "
+            f"{row['dnsmos_ovrl_delta']:>+7.3f} {shown(q.get('mel', 0.0)):>6.3f} "
             f"{row['rtf_ratio_to_fp32']:>6.3f} {row['size_ratio_to_fp32']:>7.3f}"
         )
     print(json.dumps(met, indent=2))

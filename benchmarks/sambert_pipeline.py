@@ -21,13 +21,15 @@ import numpy as np
 
 from speedy import runtime
 from speedy.artifact import Artifact
+from speedy.chain import Chain
 from speedy.machine import machine_info, write_result
 from speedy.measure import medians, rtf_samples, total_seconds
-from speedy.pipeline import run_recipe
+from speedy.pipeline import make_stage, run_recipe
 from speedy.recipe import Recipe, load_recipe
+from speedy.runtime import Model
 from speedy.stages.base import StageContext, reuse_or_execute
-from speedy.stages.quantize import QuantizeOptions, QuantizeStage
-from speedy.synth import Synthesizer
+from speedy.stages.options import QuantizeOptions
+from speedy.tasks import Task
 
 ROOT = Path(__file__).resolve().parent
 REFERENCE = "fp32"  # the simplified FP32 ONNX artifact every variant is compared with
@@ -39,14 +41,16 @@ def build(recipe: Recipe, build_dir: Path, threads: int) -> tuple[dict[str, Path
     return {o.stage: o.artifact.path for o in outcomes}, ctx
 
 
-def quantized(parent: Path, int8: dict, ctx: StageContext, build_dir: Path) -> dict[str, Path]:
+def quantized(
+    parent: Path, int8: QuantizeOptions, ctx: StageContext, build_dir: Path
+) -> dict[str, Path]:
     """INT8 (with the `int8` quantize settings) and FP16 artifacts of `parent`, each with its
     quality report against `parent`."""
     artifact = Artifact.open(parent)
-    settings = {"int8": int8, "fp16": {"precision": "fp16"}}
+    settings = {"int8": int8, "fp16": QuantizeOptions(precision="fp16")}
     out = {}
     for name, options in settings.items():
-        stage = QuantizeStage(QuantizeOptions(**options))
+        stage = make_stage("quantize", options)
         target = build_dir / "sambert_zh_en" / name
         out[name] = reuse_or_execute(stage, artifact, target, ctx)[0].path
     return out
@@ -59,14 +63,15 @@ def named_paths(values: list[str]) -> dict[str, Path]:
     return {name: Path(path) for name, path in pairs}
 
 
-def mel_distances(sessions: dict, family, examples: list) -> dict[str, dict[str, float]]:
-    """Each session's mean mel distance (and worst length difference) to the reference's."""
-    results = {name: {"mel": [], "frames_diff": []} for name in sessions}
+def mel_distances(models: dict[str, Model], task: Task, examples: list) -> dict[str, dict]:
+    """Each model's mean mel distance (and worst length difference) to the reference's."""
+    metrics = ("mel", "frames_diff")
+    results: dict[str, dict[str, list]] = {name: {m: [] for m in metrics} for name in models}
     for example in examples:
-        feeds, _ = family.utterance(example)
-        expected = sessions[REFERENCE].run(feeds)
-        for name, session in sessions.items():
-            for metric, value in family.quality(expected, session.run(feeds)).items():
+        inputs = task.inputs(example)
+        expected = task.run(models[REFERENCE], inputs)
+        for name, model in models.items():
+            for metric, value in task.compare(expected, task.run(model, inputs), metrics).items():
                 results[name][metric].append(value)
     return {
         name: {"mel": float(np.mean(r["mel"])), "frames_diff_max": float(max(r["frames_diff"]))}
@@ -74,12 +79,12 @@ def mel_distances(sessions: dict, family, examples: list) -> dict[str, dict[str,
     }
 
 
-def stage_rtf(chains: dict[str, Synthesizer], texts: list[str], repeats: int) -> dict:
+def stage_rtf(chains: dict[str, Chain], texts: list[str], repeats: int) -> dict:
     """Median over repeats (chains interleaved) of each stage's compute / audio seconds."""
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in chains}
     for round_index in range(repeats + 1):  # the first round warms up
         for name, chain in chains.items():
-            results = [chain(text) for text in texts]
+            results = [chain(text=text) for text in texts]
             audio = sum(r.audio_seconds for r in results)
             seconds = {
                 stage: sum(r.seconds[stage] for r in results) for stage in results[0].seconds
@@ -114,17 +119,17 @@ def main() -> None:
     if args.quantize:
         variants |= quantized(built["simplify"], recipe.quantize, ctx, args.build_dir)
     variants |= named_paths(args.acoustic)
-    sessions = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
-    family = ctx.spec.adapter()
+    models = {name: runtime.load(path, threads=args.threads) for name, path in variants.items()}
+    task = ctx.task
 
-    rtf = medians(rtf_samples(sessions, ctx.spec, ctx.features, repeats=args.repeats))
-    distances = mel_distances(sessions, family, ctx.features)
+    rtf = medians(rtf_samples(models, task, ctx.examples, repeats=args.repeats))
+    distances = mel_distances(models, task, ctx.examples)
     chains = {
-        name: Synthesizer.load(path, vocoder, threads=args.threads)
+        name: Chain.load(path, vocoder, threads=args.threads)
         for name, path in variants.items()
         if name != "torch"  # eager PyTorch is compared above; the chain is about deployment
     }
-    texts = [example.text for example in ctx.features]
+    texts = [example.text for example in ctx.examples]
     result = {
         "benchmark": "sambert_zh_en acoustic variants vs FP32 ONNX; text-to-wave per-stage RTF",
         "machine": machine_info() | {"load_average_1_5_15min_at_end": os.getloadavg()},
@@ -132,13 +137,15 @@ def main() -> None:
             "texts": str(recipe.data_dir()),
             "sentences": len(texts),
             "audio_seconds_fp32": total_seconds(
-                family, sessions[REFERENCE], [family.utterance(e) for e in ctx.features]
+                task, models[REFERENCE], [task.inputs(e) for e in ctx.examples]
             ),
         },
         "threads": args.threads,
         "repeats": args.repeats,
         "variants": {name: str(path) for name, path in variants.items()},
-        "int8_settings": recipe.quantize if args.quantize else None,
+        "int8_settings": (
+            recipe.quantize.model_dump(mode="json", exclude_unset=True) if args.quantize else None
+        ),
         "quantize_quality_vs_fp32_on_eval_texts": {
             name: Artifact.open(path).manifest.reports.get("quality", {}).get("metrics")
             for name, path in variants.items()

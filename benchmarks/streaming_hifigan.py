@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from speedy import runtime
+from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.bench.machine import bench_machine
-from speedy.data_source import read_features
 from speedy.machine import write_result
 from speedy.pipeline import run_recipe
 from speedy.quality import snr_db
 from speedy.recipe import DEFAULT_DATA, load_recipe
-from speedy.streaming import chunk_frames, receptive_field, stream
+from speedy.tasks import task_for
+from speedy.tasks.vocoder import Vocoder
 
 ROOT = Path(__file__).resolve().parent
 SHARED_CLIPS = ROOT.parent.parent / "shared" / "data" / "ljspeech" / "wavs"
@@ -64,28 +65,32 @@ def main() -> None:
     recipe = load_recipe("hifigan_v1")
     outcomes, _ = run_recipe(recipe, args.build_dir, threads=args.threads)
     artifact = {o.stage: o.artifact for o in outcomes}["export"]  # FP32 ONNX
-    session = runtime.load(artifact.path, threads=args.threads)
-    spec = session.manifest.model
-    family = spec.adapter()
-    mels = read_features(args.data, spec)
-    chunk = chunk_frames(args.chunk_seconds, spec)
+    model = runtime.load(artifact.path, threads=args.threads)
+    spec = model.manifest.model
+    task = task_for(spec)
+    assert isinstance(task, Vocoder)
+    mels = task.read_data(args.data, FeatureCache(default_cache_dir()))
+    streamer = task.streamer(args.chunk_seconds)
+    chunk = streamer.chunk
 
     seams, wholes = [], []
     for mel in mels:
-        whole = family.waveform(session.run(family.utterance(mel)[0]))
+        whole = task.waveforms(model.run(task.inputs(mel)))[0]
         wholes.append(whole)
-        seams.append(snr_db(whole, np.concatenate(list(stream(session, mel, chunk)))))
+        streamed = np.concatenate(list(streamer.stream(model, task.inputs(mel))))
+        seams.append(snr_db(whole, streamed))
 
     first, rtf = [], []
     for _ in range(args.repeats):  # first chunks and whole utterances take turns
         for mel, whole in zip(mels, wholes, strict=True):
-            start = time.perf_counter()
-            chunks = stream(session, mel, chunk)
+            inputs = task.inputs(mel)
+            start = time.perf_counter()  # a request's streamer: its cached receptive field read
+            chunks = task.streamer(args.chunk_seconds).stream(model, inputs)
             next(chunks)
             first.append(time.perf_counter() - start)
             chunks.close()
             start = time.perf_counter()
-            session.run(family.utterance(mel)[0])
+            model.run(task.inputs(mel))
             rtf.append((time.perf_counter() - start) / (whole.size / spec.audio.sample_rate))
     first_ms = 1000 * np.array(first)
 
@@ -96,7 +101,7 @@ def main() -> None:
         ratio = long["rss_peak"] / short["rss_peak"]
         memory = {"10s": short, f"{args.long_seconds:g}s": long, "rss_peak_ratio": ratio}
 
-    context = receptive_field(spec)
+    context = streamer.context
     result = {
         "benchmark": "hifigan_v1 streaming: seams, first-chunk latency, long-audio memory",
         "machine": bench_machine(),
