@@ -31,10 +31,10 @@ test: lint  ## ruff, then the whole test suite (tiny seeded models and the real 
 benchmark: install  ## issue-2 figures: PyTorch vs ORT RTF and front-end PESQ on the shared clips
 	$(BIN)/python benchmarks/hifigan_v1.py
 
-# The default regression benchmark: HiFi-GAN V1 PyTorch, ONNX and simplified ONNX on the shipped
-# clips, each in its own process, ratios to PyTorch; report in build/bench/index.html.
+# The default regression benchmark: HiFi-GAN V1 PyTorch, ONNX, simplified ONNX and mixed INT8 on
+# the shipped clips, each in its own process, ratios to PyTorch; report in build/bench/index.html.
 BASELINE ?= benchmarks/baselines/hifigan_v1_cpu.json
-BENCH_ARTIFACTS := $(addprefix build/hifigan_v1/,torch export simplify)
+BENCH_ARTIFACTS := $(addprefix build/hifigan_v1/,torch export simplify quantize)
 
 bench: run  ## fails (non-zero) when a ratio or quality figure regressed from $(BASELINE)
 	$(BIN)/speedy bench $(BENCH_ARTIFACTS) -o build/bench --force --baseline $(BASELINE)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, get_args
 
 import typer
+import typer.rich_utils
 from rich.markup import escape
 from typer.exceptions import TyperException
 
@@ -15,7 +16,7 @@ from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.audio.io import write_audio
 from speedy.backends.ort.build import Provider
 from speedy.backends.ort.section import Level
-from speedy.console import console, out
+from speedy.console import PIPE_WIDTH, UNSIZED, console, out
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
 from speedy.pipeline import context_for, make_stage, run_recipe
@@ -35,6 +36,9 @@ from speedy.stages.options import (
 from speedy.stages.quantize import graph_reports
 from speedy.summary import summarize, write_summary
 from speedy.tasks import task_for
+
+if typer.rich_utils.MAX_WIDTH is None and UNSIZED:
+    typer.rich_utils.MAX_WIDTH = PIPE_WIDTH
 
 app = typer.Typer(
     help="Convert, optimize and check speech-generation models. Add --debug for tracebacks.",
@@ -86,9 +90,19 @@ def run(
     data: Data = None,
     threads: Threads = 2,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every stage.")] = False,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search",
+            help="Search the mixed-precision plan anew (minutes) even where the recipe stores one.",
+        ),
+    ] = False,
 ) -> None:
     """Run a recipe end to end: each stage into BUILD_DIR/<recipe>/<stage>/, then a summary."""
     loaded = load_recipe(recipe)
+    if search:
+        searching = loaded.quantize.model_copy(update={"search": True})
+        loaded = loaded.model_copy(update={"quantize": searching})
     outcomes, ctx = run_recipe(loaded, build_dir, checkpoint, data, threads, force)
     table, summary = summarize({o.stage: o.artifact for o in outcomes}, ctx)
     out.print(table)

@@ -33,16 +33,30 @@ def rtf_samples(
     examples: Sequence[Any],
     repeats: int = 3,
     warmup: int = 1,
+    outputs: dict[str, list[Feeds]] | None = None,
 ) -> dict[str, list[float]]:
-    """The RTF of each model on the examples' whole utterances, one per round (`rtf_rounds`)."""
+    """The RTF of each model on the examples' whole utterances, one per round (`rtf_rounds`);
+    `outputs`, when given, receives each model's outputs of the first round."""
     runs = [task.inputs(example) for example in examples]
-    audio_seconds = total_seconds(task, next(iter(models.values())), runs)
-    runners = {name: _runner(task, model) for name, model in models.items()}
-    return rtf_rounds(runners, runs, audio_seconds, repeats, warmup)
+    kept: dict[str, list[Feeds]] = {name: [] for name in models}
+    runners = {name: _runner(task, model, kept[name], len(runs)) for name, model in models.items()}
+    seconds = rtf_rounds(runners, runs, 1.0, repeats, warmup)  # compute seconds per round
+    audio_seconds = sum(task.seconds(result) for result in next(iter(kept.values())))
+    if outputs is not None:
+        outputs.update(kept)
+    return {name: [s / audio_seconds for s in values] for name, values in seconds.items()}
 
 
-def _runner(task: Task, model: Model) -> Callable[[Feeds], object]:
-    return lambda inputs: task.run(model, inputs)
+def _runner(task: Task, model: Model, kept: list[Feeds], runs: int) -> Callable[[Feeds], object]:
+    """`task.run` on `model`, keeping the outputs of the first `runs` calls."""
+
+    def run(inputs: Feeds) -> Feeds:
+        result = task.run(model, inputs)
+        if len(kept) < runs:
+            kept.append(result)
+        return result
+
+    return run
 
 
 def rtf_rounds(

@@ -1,4 +1,5 @@
-"""The end-of-run table: size, graph, parity and speed of each artifact, side by side."""
+"""The end-of-run table: size, graph, parity, speed and (for audio) how each artifact sounds, side
+by side, with a one-line verdict on the last one."""
 
 import json
 from pathlib import Path
@@ -7,9 +8,12 @@ from rich.table import Table
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.measure import medians, rtf_samples, total_seconds
+from speedy.listening import Heard, listen
+from speedy.measure import medians, rtf_samples
 from speedy.onnx_io import graph_stats, load_onnx
+from speedy.specs import Feeds
 from speedy.stages.base import StageContext
+from speedy.tasks import makes_audio
 
 
 def _nodes(artifact: Artifact) -> str:
@@ -39,34 +43,39 @@ def _parity(artifact: Artifact) -> str:
 def summarize(
     artifacts: dict[str, Artifact], ctx: StageContext, repeats: int = 3
 ) -> tuple[Table, dict]:
-    """Measure every artifact's RTF on the same data (interleaved) and tabulate everything."""
+    """Measure every artifact's RTF on the same data (interleaved), listen to its audio against
+    the first artifact's, and tabulate everything."""
     models = {
         name: runtime.load(a.path, threads=ctx.threads, verify=False)
         for name, a in artifacts.items()
     }
-    rtf = medians(rtf_samples(models, ctx.task, ctx.examples, repeats=repeats))
-    reference = next(iter(rtf.values()))
-    runs = [ctx.task.inputs(e) for e in ctx.examples]
-    seconds = total_seconds(ctx.task, next(iter(models.values())), runs)
+    outputs: dict[str, list[Feeds]] = {}
+    rtf = medians(rtf_samples(models, ctx.task, ctx.examples, repeats=repeats, outputs=outputs))
+    first = next(iter(rtf))
+    seconds = sum(ctx.task.seconds(result) for result in outputs[first])
+    heard = listen(outputs, ctx.task, ctx.threads) if makes_audio(ctx.task) else {}
     table = Table(
         title=f"{ctx.spec.recipe}: {len(ctx.examples)} clips, {seconds:.1f} s of audio, "
         f"{ctx.threads} threads"
     )
-    for column in ("stage", "kind", "size MB", "nodes", "parity max|err|", "RTF", "speed-up"):
-        table.add_column(column, justify="left" if column in ("stage", "kind") else "right")
+    columns = ["stage", "kind", "size MB", "nodes", "parity max|err|", "RTF", "speed-up"]
+    if heard:
+        columns += [f"PESQ-WB vs {first}", "DNSMOS", "sounds"]
+    for column in columns:
+        words = column in ("stage", "kind", "sounds")
+        table.add_column(column, justify="left" if words else "right")
     rows = {}
     for name, artifact in artifacts.items():
-        rows[name] = {
+        row = rows[name] = {
             "path": str(artifact.path),
             "kind": artifact.manifest.kind,
             "size_bytes": artifact.size_bytes,
             "nodes": _nodes(artifact),
             "parity": _parity(artifact),
             "rtf": rtf[name],
-            "speedup_vs_first": reference / rtf[name],
+            "speedup_vs_first": rtf[first] / rtf[name],
         }
-        row = rows[name]
-        table.add_row(
+        cells = [
             name,
             row["kind"],
             f"{row['size_bytes'] / 1e6:.1f}",
@@ -74,8 +83,33 @@ def summarize(
             row["parity"],
             f"{row['rtf']:.3f}",
             f"{row['speedup_vs_first']:.2f}x",
-        )
+        ]
+        if heard:
+            verdict = "reference" if name == first else heard[name].verdict(heard[first])
+            row |= {"pesq_vs_first": heard[name].pesq, "dnsmos_ovrl": heard[name].dnsmos}
+            row["sounds"] = verdict
+            cells += [_figure(heard[name].pesq), _figure(heard[name].dnsmos), verdict]
+        table.add_row(*cells)
+    last = next(reversed(rows))
+    if heard and last != first:
+        table.caption = _verdict(last, first, rows, heard)
     return table, {"audio_seconds": seconds, "threads": ctx.threads, "artifacts": rows}
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _verdict(last: str, first: str, rows: dict, heard: dict[str, Heard]) -> str:
+    """One line on the run's final artifact against its first."""
+    row = rows[last]
+    size = row["size_bytes"] / rows[first]["size_bytes"]
+    said = f"{last}: {row['speedup_vs_first']:.2f}x the speed of {first}, {size:.2f}x its size"
+    if heard[last].pesq is not None:
+        said += f", PESQ-WB {heard[last].pesq:.2f} against it"
+    if heard[last].dnsmos is not None and heard[first].dnsmos is not None:
+        said += f", DNSMOS {heard[last].dnsmos:.2f} (it: {heard[first].dnsmos:.2f})"
+    return f"{said}: {row['sounds']}"
 
 
 def write_summary(path: Path, data: dict) -> None:

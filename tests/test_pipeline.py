@@ -21,7 +21,13 @@ def test_run_builds_reuses_and_rebuilds_what_changed(speedy_cli, tmp_path: Path)
     summary = json.loads((build / "hifigan_tiny" / "summary.json").read_text())
     assert set(summary["artifacts"]) == {"torch", "export", "simplify"}
     assert all(row["rtf"] > 0 for row in summary["artifacts"].values())
-    assert "RTF" in out and "speed-up" in out
+    assert "RTF" in out and "speed-up" in out and "PESQ-WB vs torch" in out and "DNSMOS" in out
+    rows = summary["artifacts"]
+    assert rows["torch"]["pesq_vs_first"] is None and rows["torch"]["sounds"] == "reference"
+    assert rows["simplify"]["pesq_vs_first"] > 4.5  # parity-checked: the same audio
+    assert rows["simplify"]["sounds"] == "sounds the same"
+    assert all(1 < row["dnsmos_ovrl"] < 5 for row in rows.values())
+    assert "simplify: " in out and "the speed of torch" in out  # the one-line verdict
 
     code, _, err = speedy_cli("run", TINY_RECIPE, "--build-dir", build)
     assert code == 0 and err.count("reused (inputs and options unchanged)") == 3

@@ -149,3 +149,49 @@ def test_run_picks_up_the_quantize_stage(tiny_build: dict, tmp_path: Path) -> No
     assert outcomes[-1].artifact.manifest.precision == "int8"
     outcomes, _ = run_recipe(load_recipe(str(path)), build)
     assert all(o.reused for o in outcomes)
+
+
+def _quantize_with_plan(
+    tiny_build: dict, out: Path, float_groups: list[str], budget: str = "mel<=0.15"
+) -> Artifact:
+    """Mixed quantization of the tiny model with a stored plan found under `budget`."""
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    options = {
+        "budget": budget,
+        "calib_size": 4,
+        "weight_only": False,
+        "plan": {"budget": budget, "float_groups": float_groups},
+    }
+    return execute(make_stage("quantize", options), tiny_build["simplify"], out, tiny_build["ctx"])
+
+
+def test_stored_plan_is_rebuilt_and_checked(tiny_build: dict, tmp_path: Path, capsys) -> None:
+    """A plan that meets the budget is built as stored (no search) and verified on the clips."""
+    plan = ["resblocks.0", "resblocks.1", "resblocks.2", "resblocks.3", "resblocks.4"]
+    artifact = _quantize_with_plan(tiny_build, tmp_path / "stored", plan)
+    report = artifact.manifest.reports["quantize"]["model"]
+    assert report["plan"] == "stored" and set(plan) <= set(report["float_groups"])
+    [checked] = report["search"]  # the one evaluation: the plan on the run's clips
+    assert checked["holds"] and checked["scores"]["mel"] <= 0.15
+    precision = {row["group"]: row["precision"] for row in report["table"]}
+    assert {precision[g] for g in plan} == {"float (w32)"} and "int8" in precision.values()
+    assert artifact.manifest.reports["quality"]["metrics"]["mel"] <= 0.15
+    err = capsys.readouterr().err
+    assert "stored plan (" in err and "searching" not in err
+
+
+def test_plan_missing_the_budget_falls_back_to_search(
+    tiny_build: dict, tmp_path: Path, capsys
+) -> None:
+    """Every group in INT8 misses the budget: a notice, then the full search finds a plan (for
+    a budget this strict, nearly everything in float)."""
+    artifact = _quantize_with_plan(tiny_build, tmp_path / "searched", [], "snr>=80")
+    report = artifact.manifest.reports["quantize"]["model"]
+    err = capsys.readouterr().err
+    assert "notice: the stored plan misses the budget here (snr" in err and "searching" in err
+    assert report["plan"] == "searched" and len(report["search"]) > 1
+    assert not report["search"][0]["holds"]  # the search too starts from every group in INT8
+    assert set(report["float_groups"]) - set(report["small_groups"])
+    assert artifact.manifest.reports["quality"]["metrics"]["snr"] >= 80

@@ -53,6 +53,13 @@ class SimplifyOptions(GraphOptions):
     verify: bool = True
 
 
+class StoredPlan(Options):
+    """A mixed-precision plan found earlier: the groups kept in float, and the budget they met."""
+
+    float_groups: list[str]
+    budget: str
+
+
 class QuantizeOptions(GraphOptions):
     """Precision, calibration data and method, quality budget and search settings."""
 
@@ -70,6 +77,8 @@ class QuantizeOptions(GraphOptions):
     min_share: float = Field(0.01, ge=0, lt=1)  # mixed: smaller groups stay float, unmeasured
     keep_float: list[str] = Field(default_factory=list)  # groups, nodes or op types
     weight_only: bool = True  # float layers keep int8 weights (DequantizeLinear -> float op)
+    plan: StoredPlan | None = None  # mixed: build it and check the budget; search if it misses
+    search: bool = False  # mixed: search even when a plan is stored
 
     @field_validator("budget")
     @classmethod

@@ -36,11 +36,13 @@ from speedy.quantize.dynamic import quantize_dynamic_int8
 from speedy.quantize.fp16 import to_fp16
 from speedy.quantize.graph import GraphInfo, analyze, quantized_reason
 from speedy.quantize.metrics import unmet
-from speedy.quantize.plan import plan_mixed, table
+from speedy.quantize.mixed import Evaluation
+from speedy.quantize.plan import Plan, plan_mixed, table
 from speedy.quantize.qdq import preprocess, quantize_qdq
 from speedy.quantize.ranges import activation_ranges
 from speedy.quantize.report import quality_report
 from speedy.quantize.scoring import Scorer
+from speedy.quantize.tails import tail_nodes, without
 from speedy.runtime import Model
 from speedy.stages.base import (
     Draft,
@@ -188,9 +190,11 @@ class QuantizeStage(Stage):
             if o.precision == "fp16":
                 source = load_onnx(parent.file(name))
                 blocked = self._fp16_blocked(source, ctx)
-                save_onnx(to_fp16(source, blocked), out)
+                tail = sorted(tail_nodes(source, ctx.task.float_tails(name)))
+                save_onnx(to_fp16(source, blocked + tail), out)
                 report: dict[str, Any] = {
                     "keep_float": o.keep_float,
+                    "float_tail": tail,
                     "float32_nodes_or_ops": blocked,
                 }
             else:
@@ -219,15 +223,18 @@ class QuantizeStage(Stage):
     def _quantize(self, model: Model, name: str, tmp: Path, out: Path, ctx: StageContext) -> dict:
         o, float_model = self.options, tmp / "float.onnx"
         source = model.artifact.file(name)
-        info = analyze(preprocess(source, float_model), ctx.spec.sizes(), o.granularity)
+        processed = preprocess(source, float_model)
+        tail = sorted(tail_nodes(processed, ctx.task.float_tails(name)))  # float, weights too
+        info = without(analyze(processed, ctx.spec.sizes(), o.granularity), tail)
         kept = kept_groups(info, o.keep_float)
-        exclude = [node for group in kept for node in info.members[group]]
+        exclude = [node for group in kept for node in info.members[group]] + tail
         if o.precision == "dynamic":
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
-            return {"table": table(info, kept, weight_only=False)}
+            return {"table": table(info, kept, weight_only=False), "float_tail": tail}
         setup = self.calibrate(model, name, float_model, info, ctx)
         report: dict[str, Any] = {"calibration": setup.describe(), "granularity": o.granularity}
+        report["float_tail"] = tail
         if o.precision == "int8":
             quantize_qdq(
                 float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
@@ -248,7 +255,7 @@ class QuantizeStage(Stage):
         count = len(calibration.examples)
         mixed = o.precision == "mixed"
         calib_ids, probe_ids = split(count, o.holdout_every) if mixed else (list(range(count)), [])
-        sizes = crop_sizes(dims, o.crop)
+        sizes = crop_sizes(dims, o.crop, task.crop_dims)
         fed = [
             (f"{calibration.names[i]}" + (f"@{k}" if k else ""), feeds)
             for i in calib_ids
@@ -296,10 +303,13 @@ class QuantizeStage(Stage):
         reference = model.replaced(
             name, OnnxSession(name, graph.graph, builder.model, graph.dims, threads=ctx.threads)
         )
-        scorer = Scorer(ctx.task, reference, name, setup.probes, metrics, ctx.threads)
-        plan = plan_mixed(builder, scorer, budgets, rank_by, kept | small, tmp)
+        plan = stored = self._stored(builder, reference, name, budgets, kept | small, tmp, ctx)
+        if plan is None:
+            scorer = Scorer(ctx.task, reference, name, setup.probes, metrics, ctx.threads)
+            plan = plan_mixed(builder, scorer, budgets, rank_by, kept | small, tmp)
         builder.build([g for g in info.groups if g not in plan.floats], out)
         return {
+            "plan": "stored" if stored else "searched",
             "budget": [str(b) for b in budgets],
             "rank_by": rank_by[0],
             "unfused_layers": sorted(unfused),
@@ -309,6 +319,45 @@ class QuantizeStage(Stage):
             "search": [vars(e) for e in plan.tried],
             "table": table(info, plan.floats, plan.sensitivities, unfused, o.weight_only),
         }
+
+    def _stored(
+        self,
+        builder: Builder,
+        reference: Model,
+        name: str,
+        budgets: list[Budget],
+        floats: set[str],
+        tmp: Path,
+        ctx: StageContext,
+    ) -> Plan | None:
+        """The stored plan (its float groups and `floats`), built and checked against the budget
+        on the run's examples; None, with a notice, where the search must run instead: no plan
+        (or --search), one found under another budget or naming groups this graph lacks, or one
+        that misses the budget here."""
+        o, info = self.options, builder.info
+        if o.plan is None or o.search:
+            return None
+        found_under = [str(b) for b in ctx.task.budgets(o.plan.budget, required=True)]
+        if found_under != [str(b) for b in budgets]:
+            notice(f"the stored plan met {o.plan.budget}, this run asks {budgets}: searching")
+            return None
+        if unknown := sorted(set(o.plan.float_groups) - set(info.groups)):
+            notice(
+                f"the stored plan names groups this graph lacks ({', '.join(unknown)}): searching"
+            )
+            return None
+        chosen = {*o.plan.float_groups, *floats}
+        candidate = builder.build([g for g in info.groups if g not in chosen], tmp / "plan.onnx")
+        examples = [Crop(f"example {i}", ctx.task.inputs(e)) for i, e in enumerate(ctx.examples)]
+        metrics = [b.metric for b in budgets]
+        scores = Scorer(ctx.task, reference, name, examples, metrics, ctx.threads).score(candidate)
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None)
+        if missed := unmet(budgets, scores):
+            notice(f"the stored plan misses the budget here ({'; '.join(missed)}): searching")
+            return None
+        console.print(f"  stored plan ({len(chosen)} groups float): {figures} on the run's data")
+        share = sum(info.share(g) for g in chosen)
+        return Plan(chosen, [], [Evaluation(sorted(chosen), share, scores, True)])
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None

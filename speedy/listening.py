@@ -1,0 +1,91 @@
+"""What each artifact of a run sounds like: PESQ-WB of its audio against the reference model's
+(the run's first artifact), DNSMOS of its own, and a verdict in words."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from speedy.console import notice
+from speedy.errors import SpeedyError
+from speedy.specs import Feeds
+from speedy.tasks import Task
+
+# PESQ-WB (1 to 4.64) of a copy against its original: where listeners stop hearing a difference,
+# and where the difference becomes plain (3.0 is "fair").
+TRANSPARENT, DEGRADED = 4.0, 3.0
+DNSMOS_DROP = 0.1  # OVRL points below the reference that count as a loss of naturalness
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One artifact's audio figures: means over the run's examples (None: not computed)."""
+
+    pesq: float | None  # against the reference model's audio; None for the reference
+    dnsmos: float | None  # DNSMOS OVRL (1 to 5) of its own audio
+
+    def verdict(self, reference: "Heard") -> str:
+        """In words, how this artifact compares with the reference."""
+        if self.pesq is None:
+            return "-"
+        words = (
+            "sounds the same"
+            if self.pesq >= TRANSPARENT
+            else "audibly different"
+            if self.pesq >= DEGRADED
+            else "degraded"
+        )
+        if self.dnsmos is not None and reference.dnsmos is not None:
+            drop = reference.dnsmos - self.dnsmos
+            if drop > DNSMOS_DROP:
+                words += f", DNSMOS {drop:.2f} lower"
+        return words
+
+
+def listen(outputs: Mapping[str, Sequence[Feeds]], task: Task, threads: int) -> dict[str, Heard]:
+    """The audio figures of every model's outputs of the same runs; the first model is the
+    reference."""
+    reference = next(iter(outputs))
+    dnsmos = _dnsmos(task, outputs, threads)
+    heard = {}
+    for name, items in outputs.items():
+        pesq = None
+        if name != reference:
+            failures: list[str] = []
+            scores = [
+                task.compare(expected, output, ["pesq"], failures)["pesq"]
+                for expected, output in zip(outputs[reference], items, strict=True)
+            ]
+            for failure in failures:
+                notice(f"{name}: {failure}")
+            pesq = _mean(scores)
+        heard[name] = Heard(pesq, dnsmos.get(name))
+    return heard
+
+
+def _dnsmos(
+    task: Task, outputs: Mapping[str, Sequence[Feeds]], threads: int
+) -> dict[str, float | None]:
+    """DNSMOS OVRL per model (empty, with a notice, without the DNSMOS models)."""
+    from speedy.bench.dnsmos import Dnsmos  # onnxruntime sessions, loaded only here
+
+    try:
+        scorer = Dnsmos(threads)
+        return {
+            name: _mean(
+                [
+                    scorer.score(wave, task.audio.sample_rate).ovrl
+                    for output in items
+                    for wave in task.waveforms(output) or []
+                ]
+            )
+            for name, items in outputs.items()
+        }
+    except SpeedyError as exc:
+        notice(f"no DNSMOS in the summary: {exc.problem} ({exc.fix})")
+        return {}
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return float(np.mean(found)) if found else None
