@@ -25,6 +25,7 @@ from speedy.backends import Kind, RuntimeSection
 from speedy.errors import SpeedyError
 from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
+from speedy.scratch import orphaned, remove
 from speedy.specs import TensorSpec
 
 MANIFEST = "speedy.json"
@@ -230,31 +231,87 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     (directory / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
 
 
-def check_writable(out_dir: Path, force: bool) -> None:
-    """Refuse to replace an existing output unless `force`."""
-    if out_dir.exists() and not force:
-        raise SpeedyError(f"output {out_dir} already exists", "pass --force to replace it")
+def check_writable(out: Path, force: bool, marker: str | None = MANIFEST) -> None:
+    """Refuse to replace an existing output unless `force`, and even then what speedy did not
+    write: a directory output (`marker` names the file its kind always holds) must hold `marker`
+    or nothing; a file output must not be a directory. Never the current directory or above."""
+    if out.name in ("", ".", "..") or Path.cwd().is_relative_to(out.resolve()):
+        raise SpeedyError(
+            f"output {out} is the current directory or one that holds it",
+            "name a new path for the output, e.g. -o out/model",
+        )
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
+        raise SpeedyError(f"output {out} already exists", "pass --force to replace it")
+    if marker is None and out.is_dir():
+        raise SpeedyError(f"output {out} is a directory", "name a file to write")
+    if marker is not None and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())
+    ):
+        raise SpeedyError(
+            f"output {out} exists and speedy did not write it (no {marker} in it); --force "
+            "replaces only speedy's own outputs",
+            "choose another output path, or move that one away yourself",
+        )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
-def atomic_dir(out_dir: Path, force: bool) -> Iterator[Path]:
+def atomic_dir(out_dir: Path, force: bool, marker: str = MANIFEST) -> Iterator[Path]:
     """Yield a temporary directory that becomes `out_dir` only if the block completes.
 
-    On any error or interruption the temporary directory is removed and an existing
-    `out_dir` is left untouched.
+    On any error or interruption the temporary directory is removed and an existing `out_dir`
+    is left untouched. What killed writers left beside `out_dir` goes first (an old output
+    caught mid-replacement is put back). An output that another process published meanwhile is
+    replaced only with `force`.
     """
-    check_writable(out_dir, force)
+    if out_dir.parent.is_dir():
+        _sweep(out_dir)
+    check_writable(out_dir, force, marker)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    prefix = f".{out_dir.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=out_dir.parent))
     try:
         yield tmp
         interrupt.check()
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
+        tmp.chmod(0o777 & ~_umask())
+        _publish(tmp, out_dir, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep(out_dir: Path) -> None:
+    """Remove the partial outputs of dead writers; restore an output one was replacing."""
+    for entry in sorted(out_dir.parent.glob(f".{out_dir.name}.*")):
+        if orphaned(entry.name, f".{out_dir.name}."):
+            if entry.name.endswith(".old") and not out_dir.exists():
+                entry.rename(out_dir)
+            else:
+                remove(entry)
+
+
+def _publish(tmp: Path, out_dir: Path, force: bool) -> None:
+    taken = SpeedyError(
+        f"{out_dir} was written by another process while this one ran; this result was not kept",
+        "pass --force to replace it, or write to another path",
+    )
+    if out_dir.exists():
+        if not force:
+            raise taken
+        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+        return
+    try:
+        tmp.rename(out_dir)
+    except OSError as exc:  # another writer published first (a non-empty directory)
+        if out_dir.exists():
+            raise taken from exc
+        raise

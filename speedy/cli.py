@@ -1,7 +1,6 @@
 """The `speedy` command line: resolves options into stage configs and calls them."""
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, get_args
 
@@ -22,6 +21,7 @@ from speedy.errors import SpeedyError
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.quantize.summary import quantization_table
 from speedy.recipe import load_recipe
+from speedy.scratch import scratch
 from speedy.stages.base import Stage, StageContext, execute
 from speedy.stages.load import LoadStage
 from speedy.stages.options import (
@@ -144,12 +144,16 @@ def export(
     else:
         recipe = load_recipe(source)
         weights = checkpoint or recipe.checkpoint_path()
+        if model:
+            from speedy.families import trust_factory
+
+            trust_factory(model)
         spec = recipe.model_spec(model, weights)
         ctx = context_for(spec, data or recipe.data_dir(), threads)
         stage = _export_stage(recipe.export.model_dump(), opset, exporter, skip_parity)
         load = LoadStage(LoadOptions(checkpoint=weights))
-        with tempfile.TemporaryDirectory(prefix="speedy-torch-") as tmp:
-            parent = execute(load, None, Path(tmp) / "torch", ctx)
+        with scratch("torch") as tmp:
+            parent = execute(load, None, tmp / "torch", ctx)
             artifact = execute(stage, parent, output, ctx, force)
     out.print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB)")
 
@@ -368,7 +372,7 @@ def infer(
     force: Force = False,
 ) -> None:
     """Run an artifact on one example so a person can listen to it."""
-    check_writable(output, force)
+    check_writable(output, force, marker=None)
     model = runtime.load(artifact, device=device, threads=threads, verify=not no_verify)
     task = task_for(model.manifest.model)
     if input.suffix.lower() not in task.data_suffixes:
@@ -412,7 +416,7 @@ def synth(
     """Text to wave: an acoustic model's mels through a vocoder, with per-stage RTF."""
     from speedy.chain import Chain
 
-    check_writable(output, force)
+    check_writable(output, force, marker=None)
     chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
     result = chain(
         text=text,
@@ -525,12 +529,28 @@ def bench(
 INTERRUPTED = 130
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escape sequences in a file name) spelled out."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def error_line(exc: Exception) -> str:
     """The one line a failure gets: a SpeedyError's own message (problem and fix), or the
     exception's type and first line with how to learn more."""
     if isinstance(exc, SpeedyError):
-        return f"[red]error:[/] {escape(str(exc))}"  # [extra] stays
-    first = next(iter(str(exc).splitlines()), "")
+        return f"[red]error:[/] {escape(printable(str(exc)))}"  # [extra] stays
+    first = printable(next(iter(str(exc).splitlines()), ""))
+    if isinstance(exc, MemoryError):
+        return (
+            f"[red]error:[/] out of memory ({escape(first)}) "
+            "(fix: use smaller sizes: dims, batch, network, or free memory)"
+        )
+    if isinstance(exc, OSError) and exc.filename:
+        return (
+            f"[red]error:[/] cannot use {escape(printable(str(exc.filename)))}: "
+            f"{escape(str(exc.strerror))} "
+            "(fix: check its permissions and the free disk space)"
+        )
     return (
         f"[red]error:[/] unexpected {type(exc).__name__}: {escape(first)} "
         "(fix: rerun with --debug for the traceback, and report it)"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.audio.io import AUDIO_SUFFIXES, check_finite, read_audio
 from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
 
@@ -43,7 +43,7 @@ def audio_features(
     features = []
     for path in data_files(source):
         if path.suffix == ".npy":
-            features.append(np.load(path, allow_pickle=False).astype(np.float32))
+            features.append(read_array(path))
             continue
         features.append(
             cache.get(
@@ -53,6 +53,23 @@ def audio_features(
             )
         )
     return features
+
+
+def read_array(path: Path) -> np.ndarray:
+    """A .npy file of real numbers as float32 (never pickled objects); finite values only."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SpeedyError(
+            f"cannot read {path} as a .npy array: {str(exc).splitlines()[0]}",
+            "pass an array saved with numpy.save (numbers, no objects)",
+        ) from exc
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise SpeedyError(
+            f"{path} holds {array.dtype} values", "pass real numbers (float32 log-mels)"
+        )
+    check_finite(array, str(path))
+    return array.astype(np.float32)
 
 
 def text_lines(source: Path) -> list[tuple[str, str]]:

@@ -1,6 +1,8 @@
 """Loading and saving ONNX files safely: clear errors, external data confined, > 2 GB support."""
 
+import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -12,13 +14,35 @@ PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_SUFFIX = ".data"
 
 
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor a graph holds: initializers (sparse ones too), node attributes (a
+    Constant's value), and those of its subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for subgraph in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                yield from _tensors(subgraph)
+
+
+def external_tensors(model: onnx.ModelProto) -> list[tuple[onnx.TensorProto, str]]:
+    """The tensors stored outside the .onnx file, with their locations."""
+    return [
+        (tensor, next((e.value for e in tensor.external_data if e.key == "location"), ""))
+        for tensor in _tensors(model.graph)
+        if uses_external_data(tensor)
+    ]
+
+
 def check_external_data(model: onnx.ModelProto, directory: Path) -> None:
-    """Refuse external-data locations that escape the model's directory."""
+    """Refuse external-data locations that escape the model's directory (those of any tensor,
+    wherever it sits in the graph)."""
     root = directory.resolve()
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
-        location = next(e.value for e in tensor.external_data if e.key == "location")
+    for tensor, location in external_tensors(model):
         target = (root / location).resolve()
         if not target.is_relative_to(root):
             raise SpeedyError(
@@ -30,6 +54,22 @@ def check_external_data(model: onnx.ModelProto, directory: Path) -> None:
                 f"external data file {location} of '{tensor.name}' is missing",
                 "copy the model together with its external data files",
             )
+        _check_size(tensor, location, target.stat().st_size)
+
+
+def _check_size(tensor: onnx.TensorProto, location: str, file_bytes: int) -> None:
+    """Refuse a tensor that declares more bytes than its external data file holds (read before
+    anything is allocated for it)."""
+    fields = {e.key: e.value for e in tensor.external_data}
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    declared = math.prod(tensor.dims) * itemsize
+    available = file_bytes - int(fields.get("offset", 0) or 0)
+    if declared > available or int(fields.get("length", 0) or 0) > available:
+        raise SpeedyError(
+            f"tensor '{tensor.name}' declares {declared:,} bytes, its data file {location} "
+            f"holds {max(available, 0):,} from its offset",
+            "the model is corrupt or truncated: re-create it with `speedy export`",
+        )
 
 
 def load_onnx(path: Path, with_weights: bool = True) -> onnx.ModelProto:

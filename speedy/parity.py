@@ -38,7 +38,9 @@ class ParityReport(BaseModel):
 
     @property
     def worst(self) -> float:
-        return max(max(case.max_abs_error.values()) for case in self.cases)
+        """The largest error of all cases; infinite where any is NaN (NaN never passes)."""
+        errors = [e for case in self.cases for e in case.max_abs_error.values()]
+        return math.inf if any(math.isnan(e) for e in errors) else max(errors)
 
     def summary(self) -> str:
         graphs = len({c.graph for c in self.cases}) > 1

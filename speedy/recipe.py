@@ -2,12 +2,13 @@
 or not `stages:` lists it)."""
 
 import importlib.util
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from speedy.artifact import file_digest
 from speedy.audio.mel import AudioSpec
@@ -20,6 +21,7 @@ from speedy.stages.options import CompileOptions, ExportOptions, QuantizeOptions
 StageName = Literal["export", "simplify", "quantize", "compile"]
 BUILTIN = files("speedy") / "data" / "recipes"
 DEFAULT_DATA = DEFAULT_CLIPS
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Recipe(BaseModel):
@@ -27,7 +29,7 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str  # the build directory's name
     family: str
     description: str = ""
     checkpoint: str | None = None
@@ -42,6 +44,16 @@ class Recipe(BaseModel):
     compile: CompileOptions = Field(default_factory=CompileOptions)
     parity: ParityOptions
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, name: str) -> str:
+        if not PLAIN_NAME.fullmatch(name):
+            raise ValueError(
+                f"'{name}' is not a plain name (letters, digits, '_', '.', '-'; no path): it "
+                "names the recipe's directory under the build directory"
+            )
+        return name
 
     def model_spec(self, factory: str | None = None, checkpoint: Path | None = None) -> ModelSpec:
         """The model this recipe describes, with the provenance of `checkpoint` (default: the
@@ -114,9 +126,20 @@ def load_recipe(reference: str) -> Recipe:
             )
         path = Path(str(BUILTIN / f"{reference}.yaml"))
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+            raise SpeedyError(
+                "it uses YAML aliases (*name)",
+                "write each value out: recipes take no anchors or aliases",
+            )
+        raw = yaml.safe_load(text)
+        if not isinstance(raw, dict):
+            raise SpeedyError(
+                f"it holds a {type(raw).__name__}, not settings",
+                "write the recipe as `key: value` lines (see recipes/)",
+            )
         return Recipe.model_validate({**raw, "source": path.resolve()})
-    except (yaml.YAMLError, TypeError) as exc:
+    except (yaml.YAMLError, TypeError, UnicodeDecodeError) as exc:
         raise SpeedyError(f"recipe {path} is not valid YAML: {exc}", "fix the file") from exc
     except ValidationError as exc:
         first = exc.errors()[0]

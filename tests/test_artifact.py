@@ -8,7 +8,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from speedy import onnx_io
-from speedy.artifact import Artifact, atomic_dir
+from speedy.artifact import MANIFEST, Artifact, atomic_dir
 from speedy.errors import SpeedyError
 
 
@@ -53,14 +53,15 @@ def test_atomic_dir_removes_partial_output_on_error(tmp_path: Path) -> None:
 def test_atomic_dir_keeps_old_output_until_the_new_one_is_complete(tmp_path: Path) -> None:
     out = tmp_path / "artifact"
     out.mkdir()
-    (out / "old").write_text("old")
+    (out / MANIFEST).write_text("old")
     with pytest.raises(RuntimeError), atomic_dir(out, force=True) as work:
-        (work / "new").write_text("new")
+        (work / MANIFEST).write_text("new")
         raise RuntimeError
-    assert (out / "old").read_text() == "old"
+    assert (out / MANIFEST).read_text() == "old"
     with atomic_dir(out, force=True) as work:
-        (work / "new").write_text("new")
-    assert [p.name for p in out.iterdir()] == ["new"]
+        (work / MANIFEST).write_text("new")
+        (work / "model.onnx").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", MANIFEST]
 
 
 def _model_with_external_weight(directory: Path, location: str) -> Path:

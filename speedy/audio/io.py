@@ -1,5 +1,6 @@
 """Reading and writing audio files, with resampling to the model's rate."""
 
+import os
 from math import gcd
 from pathlib import Path
 
@@ -22,9 +23,12 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
             f"cannot read audio file {path}: {exc}",
             "pass a readable WAV/FLAC/OGG file",
         ) from exc
+    if audio.shape[1] > 1:
+        notice(f"{path.name}: {audio.shape[1]} channels mixed down to mono")
     audio = audio.mean(axis=1)
     if audio.size == 0:
         raise SpeedyError(f"audio file {path} is empty", "pass a file with samples in it")
+    check_finite(audio, f"audio file {path}")
     if file_rate != sample_rate:
         notice(f"{path.name}: resampled {file_rate} Hz -> {sample_rate} Hz")
         g = gcd(int(file_rate), sample_rate)
@@ -32,10 +36,40 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     return audio
 
 
+def nonfinite(values: np.ndarray) -> int:
+    """How many NaN and infinite values `values` holds."""
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """Refuse NaN and infinite values, naming how many there are."""
+    if bad := nonfinite(values):
+        raise SpeedyError(
+            f"{what} holds {bad} NaN or infinite value(s) of {values.size}",
+            "pass finite values (re-create the file from its source)",
+        )
+
+
 def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write float audio in [-1, 1] as 16-bit PCM."""
+    """Write float audio in [-1, 1] as 16-bit PCM, through a temporary file renamed into place
+    (a failure leaves no truncated file); the model's audio must be finite."""
+    if bad := nonfinite(audio):
+        raise SpeedyError(
+            f"the model produced {bad} NaN or infinite sample(s) of {audio.size}; nothing written",
+            "check the input, and the artifact's parity with its parent (`speedy inspect`)",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(audio.reshape(-1), -1.0, 1.0), sample_rate, subtype="PCM_16")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        sf.write(str(partial), np.clip(audio.reshape(-1), -1.0, 1.0), sample_rate,
+                 subtype="PCM_16", format="WAV")  # fmt: skip
+        partial.replace(path)
+    except (sf.LibsndfileError, OSError) as exc:
+        raise SpeedyError(
+            f"cannot write {path}: {exc}", "choose a writable place with free space"
+        ) from exc
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def list_audio(directory: Path) -> list[Path]:

@@ -10,6 +10,8 @@ from functools import lru_cache
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
+from speedy.errors import SpeedyError
+
 
 class AudioSpec(BaseModel):
     """Sample rate and mel parameters a model was trained with."""
@@ -69,6 +71,11 @@ def mel_filterbank(spec: AudioSpec) -> np.ndarray:
 def log_mel(audio: np.ndarray, spec: AudioSpec) -> np.ndarray:
     """Log-mel spectrogram of mono audio, shape (n_mels, frames) with frames = len // hop."""
     pad = (spec.n_fft - spec.hop_length) // 2
+    if audio.size < max(spec.hop_length, pad + 1):
+        raise SpeedyError(
+            f"{audio.size} samples is too short for a log-mel spectrogram",
+            f"pass a clip of at least {max(spec.hop_length, pad + 1)} samples",
+        )
     padded = np.pad(audio.astype(np.float64), pad, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, spec.n_fft)[:: spec.hop_length]
     n = np.arange(spec.win_length)

@@ -7,7 +7,7 @@ from rich.table import Table as RichTable
 
 from speedy.artifact import check_writable
 from speedy.bench import gate, plots
-from speedy.bench.report import Table, summary_table, write_report
+from speedy.bench.report import REPORT_FILE, Table, summary_table, write_report
 from speedy.bench.runner import prepare, run_bench
 from speedy.console import notice, out
 from speedy.errors import SpeedyError
@@ -46,9 +46,9 @@ def _rich(table: Table) -> RichTable:
 
 
 def _check_options(options: BenchOptions) -> None:
-    check_writable(options.output, options.force)
+    check_writable(options.output, options.force, REPORT_FILE)
     if options.save_baseline is not None:
-        check_writable(options.save_baseline, options.force)
+        check_writable(options.save_baseline, options.force, marker=None)
     if options.warmup < 0 or options.repeat < 1:
         raise SpeedyError(
             f"--warmup {options.warmup} --repeat {options.repeat}: need warmup >= 0, repeat >= 1",

@@ -4,6 +4,7 @@ Workers start in Python's isolated mode (`-I`): nothing from the current directo
 PYTHONPATH is imported in them."""
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -11,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from speedy.audio.cache import default_cache_dir
 from speedy.errors import SpeedyError
 
 
@@ -46,12 +48,14 @@ class WorkerProcess:
     def _crashed(self) -> SpeedyError:
         self.process.wait(timeout=30)
         self.log.flush()
-        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        text = self.log_path.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit code {self.process.returncode}"
-        return SpeedyError(
-            f"the bench worker for {self.name} stopped: {last}",
-            f"rerun with --debug, or read its log {self.log_path}",
-        )
+        stem = re.sub(r"[^\w.-]", "_", self.name)
+        kept = default_cache_dir() / "logs" / f"bench-worker-{stem}.log"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(text)  # the worker's directory goes with the run
+        return SpeedyError(f"the bench worker for {self.name} stopped: {last}", f"read {kept}")
 
     def receive(self) -> dict[str, Any]:
         """The next reply, with a clear error when the worker failed or died."""

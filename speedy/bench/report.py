@@ -22,6 +22,8 @@ from speedy.bench.runner import BenchRun
 
 SOURCE = "recording"
 
+REPORT_FILE = "bench.json"  # every report directory holds it
+
 
 @dataclass
 class Table:
@@ -293,8 +295,8 @@ def _write_audio(run: BenchRun, directory: Path) -> list[dict[str, str]]:
 def write_report(run: BenchRun, audio: AudioSpec, out_dir: Path, force: bool, html_page: bool):
     """Write the report directory atomically: JSON and Markdown, and with `html_page` the page,
     its figures and the audio it plays."""
-    with atomic_dir(out_dir, force) as tmp:
-        (tmp / "bench.json").write_text(run.report.model_dump_json(indent=2) + "\n")
+    with atomic_dir(out_dir, force, REPORT_FILE) as tmp:
+        (tmp / REPORT_FILE).write_text(run.report.model_dump_json(indent=2) + "\n")
         (tmp / "bench.md").write_text(markdown(run.report))
         if not html_page:
             return

@@ -11,7 +11,6 @@ the quality figures.
 """
 
 import statistics
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from speedy.errors import SpeedyError
 from speedy.measure import call_seconds
 from speedy.model_spec import ModelSpec
 from speedy.runtime import check_feeds
+from speedy.scratch import scratch
 from speedy.specs import Feeds
 from speedy.tasks import Streamer, Task, makes_audio, task_for
 
@@ -293,8 +293,7 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
     )
     paths = {name: artifact.path for name, artifact in prepared.artifacts.items()}
     chunk = options.chunk_seconds if streaming else None
-    with tempfile.TemporaryDirectory(prefix="speedy-bench-") as tmp:
-        work = Path(tmp)
+    with scratch("bench") as work:
         _save_inputs(prepared, work / "inputs.npz")
         with (
             Progress(*columns, console=console, transient=True) as progress,

@@ -1,6 +1,7 @@
 """Model families: one adapter per architecture, found by name in this registry."""
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,27 @@ def describe(
     )
 
 
+TRUST_FACTORY = "SPEEDY_TRUST_FACTORY"  # comma-separated module:function names a user trusts
+
+
+def trust_factory(reference: str) -> None:
+    """Let this process, and the workers it starts, import `reference`: the user named it."""
+    os.environ[TRUST_FACTORY] = ",".join(sorted(_trusted() | {reference}))
+
+
+def _trusted() -> set[str]:
+    return {name for name in os.environ.get(TRUST_FACTORY, "").split(",") if name}
+
+
 def call_factory(reference: str) -> torch.nn.Module:
-    """Import `module:function` and call it to build a network."""
+    """Import `module:function` and call it to build a network, if the user trusts it: a
+    manifest is data, and the code it names runs only when the user names it too."""
+    if reference not in _trusted():
+        raise SpeedyError(
+            f"this model's network is built by '{reference}', code named in its manifest; "
+            "speedy runs no code that a file names",
+            f"if you trust that code, pass --model {reference} or set {TRUST_FACTORY}={reference}",
+        )
     module_name, _, function_name = reference.partition(":")
     fix = (
         "pass --model as module:function, importable from the current environment "
@@ -113,8 +133,16 @@ def call_factory(reference: str) -> torch.nn.Module:
 
 def build_network(spec: ModelSpec) -> torch.nn.Module:
     """The network (the family's, or the `factory`'s), in eval mode, weights not loaded."""
-    module = resolve(spec).build() if spec.factory is None else call_factory(spec.factory)
-    return module.eval()
+    if spec.factory is not None:
+        return call_factory(spec.factory).eval()
+    try:
+        return resolve(spec).build().eval()
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise SpeedyError(
+            f"the {spec.family} network cannot be built with network: {spec.network} "
+            f"({type(exc).__name__}: {next(iter(str(exc).splitlines()), '')})",
+            "give positive sizes this machine's memory holds under `network:` in the recipe",
+        ) from exc
 
 
 def load_network(spec: ModelSpec, weights: Path) -> torch.nn.Module:

@@ -8,7 +8,6 @@ QuantizeLinear gains nothing and only adds rounding error, which `unfused_nodes`
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from speedy.quantize.progress import quiet_ort
 from speedy.quantize.ranges import ORT_METHODS, Method
+from speedy.scratch import scratch
 
 
 @contextlib.contextmanager
@@ -84,10 +84,10 @@ def unfused_nodes(qdq_model: Path, candidates: Collection[str]) -> set[str]:
     the same float op after its graph optimizations: no int8 kernel took them."""
     graph = onnx.load(str(qdq_model), load_external_data=False).graph
     original = {n.name: n.op_type for n in graph.node}
-    with tempfile.TemporaryDirectory(prefix="speedy-fusion-") as tmp:
+    with scratch("fusion") as tmp:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        options.optimized_model_filepath = str(tmp / "optimized.onnx")
         ort.InferenceSession(str(qdq_model), options, providers=["CPUExecutionProvider"])
         optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
     return {

@@ -10,7 +10,6 @@ run with the same inputs skips calibration.
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from speedy.identity import code_version
 from speedy.quantize.clipping import mse_range
 from speedy.quantize.crops import Crop
 from speedy.quantize.progress import quiet_ort, steps
+from speedy.scratch import scratch
 from speedy.specs import Feeds
 from speedy.stages.options import Method
 
@@ -95,11 +95,11 @@ def activation_ranges(model: Path, crops: Sequence[Crop], method: Method, cache_
 
 
 def _ort_ranges(model: Path, crops: Sequence[Crop], method: CalibrationMethod) -> TensorsData:
-    with tempfile.TemporaryDirectory(prefix="speedy-calib-") as tmp, quiet_ort():
+    with scratch("calib") as tmp, quiet_ort():
         calibrator = create_calibrator(
             model,
             None,  # every float tensor: any later choice of nodes finds its ranges here
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            augmented_model_path=str(tmp / "augmented.onnx"),
             calibrate_method=method,
         )
         with steps(f"calibrating ({method.name.lower()})", len(crops)) as advance:
@@ -146,8 +146,8 @@ def _mse_ranges(model: Path, crops: Sequence[Crop], minmax: TensorsData) -> Tens
         low, high = float(np.min(data.range_value[0])), float(np.max(data.range_value[1]))
         low, high = min(low, 0.0), max(high, 0.0)
         edges[name] = (low, high if high > low else low + 1e-6)
-    with tempfile.TemporaryDirectory(prefix="speedy-hist-") as tmp:
-        session = _outputs_session(model, list(edges), Path(tmp))
+    with scratch("hist") as tmp:
+        session = _outputs_session(model, list(edges), tmp)
         ranges = {}
         for name, counts in _histograms(session, crops, edges):
             low, high = mse_range(counts, np.linspace(*edges[name], BINS + 1))

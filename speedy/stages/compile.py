@@ -7,7 +7,6 @@ other stage. `--graph` compiles some graphs and leaves the others as they are.
 """
 
 import hashlib
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +32,7 @@ from speedy.devices import require_cuda
 from speedy.model_spec import ModelSpec, ParityOptions
 from speedy.onnx_io import load_onnx, save_onnx
 from speedy.parity import PARITY_FIX, check
+from speedy.scratch import scratch
 from speedy.shapes import PROFILES, Profile, describe, fits
 from speedy.stages.base import Draft, Stage, StageContext, carry_over, check_kind, selected_graphs
 from speedy.stages.options import CompileOptions
@@ -185,12 +185,12 @@ class CompileStage(Stage):
         # with FFT convs, ORT folds their spectral weights when the session loads: folded
         # ahead of time, they would make the file about ten times larger
         level = "disable" if o.fft_conv else ort_build.offline_level(o.ort_level, o.providers)
-        with tempfile.TemporaryDirectory(prefix="speedy-compile-") as tmp:
+        with scratch("compile") as tmp:
             if o.fp16:
-                source = save_onnx(to_fp16(load_onnx(source)), Path(tmp) / "model.onnx")[0]
+                source = save_onnx(to_fp16(load_onnx(source)), tmp / "model.onnx")[0]
             if o.fft_conv:
                 model, rewritten = fft_convolutions(load_onnx(source), FftConvOptions())
-                source = save_onnx(model, Path(tmp) / "model.onnx")[0]
+                source = save_onnx(model, tmp / "model.onnx")[0]
                 report["fft_convs"] = rewritten
                 console.print(f"  {len(rewritten)} convs as block FFT convolutions")
             files = ort_build.optimize(source, target, level)

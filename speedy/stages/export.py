@@ -211,6 +211,8 @@ class ExportStage(Stage):
             _export(module, args, graph, spec.dims, path, exporter, opset)
         except Exception as exc:
             interrupt.check()  # the exporter may have wrapped an interrupt as its own failure
+            if isinstance(exc, (OSError, MemoryError)):  # the machine's limit, not the exporter's
+                raise
             if not (self.options.fallback and exporter == "dynamo"):
                 raise _explain_failure(exc, module, args) from exc
             notice(f"dynamo exporter failed ({type(exc).__name__}); falling back to torchscript")

@@ -9,7 +9,6 @@ quality against its parent on the run's data, end to end, and an unmet budget fa
 """
 
 import hashlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +43,7 @@ from speedy.quantize.report import quality_report
 from speedy.quantize.scoring import Scorer
 from speedy.quantize.tails import tail_nodes, without
 from speedy.runtime import Model
+from speedy.scratch import scratch
 from speedy.stages.base import (
     Draft,
     Stage,
@@ -198,8 +198,8 @@ class QuantizeStage(Stage):
                     "float32_nodes_or_ops": blocked,
                 }
             else:
-                with tempfile.TemporaryDirectory(prefix="speedy-quantize-") as tmp:
-                    report = self._quantize(model, name, Path(tmp), out, ctx)
+                with scratch("quantize") as tmp:
+                    report = self._quantize(model, name, tmp, out, ctx)
             files = [f.name for f in (out, out.with_name(out.name + ".data")) if f.is_file()]
             size = sum((workdir / f).stat().st_size for f in files)
             parent_size = sum((parent.path / f).stat().st_size for f in entry.files)

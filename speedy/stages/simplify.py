@@ -1,7 +1,6 @@
 """ONNX -> simpler ONNX per graph (onnxslim, onnxsim or ORT offline passes), dims kept, checked."""
 
 import importlib
-import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,6 +12,7 @@ from speedy.backends.ort.build import optimize
 from speedy.errors import SpeedyError
 from speedy.onnx_io import graph_stats, load_onnx, save_onnx
 from speedy.parity import check
+from speedy.scratch import scratch
 from speedy.stages.base import Draft, Stage, StageContext, carry_over, check_kind, selected_graphs
 from speedy.stages.export import name_dims
 from speedy.stages.options import SimplifyOptions
@@ -40,8 +40,8 @@ def _onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _ort(model: onnx.ModelProto) -> onnx.ModelProto:
     """ORT's extended offline passes (the result may hold ORT-only fused ops)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+    with scratch("simplify") as tmp:
+        source, target = tmp / "in.onnx", tmp / "out.onnx"
         optimize(save_onnx(model, source)[0], target, "extended")
         return load_onnx(target)
 

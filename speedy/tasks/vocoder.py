@@ -50,7 +50,15 @@ class Vocoder(AudioOut):
         """Log-mels of the audio files, and the .npy mels ((n_mels, frames), or with a batch of
         one in front)."""
         found = audio_features(source, self.audio, cache, self.features)
-        return [f[0] if f.ndim == 3 and f.shape[0] == 1 else f for f in found]
+        mels = [f[0] if f.ndim == 3 and f.shape[0] == 1 else f for f in found]
+        for mel in mels:
+            if mel.ndim != 2 or mel.shape[1] == 0:
+                raise SpeedyError(
+                    f"a mel of shape {mel.shape} in {source}",
+                    f"pass log-mels of shape ({self.audio.n_mels}, frames), frames >= 1, or "
+                    "with a batch of one in front",
+                )
+        return mels
 
     def inputs(self, example: np.ndarray) -> Feeds:
         return {MEL: example[None].astype(np.float32)}

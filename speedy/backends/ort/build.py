@@ -12,7 +12,7 @@ from typing import Literal
 from speedy.backends.ort.section import PROVIDERS, Level, OrtSettings
 from speedy.backends.ort.session import LEVELS
 from speedy.errors import SpeedyError
-from speedy.onnx_io import EXTERNAL_DATA_SUFFIX
+from speedy.onnx_io import EXTERNAL_DATA_SUFFIX, external_tensors, load_onnx
 from speedy.shapes import Profile, profile_shapes
 from speedy.specs import TensorSpec
 
@@ -28,7 +28,7 @@ def optimize(source: Path, target: Path, level: Level) -> list[Path]:
     options.log_severity_level = 3
     options.graph_optimization_level = LEVELS[level]
     options.optimized_model_filepath = str(target)
-    external = source.with_name(source.name + EXTERNAL_DATA_SUFFIX).is_file()
+    external = bool(external_tensors(load_onnx(source, with_weights=False)))
     if external:
         options.add_session_config_entry(
             "session.optimized_model_external_initializers_file_name",

@@ -20,6 +20,7 @@ from speedy.backends.trt.session import import_tensorrt
 from speedy.compile.precision import to_fp16
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx, save_onnx
+from speedy.scratch import scratch
 from speedy.shapes import Profile, profile_shapes
 from speedy.specs import TensorSpec
 
@@ -72,10 +73,10 @@ def build_engine(
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    with tempfile.TemporaryDirectory(prefix="speedy-trt-") as tmp:
+    with scratch("trt") as tmp:
         source = onnx_file
         if fp16:
-            source = save_onnx(to_fp16(load_onnx(onnx_file)), Path(tmp) / "model_fp16.onnx")[0]
+            source = save_onnx(to_fp16(load_onnx(onnx_file)), tmp / "model_fp16.onnx")[0]
         parser = _parse(trt, network, logger, source)
     config = builder.create_builder_config()
     if workspace_mb:
