@@ -335,3 +335,24 @@ def test_yaml_aliases_and_escape_sequences(speedy_cli, tmp_path: Path) -> None:
     code, _, err = speedy_cli("run", recipe, "--build-dir", tmp_path / "build")
     assert_clean_error(code, err, "uses YAML aliases", "\\x1b[2J")
     assert "\x1b" not in err
+
+
+# 5. Bench workers import from the current directory.
+def test_bench_workers_import_nothing_from_the_current_directory(
+    tiny_build: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speedy.bench.pool import WorkerProcess
+
+    marker = tmp_path / "imported"
+    for module in ("numpy", "onnxruntime"):
+        (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs)
+    worker = WorkerProcess("w", tiny_build["simplify"].path, "cpu", 1, inputs, tmp_path / "0.log")
+    try:
+        assert worker.receive()["ready"]  # the worker has imported numpy and onnxruntime
+    finally:
+        worker.close()
+    assert not marker.exists()
