@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from speedy import runtime
 from speedy.bench.machine import bench_machine
 from speedy.machine import write_result
+from speedy.measure import call_seconds
 from speedy.specs import Feeds
 from speedy.tasks import task_for
 
@@ -52,13 +52,7 @@ def session(model: bytes | str, threads: int, profile: bool = False) -> ort.Infe
 
 def seconds_per_call(run, calls: int, best: bool = False) -> float:
     """The mean time of `calls` calls after a warm-up, or with `best` the fastest call."""
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+    times = call_seconds(run, calls, warmup=3)
     return min(times) if best else sum(times) / calls
 
 

@@ -4,7 +4,6 @@ non-zero exit, nothing written outside the intended place and nothing lost."""
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,7 @@ from speedy.parity import ParityCase, ParityReport, max_abs_error
 from speedy.scratch import scratch
 from tests.conftest import TINY_RECIPE
 from tests.test_cli_errors import assert_clean_error
-
-
-def _copy(artifact: Artifact, target: Path) -> Path:
-    shutil.copytree(artifact.path, target)
-    return target
+from tests.test_integrity import _copy
 
 
 def _dead_pid() -> int:
