@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 # torch first and pinned: a bare `torch` requirement with no torch installed pulls a multi-GB
 # CUDA build. Override TORCH for a GPU machine, e.g. make TORCH="torch==2.13.0" install.
 TORCH ?= torch==2.13.0
-EXTRAS ?= weights,onnxsim,eval,text,report,dev
+EXTRAS ?= weights,onnxsim,eval,text,report,serve,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(TORCH) $(EXTRAS)" | md5sum | cut -c1-8)
 
-.PHONY: install run test lint benchmark bench bench-baseline clean
+.PHONY: install run test lint browser serve serve-bench benchmark bench bench-baseline clean
 
 install: $(STAMP)
 
@@ -25,8 +25,26 @@ run: install  ## the main job: the default recipe end to end on the shipped clip
 lint: install
 	$(BIN)/ruff check speedy tests benchmarks
 
-test: lint  ## ruff, then the whole test suite (tiny seeded models and the real HiFi-GAN V1)
+test: lint browser  ## ruff, then the whole test suite (tiny seeded models and the real HiFi-GAN V1)
 	$(BIN)/pytest -q --durations=10
+
+# Debian's Chromium for the test of the `speedy serve` page (skipped where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "note: no chromium (apt-get failed): the page test will be skipped"
+
+SERVE_ARTIFACTS := build/sambert_zh_en/simplify build/hifigan_v1/simplify build/hifigan_v1/quantize
+
+# The default recipe's vocoders (FP32 and mixed INT8) behind the seeded Sambert (built once, then
+# reused): two voices to compare on the page at http://127.0.0.1:8000/, and /v1/vocode.
+serve: run
+	$(BIN)/speedy run sambert_zh_en
+	$(BIN)/speedy serve $(SERVE_ARTIFACTS)
+
+serve-bench: run  ## load benchmark -> benchmarks/results/serve_load_cpu.json
+	$(BIN)/speedy run sambert_zh_en
+	$(BIN)/python benchmarks/serve_load.py
 
 benchmark: install  ## issue-2 figures: PyTorch vs ORT RTF and front-end PESQ on the shared clips
 	$(BIN)/python benchmarks/hifigan_v1.py

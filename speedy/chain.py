@@ -91,29 +91,37 @@ class Chain:
 
     def __call__(self, **controls: Any) -> Synthesis:
         """One request to the first model (its task's controls: text, speaker...)."""
+        start = time.perf_counter()
+        inputs = self.request(**controls)
+        front_end = time.perf_counter() - start
+        synthesis = self.speak(inputs)
+        synthesis.seconds = {"front_end": front_end, **synthesis.seconds}
+        return synthesis
+
+    def request(self, **controls: Any) -> Feeds:
+        """The first model's inputs for one request's controls (text, speaker...)."""
         task = self.tasks[0]
         if task.Controls is None:
             raise SpeedyError(
                 f"{self.first.path} is a {task.name} model: it takes no requests",
                 "put a model that takes text first",
             )
-        start = time.perf_counter()
-        inputs = task.request(task.Controls.model_validate(controls))
-        front_end = time.perf_counter() - start
-        synthesis = self.speak(inputs)
-        synthesis.seconds = {"front_end": front_end, **synthesis.seconds}
-        return synthesis
+        return task.request(task.Controls.model_validate(controls))
 
     def speak(self, inputs: Feeds) -> Synthesis:
         """The waveform of the first model's inputs for one utterance, each model timed."""
         start = time.perf_counter()
-        outputs = self.tasks[0].run(self.first, inputs)
+        handed = self.handed(inputs)
         seconds = {"acoustic": time.perf_counter() - start}
-        (handed,) = self.tasks[0].handoff(outputs)
         start = time.perf_counter()
         audio = self.vocode(handed)
         seconds["vocoder"] = time.perf_counter() - start
         return Synthesis(audio, self.sample_rate, handed, seconds)
+
+    def handed(self, inputs: Feeds) -> Any:
+        """What the first model hands the second for one utterance (e.g. its mel)."""
+        (handed,) = self.tasks[0].handoff(self.tasks[0].run(self.first, inputs))
+        return handed
 
     def vocode(self, handed: Any) -> np.ndarray:
         """The second model's waveform of what the first handed on."""

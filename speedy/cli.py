@@ -433,6 +433,65 @@ def synth(
 
 
 @app.command()
+def serve(
+    artifacts: Annotated[
+        list[str],
+        typer.Argument(help="Artifacts to serve: text models and vocoders; NAME=PATH names one."),
+    ],
+    vocoder: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Vocoder the text models speak through (repeatable; default: the vocoders "
+            "among the artifacts). Each pair is a voice."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 takes a free one.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Requests run at once (threads sharing the sessions).")
+    ] = 2,
+    queue: Annotated[
+        int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
+    ] = 32,
+    wait: Annotated[
+        float, typer.Option(min=0.0, help="Seconds a request may wait before it gets 503.")
+    ] = 30.0,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads per model run.")] = 1,
+    chunk_seconds: Annotated[
+        float, typer.Option(min=0.01, help="Audio per chunk of a streamed response.")
+    ] = 0.25,
+    max_chars: Annotated[int, typer.Option(min=1, help="Longest text a request may hold.")] = 500,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (MB).")] = 16.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    no_verify: NoVerify = False,
+) -> None:
+    """Serve artifacts over HTTP: POST /v1/tts and /v1/vocode, GET /v1/models, /health,
+    /metrics, and a page at / that plays two voices side by side."""
+    from speedy.serve import ServeOptions
+    from speedy.serve import serve as run_server
+
+    run_server(
+        ServeOptions(
+            artifacts=artifacts,
+            vocoders=vocoder or [],
+            host=host,
+            port=port,
+            workers=workers,
+            queue=queue,
+            wait_s=wait,
+            threads=threads,
+            chunk_seconds=chunk_seconds,
+            max_chars=max_chars,
+            max_body_mb=max_body_mb,
+            device=device,
+            verify=not no_verify,
+        )
+    )
+
+
+@app.command()
 def inspect(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
     no_verify: NoVerify = False,

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -55,20 +56,22 @@ def audio_features(
     return features
 
 
-def read_array(path: Path) -> np.ndarray:
-    """A .npy file of real numbers as float32 (never pickled objects); finite values only."""
+def read_array(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
+    """A .npy file (or an open one, called `name`) of real numbers as float32 (never pickled
+    objects); finite values only."""
+    what = name or str(source)
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(source, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise SpeedyError(
-            f"cannot read {path} as a .npy array: {str(exc).splitlines()[0]}",
+            f"cannot read {what} as a .npy array: {str(exc).splitlines()[0]}",
             "pass an array saved with numpy.save (numbers, no objects)",
         ) from exc
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise SpeedyError(
-            f"{path} holds {array.dtype} values", "pass real numbers (float32 log-mels)"
+            f"{what} holds {array.dtype} values", "pass real numbers (float32 log-mels)"
         )
-    check_finite(array, str(path))
+    check_finite(array, what)
     return array.astype(np.float32)
 
 

@@ -3,6 +3,7 @@
 import os
 from math import gcd
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -14,23 +15,25 @@ from speedy.errors import SpeedyError
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Read a file as mono float32 at `sample_rate`, resampling with a notice when it differs."""
+def read_audio(source: Path | BinaryIO, sample_rate: int, name: str | None = None) -> np.ndarray:
+    """Read a file (or an open one, called `name`) as mono float32 at `sample_rate`, resampling
+    with a notice when it differs."""
+    what, short = (name, name) if name else (f"audio file {source}", Path(str(source)).name)
     try:
-        audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio, file_rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for unreadable files
+        reason = str(exc).rsplit(": ", 1)[-1] if name else exc  # an open file's repr is noise
         raise SpeedyError(
-            f"cannot read audio file {path}: {exc}",
-            "pass a readable WAV/FLAC/OGG file",
+            f"cannot read {what}: {reason}", "pass a readable WAV/FLAC/OGG file"
         ) from exc
     if audio.shape[1] > 1:
-        notice(f"{path.name}: {audio.shape[1]} channels mixed down to mono")
+        notice(f"{short}: {audio.shape[1]} channels mixed down to mono")
     audio = audio.mean(axis=1)
     if audio.size == 0:
-        raise SpeedyError(f"audio file {path} is empty", "pass a file with samples in it")
-    check_finite(audio, f"audio file {path}")
+        raise SpeedyError(f"{what} is empty", "pass a file with samples in it")
+    check_finite(audio, what)
     if file_rate != sample_rate:
-        notice(f"{path.name}: resampled {file_rate} Hz -> {sample_rate} Hz")
+        notice(f"{short}: resampled {file_rate} Hz -> {sample_rate} Hz")
         g = gcd(int(file_rate), sample_rate)
         audio = resample_poly(audio, sample_rate // g, int(file_rate) // g).astype(np.float32)
     return audio

@@ -52,6 +52,8 @@ class Task(ABC):
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]] = NoSettings  # model facts, from the family
     Controls: ClassVar[type[BaseModel] | None] = None  # what a user may ask of one request
+    Request: ClassVar[type[BaseModel] | None] = None  # the Controls a served request may carry
+    upload_kind: ClassVar[str | None] = None  # what a served upload may be, in words (None: none)
     consumes: ClassVar[str]  # what its inputs are made from ("mel", "text", "audio")
     produces: ClassVar[str]  # what its outputs hand to a chained model ("audio", "mel")
     data_suffixes: ClassVar[tuple[str, ...]]  # files a data source of this task holds
@@ -179,6 +181,14 @@ class Task(ABC):
         raise SpeedyError(
             f"a {self.name} model takes no user controls", "use `speedy infer` to run it"
         )
+
+    def choices(self) -> dict[str, list[Any]]:
+        """The values each control with a closed set of them may take (speakers, emotions)."""
+        return {}
+
+    def read_upload(self, data: bytes) -> Any:
+        """An example from the bytes of an uploaded file (`upload_kind`)."""
+        raise SpeedyError(f"a {self.name} model takes no uploads", "send it a request instead")
 
 
 class AudioOut(Task):

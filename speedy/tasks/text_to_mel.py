@@ -50,18 +50,25 @@ class TextToMelSettings(BaseModel):
     emotions: list[str] = Field(min_length=1)
 
 
-class SpeechControls(BaseModel):
-    """What one request may ask: text, speaker, an emotion label or a reference clip (a file,
-    or its log-mel), speed and pitch shift."""
+class SpeechRequest(BaseModel):
+    """What a served request may ask: text, speaker, an emotion label, speed and pitch shift."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid")
 
     text: str
     speaker: int = 0
     emotion: str | None = None
-    reference: Path | np.ndarray | None = None
     speed: float = 1.0
     pitch_shift: float = 0.0
+
+
+class SpeechControls(SpeechRequest):
+    """What one request may ask from the command line or Python: a request, or the emotion of a
+    reference clip (a file, or its log-mel) instead of a label."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    reference: Path | np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class TextToMel(Task):
     name: ClassVar[str] = "text_to_mel"
     Settings: ClassVar[type[BaseModel]] = TextToMelSettings
     Controls: ClassVar[type[BaseModel] | None] = SpeechControls
+    Request: ClassVar[type[BaseModel] | None] = SpeechRequest
     consumes: ClassVar[str] = "text"
     produces: ClassVar[str] = "mel"
     data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES
@@ -219,6 +227,9 @@ class TextToMel(Task):
         else:
             emotion = self.emotion_id(controls.emotion or self.s.emotions[0])
         return self._feeds(controls, emotion, reference)
+
+    def choices(self) -> dict[str, list[Any]]:
+        return {"speaker": list(range(self.s.n_speakers)), "emotion": self.s.emotions}
 
     def emotion_id(self, emotion: str) -> int:
         """The index of an emotion label, with a clear error for an unknown one."""

@@ -5,6 +5,7 @@ Examples are the log-mels of audio files (the recipe's front end, cached by cont
 in chunks with the network's receptive field as context (exact seams).
 """
 
+import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -12,9 +13,9 @@ from typing import ClassVar
 import numpy as np
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES
+from speedy.audio.io import AUDIO_SUFFIXES, read_audio
 from speedy.audio.mel import log_mel
-from speedy.data_source import DEFAULT_CLIPS, audio_features, data_files
+from speedy.data_source import DEFAULT_CLIPS, audio_features, data_files, read_array
 from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS, measure
 from speedy.runtime import Model
@@ -23,6 +24,7 @@ from speedy.tasks.base import AudioOut, Figures, Streamer
 from speedy.tasks.streaming import Context, receptive_field, stream_windows
 
 MEL, AUDIO = "mel", "audio"  # the graph's input and output
+NPY_MAGIC = b"\x93NUMPY"
 
 
 class Vocoder(AudioOut):
@@ -37,6 +39,7 @@ class Vocoder(AudioOut):
     bench_metrics: ClassVar[tuple[str, ...]] = ("snr", "mel", "mcd", "pesq", "stoi")
     rank_by: ClassVar[str] = "mel"
     default_budget: ClassVar[str | None] = "pesq>=4.0"  # PESQ-WB against the float model
+    upload_kind: ClassVar[str | None] = "a WAV/FLAC/OGG file, or a log-mel .npy"
 
     @property
     def default_data(self) -> Path:
@@ -49,7 +52,10 @@ class Vocoder(AudioOut):
     def read_data(self, source: Path, cache: FeatureCache) -> list[np.ndarray]:
         """Log-mels of the audio files, and the .npy mels ((n_mels, frames), or with a batch of
         one in front)."""
-        found = audio_features(source, self.audio, cache, self.features)
+        return self.check_mels(audio_features(source, self.audio, cache, self.features), source)
+
+    def check_mels(self, found: list[np.ndarray], source: object) -> list[np.ndarray]:
+        """Log-mels (bins, frames), a batch of one in front dropped; a clear error for others."""
         mels = [f[0] if f.ndim == 3 and f.shape[0] == 1 else f for f in found]
         for mel in mels:
             if mel.ndim != 2 or mel.shape[1] == 0:
@@ -59,6 +65,13 @@ class Vocoder(AudioOut):
                     "with a batch of one in front",
                 )
         return mels
+
+    def read_upload(self, data: bytes) -> np.ndarray:
+        """The log-mel of an uploaded audio file (at any rate), or an uploaded .npy log-mel."""
+        if data.startswith(NPY_MAGIC):
+            (mel,) = self.check_mels([read_array(io.BytesIO(data), "the uploaded .npy")], "upload")
+            return mel
+        return self.features(read_audio(io.BytesIO(data), self.audio.sample_rate, "the upload"))
 
     def inputs(self, example: np.ndarray) -> Feeds:
         return {MEL: example[None].astype(np.float32)}

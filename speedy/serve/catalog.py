@@ -1,0 +1,186 @@
+"""What a server speaks through: its artifacts loaded once, by name, as voices (a text model
+chained with a vocoder of its mels) and uploads' models (a vocoder: audio or a mel in, audio out).
+
+Names are `NAME=PATH` or the artifact's recipe and stage (`hifigan_v1/quantize`); a voice is
+named `ACOUSTIC+VOCODER`. Requests name these, never a path on the server.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speedy import runtime
+from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.chain import Chain
+from speedy.errors import SpeedyError
+from speedy.runtime import Model
+from speedy.tasks import Streamer, Task, chains, task_for
+from speedy.tasks.base import makes_audio
+
+
+@dataclass
+class Served:
+    """One loaded artifact and its task."""
+
+    name: str
+    model: Model
+    task: Task
+    streamer: Streamer | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What `/v1/models` says of it: task, family, precision, size and quality report."""
+        manifest = self.model.manifest
+        return {
+            "name": self.name,
+            "task": self.task.name,
+            "family": manifest.model.family,
+            "recipe": manifest.model.recipe,
+            "stage": manifest.lineage.stage,
+            "precision": manifest.precision,
+            "size_mb": round(self.model.artifact.size_bytes / 1e6, 2),
+            "sample_rate": manifest.model.audio.sample_rate,
+            "graphs": list(manifest.graphs),
+            "quality": _quality(manifest.reports),
+        }
+
+
+def _quality(reports: dict[str, Any]) -> dict[str, Any]:
+    """The headline of an artifact's checks: parity with its parent, quality against it."""
+    found: dict[str, Any] = {}
+    if parity := reports.get("parity"):
+        found["parity"] = {k: parity[k] for k in ("passed", "atol") if k in parity}
+    if quality := reports.get("quality"):
+        found |= {k: quality[k] for k in ("against", "metrics", "verdict") if k in quality}
+    return found
+
+
+@dataclass
+class Voice:
+    """A text model and the vocoder that turns what it makes into audio."""
+
+    name: str
+    acoustic: Served
+    vocoder: Served
+    chain: Chain = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chain = Chain(self.acoustic.model, self.vocoder.model)
+
+    def describe(self) -> dict[str, Any]:
+        task = self.acoustic.task
+        assert task.Request is not None  # only text models with requests become voices
+        return {
+            "name": self.name,
+            "acoustic": self.acoustic.name,
+            "vocoder": self.vocoder.name,
+            "controls": task.Request.model_json_schema(),
+            "choices": task.choices(),
+            "streams": self.vocoder.streamer is not None,
+        }
+
+
+def _named(item: str) -> tuple[str, Path]:
+    """`NAME=PATH`, or a path named after its recipe and stage directories."""
+    label, sep, rest = item.partition("=")
+    if sep and label and not Path(item).exists():
+        return label, Path(rest)
+    path = Path(item).resolve()
+    return f"{path.parent.name}/{path.name}", Path(item)
+
+
+class Catalog:
+    """The served artifacts: voices by name, and the models that take uploads by name."""
+
+    def __init__(self, models: Sequence[Served], vocoders: Sequence[Served]) -> None:
+        self.models = {m.name: m for m in models}
+        self.uploads = {m.name: m for m in models if m.task.upload_kind}
+        text_models = [m for m in models if m.task.Request is not None]
+        self.voices = {
+            f"{a.name}+{v.name}": Voice(f"{a.name}+{v.name}", a, v)
+            for a in text_models
+            for v in vocoders
+            if chains(a.task, v.task)
+        }
+        for model in text_models:
+            if not any(v.acoustic is model for v in self.voices.values()):
+                raise SpeedyError(
+                    f"{model.name} makes {model.task.produces} and no served vocoder takes it",
+                    "pass a vocoder of its mels (--vocoder ARTIFACT) or among the artifacts",
+                )
+        if not self.voices and not self.uploads:
+            raise SpeedyError(
+                "none of the artifacts takes text or uploads",
+                "serve a text-to-mel model with a vocoder, or a vocoder",
+            )
+
+    @classmethod
+    def load(
+        cls,
+        artifacts: Sequence[str],
+        vocoders: Sequence[str],
+        chunk_seconds: float,
+        device: str = "cpu",
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> "Catalog":
+        """Open every artifact once; voices chain the text models with `vocoders` (default: the
+        vocoders among `artifacts`)."""
+        loaded: dict[str, Served] = {}
+        for item in [*artifacts, *vocoders]:
+            name, path = _named(item)
+            if name in loaded:
+                if loaded[name].model.path.resolve() == path.resolve():
+                    continue
+                raise SpeedyError(
+                    f"two artifacts are named '{name}' ({loaded[name].model.path} and {path})",
+                    "label them as NAME=PATH",
+                )
+            model = runtime.load(path, device, threads, verify)
+            task = task_for(model.manifest.model)
+            streamer = task.streamer(chunk_seconds) if makes_audio(task) else None
+            loaded[name] = Served(name, model, task, streamer)
+        named = [_named(v)[0] for v in vocoders]
+        served = [loaded[_named(a)[0]] for a in artifacts]
+        chosen = [loaded[n] for n in named] or [m for m in served if makes_audio(m.task)]
+        return cls(served, chosen)
+
+    def warm_up(self) -> None:
+        """One run of each voice and upload model on its task's first default example, so the
+        first request pays no lazy loading (text front end, memory arenas)."""
+        cache = FeatureCache(default_cache_dir())
+        for voice in self.voices.values():
+            task = voice.acoustic.task
+            voice.chain.speak(task.inputs(task.read_data(task.default_data, cache)[0]))
+        for served in self.uploads.values():
+            task = served.task
+            task.run(served.model, task.inputs(task.read_data(task.default_data, cache)[0]))
+
+    def voice(self, name: str | None) -> Voice:
+        """The voice called `name` (default: the first)."""
+        return _pick(self.voices, name, "voice", "text models to serve with a vocoder")
+
+    def upload_model(self, name: str | None) -> Served:
+        """The model taking uploads called `name` (default: the first)."""
+        return _pick(self.uploads, name, "model", "a vocoder to serve")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "models": [m.describe() for m in self.models.values()],
+            "voices": [v.describe() for v in self.voices.values()],
+            "uploads": {name: m.task.upload_kind for name, m in self.uploads.items()},
+        }
+
+
+class Unknown(SpeedyError):
+    """A request named a voice or model this server does not serve."""
+
+
+def _pick(found: dict[str, Any], name: str | None, kind: str, missing: str) -> Any:
+    if not found:
+        raise Unknown(f"this server has no {kind} for this request", f"serve {missing}")
+    if name is None:
+        return next(iter(found.values()))
+    if name not in found:
+        raise Unknown(f"unknown {kind} '{name}'", f"use one of: {', '.join(found)}")
+    return found[name]

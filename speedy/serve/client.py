@@ -1,0 +1,123 @@
+"""`speedy serve` in a child process and a plain HTTP client of it, for tests, benchmarks and
+scripts (standard library only: what is measured is the server, not a client framework)."""
+
+import http.client
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from speedy.errors import SpeedyError
+
+ADDRESS = re.compile(r"on http://([\d.]+):(\d+)/")
+
+
+@dataclass
+class Reply:
+    """One response, read whole."""
+
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Client:
+    """Requests to one server; each opens its own connection unless `keep` holds one."""
+
+    host: str
+    port: int
+    timeout: float = 60.0
+    keep: http.client.HTTPConnection | None = field(default=None, repr=False)
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def call(self, method: str, path: str, body: bytes | str | dict | None = None) -> Reply:
+        connection = self.keep or self.connect()
+        data = json.dumps(body) if isinstance(body, dict) else body
+        connection.request(method, path, data)
+        response = connection.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return Reply(response.status, headers, response.read())
+
+
+@dataclass
+class ServerProcess(Client):
+    """A `speedy serve` child process, with what it printed so far."""
+
+    process: subprocess.Popen | None = None
+    log: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def spawn(args: list[str], start_s: float = 120.0) -> Iterator[ServerProcess]:
+    """`speedy serve ARGS --port 0` in a child process, ready; SIGTERM to it afterwards."""
+    command = [sys.executable, "-m", "speedy", "serve", *args, "--port", "0"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    log: list[str] = []
+    ready = threading.Event()
+    address: list[tuple[str, int]] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            if found := ADDRESS.search(line):
+                address.append((found[1], int(found[2])))
+                ready.set()
+        ready.set()  # it exited
+
+    threading.Thread(target=read, daemon=True).start()
+    ready.wait(start_s)
+    if not address:
+        process.kill()
+        raise SpeedyError(f"the server did not start: {''.join(log)}", "see its log above")
+    try:
+        yield ServerProcess(*address[0], process=process, log=log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+
+
+# Debian's Chromium, headless, as root, on a machine with no network or GPU; audio muted.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+]  # fmt: skip
+
+
+@contextmanager
+def browser_page(url: str, chromium: str = "/usr/bin/chromium") -> Iterator[Any]:
+    """A Playwright page of `url` in headless Chromium, the voices listed ([dev] extra)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(url)
+            page.wait_for_selector("#voice-b option", state="attached")
+            yield page
+        finally:
+            browser.close()
+
+
+def play(page: Any, side: str) -> str:
+    """Click Play A or B on the page; the timing it then shows."""
+    page.click(f"#play-{side}")
+    page.wait_for_function(f"document.getElementById('timing-{side}').dataset.rtf")
+    return page.inner_text(f"#timing-{side}")
