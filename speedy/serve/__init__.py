@@ -1,7 +1,7 @@
 """`speedy serve`: optimized artifacts behind an HTTP API and a web page, under a bounded queue.
 
 Starlette on uvicorn: a small, maintained ASGI stack with streaming responses, no more
-framework than the five routes need. Sessions load once and are shared by the worker threads.
+framework than the six routes need. Sessions load once and are shared by the worker threads.
 """
 
 import signal

@@ -208,7 +208,7 @@ class Server:
             raise
         vocoder = voice.vocoder
         chunks = streamer.stream(vocoder.model, vocoder.task.inputs(mel))
-        rate = vocoder.model.manifest.model.audio.sample_rate
+        rate = chain.sample_rate
 
         async def body() -> AsyncIterator[bytes]:
             status, samples = 500, 0

@@ -127,8 +127,10 @@ class Catalog:
         """Open every artifact once; voices chain the text models with `vocoders` (default: the
         vocoders among `artifacts`)."""
         loaded: dict[str, Served] = {}
+        names: dict[str, str] = {}  # item -> its name
         for item in [*artifacts, *vocoders]:
             name, path = _named(item)
+            names[item] = name
             if name in loaded:
                 if loaded[name].model.path.resolve() == path.resolve():
                     continue
@@ -140,21 +142,26 @@ class Catalog:
             task = task_for(model.manifest.model)
             streamer = task.streamer(chunk_seconds) if makes_audio(task) else None
             loaded[name] = Served(name, model, task, streamer)
-        named = [_named(v)[0] for v in vocoders]
-        served = [loaded[_named(a)[0]] for a in artifacts]
-        chosen = [loaded[n] for n in named] or [m for m in served if makes_audio(m.task)]
+        served = [loaded[names[a]] for a in artifacts]
+        chosen = [loaded[names[v]] for v in vocoders] or [m for m in served if makes_audio(m.task)]
         return cls(served, chosen)
 
     def warm_up(self) -> None:
         """One run of each voice and upload model on its task's first default example, so the
         first request pays no lazy loading (text front end, memory arenas)."""
         cache = FeatureCache(default_cache_dir())
-        for voice in self.voices.values():
-            task = voice.acoustic.task
-            voice.chain.speak(task.inputs(task.read_data(task.default_data, cache)[0]))
-        for served in self.uploads.values():
+        examples: dict[str, Any] = {}  # a model's first default example, read once
+
+        def inputs(served: Served) -> Any:
             task = served.task
-            task.run(served.model, task.inputs(task.read_data(task.default_data, cache)[0]))
+            if served.name not in examples:
+                examples[served.name] = task.read_data(task.default_data, cache)[0]
+            return task.inputs(examples[served.name])
+
+        for voice in self.voices.values():
+            voice.chain.speak(inputs(voice.acoustic))
+        for served in self.uploads.values():
+            served.task.run(served.model, inputs(served))
 
     def voice(self, name: str | None) -> Voice:
         """The voice called `name` (default: the first)."""
