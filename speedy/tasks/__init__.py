@@ -4,6 +4,7 @@ from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.tasks.base import Figures, Streamer, Task, chains, graph_feeds, makes_audio
 from speedy.tasks.codec import Codec
+from speedy.tasks.generic import Generic
 from speedy.tasks.speech_codes import SpeechCodes
 from speedy.tasks.text_to_mel import TextToMel
 from speedy.tasks.vocoder import Vocoder
@@ -19,7 +20,9 @@ __all__ = [
     "task_for",
 ]
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Vocoder, TextToMel, Codec, SpeechCodes)}
+TASKS: dict[str, type[Task]] = {
+    t.name: t for t in (Vocoder, TextToMel, Codec, SpeechCodes, Generic)
+}
 
 
 def register(task: type[Task]) -> None:

@@ -1,0 +1,213 @@
+"""Generic: tensors in, tensors out, for a graph no task of speedy's describes (a scorer, an
+embedding model, a network exported without a family).
+
+Each input says how its example values are made (`fill`): `audio` takes the data's clips at the
+model's rate (the waveform along the input's last axis), `normal` and `uniform:LO,HI` draw seeded
+floats, `int:LO,HI` seeded integers (HI excluded), `value:V` a constant. A `.npz` file of the data
+gives every input of one example by name. Quality is the tensor error over every output (SNR in
+dB, largest and relative error); an output named as audio adds the audio metrics.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from speedy.audio.cache import FeatureCache
+from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.data_source import DEFAULT_CLIPS, data_files
+from speedy.errors import SpeedyError
+from speedy.quality import AUDIO_METRICS, measure
+from speedy.specs import Feeds, TensorSpec, symbol_sizes
+from speedy.tasks.base import AUDIO, Figures, Task
+
+FILL = re.compile(r"normal|audio|uniform:[-+.\deE]+,[-+.\deE]+|int:-?\d+,-?\d+|value:[-+.\deE]+")
+FILL_HELP = "normal, audio, uniform:LO,HI, int:LO,HI or value:V"
+TENSOR_METRICS = {"tensor_snr": True, "max_error": False, "rel_error": False}
+SNR_CAP_DB = 200.0
+
+
+class GenericInput(TensorSpec):
+    """A graph input and how its example values are made."""
+
+    fill: str = "normal"
+
+    @field_validator("fill")
+    @classmethod
+    def _known(cls, fill: str) -> str:
+        if not FILL.fullmatch(fill):
+            raise ValueError(f"fill {fill!r} is not one of {FILL_HELP}")
+        return fill
+
+    def make(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """Values of `shape` by the fill rule (`audio`: seeded noise, for a shape no clip gave)."""
+        kind, _, args = self.fill.partition(":")
+        low, _, high = args.partition(",")
+        if kind == "int":
+            values = rng.integers(int(low), int(high), shape)
+        elif kind == "uniform":
+            values = rng.uniform(float(low), float(high), shape)
+        elif kind == "value":
+            values = np.full(shape, float(low))
+        else:
+            values = rng.standard_normal(shape) * (0.1 if kind == "audio" else 1.0)
+        return values.astype(self.dtype)
+
+
+class GenericSettings(BaseModel):
+    """The inputs with their fill rules, and which output (if any) is a waveform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[GenericInput]
+    audio_output: str | None = None
+
+
+def tensor_error(reference: Feeds, test: Feeds, names: Sequence[str]) -> Figures:
+    """SNR (dB, capped), largest absolute and relative L2 error over the named outputs."""
+    ref = np.concatenate([np.asarray(reference[n], np.float64).ravel() for n in names])
+    tst = np.concatenate([np.asarray(test[n], np.float64).ravel() for n in names])
+    if ref.shape != tst.shape:
+        raise SpeedyError(
+            f"outputs of {ref.size} and {tst.size} values differ in shape",
+            "compare runs of the same inputs",
+        )
+    noise, power = float(np.sum((ref - tst) ** 2)), float(np.sum(ref**2))
+    snr = SNR_CAP_DB if noise == 0 else min(SNR_CAP_DB, 10 * np.log10(max(power, 1e-30) / noise))
+    snr = float(snr)
+    return {
+        "tensor_snr": snr,
+        "max_error": float(np.max(np.abs(ref - tst))) if ref.size else 0.0,
+        "rel_error": float(np.sqrt(noise / power)) if power else float(noise > 0),
+    }
+
+
+class Generic(Task):
+    """Any graph: examples made by each input's fill rule, quality as tensor error."""
+
+    name: ClassVar[str] = "generic"
+    Settings: ClassVar[type[BaseModel]] = GenericSettings
+    consumes: ClassVar[str] = "tensors"
+    produces: ClassVar[str] = "tensors"  # "audio" for a model with an audio output
+    data_suffixes: ClassVar[tuple[str, ...]] = (*AUDIO_SUFFIXES, ".npz")
+    data_kind: ClassVar[str] = "audio or .npz"
+    metrics: ClassVar[dict[str, bool]] = TENSOR_METRICS
+    report_metrics: ClassVar[tuple[str, ...]] = ("tensor_snr", "max_error", "rel_error")
+    bench_metrics: ClassVar[tuple[str, ...]] = ("tensor_snr", "max_error", "rel_error")
+    rank_by: ClassVar[str] = "tensor_snr"
+    default_budget: ClassVar[str | None] = "tensor_snr>=30"
+    settings: GenericSettings
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        if self.settings.audio_output is not None:  # a model that makes sound: audio metrics too
+            self.produces = AUDIO
+            self.metrics = TENSOR_METRICS | AUDIO_METRICS
+            self.bench_metrics = (*self.bench_metrics, "pesq", "mel")
+
+    @property
+    def audio_input(self) -> GenericInput | None:
+        return next((i for i in self.settings.inputs if i.fill == "audio"), None)
+
+    @property
+    def default_data(self) -> Path:
+        """The clips shipped with speedy: fed to an `audio` input; for a model without one,
+        each clip stands for one example of seeded values."""
+        return DEFAULT_CLIPS
+
+    def read_data(self, source: Path, cache: FeatureCache) -> list[Feeds]:
+        examples = []
+        for index, path in enumerate(data_files(source, self.data_suffixes, self.data_kind)):
+            rng = np.random.default_rng(index)
+            if path.suffix == ".npz":
+                examples.append(self._complete(self._npz(path), rng))
+                continue
+            given = {}
+            if (wave_input := self.audio_input) is not None:
+                wave = read_audio(path, self.audio.sample_rate)
+                given[wave_input.name] = self._wave_tensor(wave_input, wave)
+            examples.append(self._complete(given, rng))
+        return examples
+
+    def _npz(self, path: Path) -> Feeds:
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                found = {name: archive[name] for name in archive.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise SpeedyError(
+                f"cannot read {path} as a .npz of arrays: {str(exc).splitlines()[0]}",
+                "save the inputs with numpy.savez(path, NAME=array, ...)",
+            ) from exc
+        names = [i.name for i in self.settings.inputs]
+        if unknown := sorted(found.keys() - set(names)):
+            raise SpeedyError(
+                f"{path} holds {unknown[0]!r}, which is not an input of the model",
+                f"name its arrays after the inputs: {', '.join(names)}",
+            )
+        dtypes = {i.name: i.dtype for i in self.settings.inputs}
+        return {name: value.astype(dtypes[name]) for name, value in found.items()}
+
+    def _wave_tensor(self, spec: GenericInput, wave: np.ndarray) -> np.ndarray:
+        """The waveform along the input's last axis (cut or tiled to its size), ones elsewhere."""
+        last = spec.shape[-1]
+        if isinstance(last, int):
+            length = last
+        else:
+            limits = self.spec.dims.get(last)
+            length = wave.size if limits is None else min(max(wave.size, limits.min), limits.max)
+        wave = np.tile(wave, -(-length // wave.size))[:length]
+        return wave.reshape((1,) * (len(spec.shape) - 1) + (length,)).astype(spec.dtype)
+
+    def _complete(self, given: Feeds, rng: np.random.Generator) -> Feeds:
+        """`given`, plus every other input made by its fill rule at sizes consistent with the
+        given ones (else the typical sizes)."""
+        specs = self.settings.inputs
+        sizes = self.spec.sizes(symbol_sizes(specs, {n: v.shape for n, v in given.items()}))
+        return {
+            s.name: given[s.name] if s.name in given else s.make(s.resolve(sizes), rng)
+            for s in specs
+        }
+
+    def inputs(self, example: Feeds) -> Feeds:
+        return dict(example)
+
+    def sized_inputs(self, examples: Sequence[Feeds], sizes: Mapping[str, int]) -> Feeds:
+        """Inputs at `sizes`: an audio input cut in turn from the examples' waveforms played end
+        to end, the others made by their fill rules."""
+        rng = np.random.default_rng(0)
+        full = self.spec.sizes(dict(sizes))
+        feeds = {s.name: s.make(s.resolve(full), rng) for s in self.settings.inputs}
+        if (wave_input := self.audio_input) is not None:
+            shape = wave_input.resolve(full)
+            stream = np.concatenate([e[wave_input.name].ravel() for e in examples])
+            stream = np.tile(stream, -(-int(np.prod(shape)) // stream.size))
+            feeds[wave_input.name] = stream[: int(np.prod(shape))].reshape(shape)
+        return feeds
+
+    def seconds(self, outputs: Feeds) -> float:
+        """Seconds of the audio output; 0 for a model that makes none (no real-time factor)."""
+        if self.settings.audio_output is None:
+            return 0.0
+        return outputs[self.settings.audio_output].size / self.audio.sample_rate
+
+    def waveforms(self, outputs: Feeds) -> list[np.ndarray] | None:
+        if self.settings.audio_output is None:
+            return None
+        return [item.reshape(-1) for item in outputs[self.settings.audio_output]]
+
+    def compare(
+        self,
+        reference: Feeds,
+        test: Feeds,
+        metrics: Sequence[str],
+        failures: list[str] | None = None,
+    ) -> Figures:
+        figures = tensor_error(reference, test, sorted(reference))
+        found: Figures = {m: figures[m] for m in metrics if m in figures}
+        if audio := [m for m in metrics if m not in figures]:
+            ref, tst = (np.concatenate(self.waveforms(o) or []) for o in (reference, test))
+            found |= measure(ref, tst, self.audio.sample_rate, audio, failures)
+        return found
