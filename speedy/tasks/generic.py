@@ -77,9 +77,8 @@ def tensor_error(reference: Feeds, test: Feeds, names: Sequence[str]) -> Figures
         )
     noise, power = float(np.sum((ref - tst) ** 2)), float(np.sum(ref**2))
     snr = SNR_CAP_DB if noise == 0 else min(SNR_CAP_DB, 10 * np.log10(max(power, 1e-30) / noise))
-    snr = float(snr)
     return {
-        "tensor_snr": snr,
+        "tensor_snr": float(snr),
         "max_error": float(np.max(np.abs(ref - tst))) if ref.size else 0.0,
         "rel_error": float(np.sqrt(noise / power)) if power else float(noise > 0),
     }
