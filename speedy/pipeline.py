@@ -17,10 +17,12 @@ from speedy.recipe import Recipe
 from speedy.stages.base import Stage, StageContext, reuse_or_execute
 from speedy.stages.compile import CompileStage
 from speedy.stages.export import ExportStage
+from speedy.stages.import_onnx import ImportStage
 from speedy.stages.load import LoadStage
 from speedy.stages.options import (
     CompileOptions,
     ExportOptions,
+    ImportOptions,
     LoadOptions,
     Options,
     QuantizeOptions,
@@ -63,6 +65,14 @@ def context_for(spec: ModelSpec, data: Path | None, threads: int) -> StageContex
     return StageContext(spec=spec, task=task, examples=examples, threads=threads)
 
 
+def first_stage(recipe: Recipe, checkpoint: Path | None) -> Stage:
+    """The stage a recipe's model enters by: its ONNX file imported, or its network loaded."""
+    if recipe.onnx is not None:
+        config = recipe.config_path()
+        return ImportStage(ImportOptions(model=recipe.onnx_path(), config=config))
+    return LoadStage(LoadOptions(checkpoint=checkpoint))
+
+
 @dataclass
 class Outcome:
     stage: str
@@ -90,8 +100,8 @@ def run_recipe(
     """Run the recipe's stages in order, reusing a stage whose inputs and options are unchanged."""
     checkpoint = checkpoint or recipe.checkpoint_path()
     ctx = context_for(recipe.model_spec(checkpoint=checkpoint), data or recipe.data_dir(), threads)
-    load = LoadStage(LoadOptions(checkpoint=checkpoint))
-    stages = [load, *(make_stage(name, getattr(recipe, name)) for name in recipe.stages)]
+    stages = [first_stage(recipe, checkpoint)]
+    stages += [make_stage(name, getattr(recipe, name)) for name in recipe.stages]
     outcomes: list[Outcome] = []
     parent: Artifact | None = None
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

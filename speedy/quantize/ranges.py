@@ -109,7 +109,7 @@ def _ort_ranges(model: Path, crops: Sequence[Crop], method: CalibrationMethod) -
         return calibrator.compute_data()
 
 
-def _outputs_session(model: Path, names: Sequence[str], tmp: Path) -> ort.InferenceSession:
+def outputs_session(model: Path, names: Sequence[str], tmp: Path) -> ort.InferenceSession:
     """A session on `model` that also returns the tensors `names`."""
     proto = onnx.load(str(model))
     present = {o.name for o in [*proto.graph.output, *proto.graph.input]}
@@ -147,7 +147,7 @@ def _mse_ranges(model: Path, crops: Sequence[Crop], minmax: TensorsData) -> Tens
         low, high = min(low, 0.0), max(high, 0.0)
         edges[name] = (low, high if high > low else low + 1e-6)
     with scratch("hist") as tmp:
-        session = _outputs_session(model, list(edges), tmp)
+        session = outputs_session(model, list(edges), tmp)
         ranges = {}
         for name, counts in _histograms(session, crops, edges):
             low, high = mse_range(counts, np.linspace(*edges[name], BINS + 1))

@@ -36,6 +36,13 @@ class LoadOptions(Options):
     checkpoint: Path | None = None
 
 
+class ImportOptions(Options):
+    """The ONNX file to import and the model's own config, if any."""
+
+    model: Path
+    config: Path | None = None
+
+
 class ExportOptions(Options):
     """Exporter settings; tracing sizes must differ from every parity size."""
 
@@ -43,6 +50,7 @@ class ExportOptions(Options):
     exporter: Exporter = "dynamo"
     fallback: bool = True
     trace_sizes: dict[str, int] = Field(default_factory=dict)
+    rewrites: list[str] = Field(default_factory=list)  # speedy.rewrites, applied in this order
     verify: bool = True
 
 

@@ -225,7 +225,9 @@ class QuantizeStage(Stage):
         source = model.artifact.file(name)
         processed = preprocess(source, float_model)
         tail = sorted(tail_nodes(processed, ctx.task.float_tails(name)))  # float, weights too
-        info = without(analyze(processed, ctx.spec.sizes(), o.granularity), tail)
+        typical = ctx.task.sized_inputs(ctx.examples, ctx.spec.sizes())
+        (feeds,) = graph_feeds(ctx.task, model, typical, limit=1)[name]
+        info = without(analyze(processed, ctx.spec.sizes(), o.granularity, feeds), tail)
         kept = kept_groups(info, o.keep_float)
         exclude = [node for group in kept for node in info.members[group]] + tail
         if o.precision == "dynamic":

@@ -2,16 +2,26 @@
 
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
-from speedy.tasks.base import Figures, Streamer, Task, chains, graph_feeds, makes_audio
+from speedy.tasks.base import (
+    Figures,
+    Imported,
+    Streamer,
+    Task,
+    chains,
+    graph_feeds,
+    makes_audio,
+)
 from speedy.tasks.codec import Codec
 from speedy.tasks.generic import Generic
 from speedy.tasks.speech_codes import SpeechCodes
 from speedy.tasks.text_to_mel import TextToMel
+from speedy.tasks.text_to_wave import TextToWave
 from speedy.tasks.vocoder import Vocoder
 
 __all__ = [
     "TASKS",
     "Figures",
+    "Imported",
     "Streamer",
     "Task",
     "chains",
@@ -21,7 +31,7 @@ __all__ = [
 ]
 
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (Vocoder, TextToMel, Codec, SpeechCodes, Generic)
+    t.name: t for t in (Vocoder, TextToMel, Codec, SpeechCodes, Generic, TextToWave)
 }
 
 

@@ -10,6 +10,7 @@ never asks which task or family it has.
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,10 +23,21 @@ from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.quality import Budget, parse_budget
 from speedy.runtime import Model, Session
-from speedy.specs import Feeds
+from speedy.specs import Feeds, TensorSpec
 
 Figures = dict[str, float | None]  # a metric's value, None where it could not be measured
 AUDIO = "audio"  # what a task produces when its outputs are sound
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What `speedy import` knows of a graph: its I/O and the user's import options."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    config: dict[str, Any] | None = None  # the model's own config file (a Piper .onnx.json)
+    fills: dict[str, str] = field(default_factory=dict)  # input -> how examples are made
+    audio_output: str | None = None  # the output that is a waveform
 
 
 class NoSettings(BaseModel):
@@ -64,6 +76,7 @@ class Task(ABC):
     rank_by: ClassVar[str]  # the metric quantization sensitivity is ranked by by default
     default_budget: ClassVar[str | None] = None  # a quantized model's, when none is given
     crop_dims: ClassVar[tuple[str, ...] | None] = None  # dims calibration may cut (None: all)
+    runs_note: ClassVar[str | None] = None  # how runs on data differ from requests, for reports
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -72,6 +85,13 @@ class Task(ABC):
     @property
     def audio(self) -> AudioSpec:
         return self.spec.audio
+
+    @classmethod
+    def imported_settings(cls, graph: Imported) -> dict[str, Any]:
+        """The task settings of an ONNX graph made elsewhere (`speedy import`)."""
+        raise SpeedyError(
+            f"speedy cannot import a {cls.name} model", "import it with --task generic"
+        )
 
     # Data and front end.
     @property
@@ -192,15 +212,16 @@ class Task(ABC):
 
 
 class AudioOut(Task):
-    """A task whose outputs hold waveforms (batch, 1, samples) under `audio`."""
+    """A task whose outputs hold one waveform per item under `audio_output`."""
 
     produces: ClassVar[str] = AUDIO
+    audio_output: ClassVar[str] = AUDIO
 
     def seconds(self, outputs: Feeds) -> float:
-        return outputs[AUDIO].size / self.audio.sample_rate
+        return outputs[self.audio_output].size / self.audio.sample_rate
 
     def waveforms(self, outputs: Feeds) -> list[np.ndarray]:
-        return [item.reshape(-1) for item in outputs[AUDIO]]
+        return [item.reshape(-1) for item in outputs[self.audio_output]]
 
 
 def makes_audio(task: Task) -> bool:

@@ -22,7 +22,7 @@ from speedy.data_source import DEFAULT_CLIPS, data_files
 from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS, measure
 from speedy.specs import Feeds, TensorSpec, symbol_sizes
-from speedy.tasks.base import AUDIO, Figures, Task
+from speedy.tasks.base import AUDIO, Figures, Imported, Task
 
 FILL = re.compile(r"normal|audio|uniform:[-+.\deE]+,[-+.\deE]+|int:-?\d+,-?\d+|value:[-+.\deE]+")
 FILL_HELP = "normal, audio, uniform:LO,HI, int:LO,HI or value:V"
@@ -106,6 +106,27 @@ class Generic(Task):
             self.produces = AUDIO
             self.metrics = TENSOR_METRICS | AUDIO_METRICS
             self.bench_metrics = (*self.bench_metrics, "pesq", "mel")
+
+    @classmethod
+    def imported_settings(cls, graph: Imported) -> dict[str, Any]:
+        """Each input filled as `graph.fills` says (default: normal floats, integers 0..1)."""
+        names = [spec.name for spec in graph.inputs]
+        outputs = [spec.name for spec in graph.outputs]
+        if unknown := sorted(graph.fills.keys() - set(names)):
+            raise SpeedyError(
+                f"--fill names {unknown[0]!r}, which is not an input", f"use: {', '.join(names)}"
+            )
+        if graph.audio_output is not None and graph.audio_output not in outputs:
+            raise SpeedyError(
+                f"--audio-output {graph.audio_output!r} is not an output",
+                f"use one of: {', '.join(outputs)}",
+            )
+        inputs = []
+        for spec in graph.inputs:
+            floating = np.issubdtype(np.dtype(spec.dtype), np.floating)
+            fill = graph.fills.get(spec.name, "normal" if floating else "int:0,2")
+            inputs.append(GenericInput(**spec.model_dump(), fill=fill))
+        return GenericSettings(inputs=inputs, audio_output=graph.audio_output).model_dump()
 
     @property
     def audio_input(self) -> GenericInput | None:
