@@ -161,7 +161,7 @@ def _quantize_with_plan(
     options = {
         "budget": budget,
         "calib_size": 4,
-        "weight_only": False,
+        "float_weights": "fp32",
         "plan": {"budget": budget, "float_groups": float_groups},
     }
     return execute(make_stage("quantize", options), tiny_build["simplify"], out, tiny_build["ctx"])

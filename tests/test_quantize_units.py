@@ -15,7 +15,7 @@ from speedy.quantize.metrics import mean_quality, unmet
 from speedy.quantize.mixed import Search, ranking
 from speedy.quantize.report import collapse
 from speedy.quantize.sensitivity import Sensitivity
-from speedy.quantize.weight_only import quantize_weight, weight_only_int8
+from speedy.quantize.weight_only import quantize_weight, store_weights
 from speedy.recipe import load_recipe
 from speedy.stages.quantize import kept_groups
 from speedy.tasks import task_for
@@ -85,18 +85,29 @@ def test_keep_float_takes_groups_nodes_and_op_types(tiny_build: dict) -> None:
         kept_groups(blocks, ["Gemm"])
 
 
-def test_weight_only_storage_keeps_outputs_and_shrinks_weights(tiny_build: dict) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "decode", "error", "shrink"),
+    [("int8", "DequantizeLinear", 0.05, 2.0), ("fp16", "Cast", 0.002, 1.5)],
+)
+def test_weight_only_storage_keeps_outputs_and_shrinks_weights(
+    tiny_build: dict, dtype: str, decode: str, error: float, shrink: float
+) -> None:
     import onnxruntime as ort
 
     model = onnx.load(str(tiny_build["simplify"].file("model")))
+    size = model.ByteSize()
     layers = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")}
     feeds = {"mel": tiny_build["ctx"].examples[0][None, :, :100].astype(np.float32)}
     before = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
-    assert weight_only_int8(model, layers) == len(layers)
-    assert "DequantizeLinear" in {n.op_type for n in model.graph.node}
+    assert store_weights(model, layers, dtype) == len(layers)
+    assert decode in {n.op_type for n in model.graph.node}
     assert quantized_reason(model) is not None
+    assert model.ByteSize() * shrink < size
     after = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
-    assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
+    assert np.abs(after - before).max() < error * np.abs(before).max()
+
+
+def test_int8_weights_are_symmetric_per_channel() -> None:
     weight = np.random.default_rng(1).normal(size=(8, 4, 3)).astype(np.float32)
     values, scale = quantize_weight(weight, axis=0)
     assert values.dtype == np.int8 and np.abs(values).max() == 127

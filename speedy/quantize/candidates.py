@@ -1,7 +1,8 @@
 """Build a model with a chosen set of groups in INT8 and the rest in float.
 
 INT8 groups get static Q/DQ on every node ORT can fuse; float groups (and layers ORT CPU has no
-int8 kernel for) keep float activations, with their weights stored as int8 when `weight_only`.
+int8 kernel for) keep float activations, with their weights stored as `float_weights` says
+(int8, fp16 or float32).
 """
 
 from collections.abc import Collection
@@ -14,7 +15,8 @@ from speedy.onnx_io import save_onnx
 from speedy.quantize.graph import GraphInfo
 from speedy.quantize.qdq import quantize_qdq, unfused_nodes
 from speedy.quantize.ranges import Method
-from speedy.quantize.weight_only import weight_only_int8
+from speedy.quantize.weight_only import store_weights
+from speedy.stages.options import FloatWeights
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Builder:
     method: Method
     info: GraphInfo
     per_channel: bool = True
-    weight_only: bool = True
+    float_weights: FloatWeights = "int8"
     unfused: set[str] = field(default_factory=set)
 
     def int8_nodes(self, groups: Collection[str]) -> list[str]:
@@ -41,10 +43,9 @@ class Builder:
             model = onnx.load(str(out))
         else:
             model = onnx.load(str(self.model))
-        if self.weight_only:
-            quantized = set(nodes)
+        if self.float_weights != "fp32":
             layers = {layer.node for layer in self.info.layers}
-            weight_only_int8(model, layers - quantized)
+            store_weights(model, layers - set(nodes), self.float_weights)
         save_onnx(model, out)
         return out
 

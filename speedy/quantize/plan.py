@@ -13,6 +13,9 @@ from speedy.quantize.metrics import unmet
 from speedy.quantize.mixed import Evaluation, Search, ranking
 from speedy.quantize.scoring import Scorer
 from speedy.quantize.sensitivity import Sensitivity, measure
+from speedy.stages.options import FloatWeights
+
+WEIGHT_LABELS = {"int8": "w8", "fp16": "w16", "fp32": "w32"}
 
 
 @dataclass
@@ -51,7 +54,7 @@ def plan_mixed(
         raise SpeedyError(
             "the quality budget is missed even with every layer in float: "
             + "; ".join(unmet(budgets, search.tried[-1].scores)),
-            "relax --budget, pass --no-weight-only (float weights), or use --precision fp16",
+            "relax --budget, pass --float-weights fp16 or fp32, or use --precision fp16",
         )
     return Plan({*chosen, *kept}, sensitivities, search.tried)
 
@@ -61,14 +64,13 @@ def table(
     floats: Collection[str],
     sensitivities: Sequence[Sensitivity] = (),
     unfused: Collection[str] = (),
-    weight_only: bool = True,
+    float_weights: FloatWeights = "int8",
 ) -> list[dict[str, Any]]:
     """One row per group: op types, share of MACs, sensitivity scores, chosen precision."""
     scores = {s.group: s.scores for s in sensitivities}
-    rows = []
+    rows, weights = [], WEIGHT_LABELS[float_weights]
     for group in info.groups:
         layers = [layer.node for layer in info.layers if layer.group == group]
-        weights = "w8" if weight_only else "w32"
         if group in floats:
             precision = f"float ({weights})"
         elif all(node in unfused for node in layers):

@@ -17,6 +17,7 @@ Tool = Literal["onnxslim", "onnxsim", "ort"]
 Precision = Literal["int8", "fp16", "mixed", "dynamic"]
 Method = Literal["minmax", "entropy", "percentile", "mse"]
 Granularity = Literal["block", "node"]
+FloatWeights = Literal["int8", "fp16", "fp32"]
 Backend = Literal["trt", "ort", "aoti"]
 
 
@@ -84,7 +85,7 @@ class QuantizeOptions(GraphOptions):
     rank_by: str | None = None  # the metric sensitivities are ranked by (default: the task's)
     min_share: float = Field(0.01, ge=0, lt=1)  # mixed: smaller groups stay float, unmeasured
     keep_float: list[str] = Field(default_factory=list)  # groups, nodes or op types
-    weight_only: bool = True  # float layers keep int8 weights (DequantizeLinear -> float op)
+    float_weights: FloatWeights = "int8"  # how layers kept in float store their weights
     plan: StoredPlan | None = None  # mixed: build it and check the budget; search if it misses
     search: bool = False  # mixed: search even when a plan is stored
 

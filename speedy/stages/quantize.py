@@ -233,7 +233,7 @@ class QuantizeStage(Stage):
         if o.precision == "dynamic":
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
-            return {"table": table(info, kept, weight_only=False), "float_tail": tail}
+            return {"table": table(info, kept, float_weights="fp32"), "float_tail": tail}
         setup = self.calibrate(model, name, float_model, info, ctx)
         report: dict[str, Any] = {"calibration": setup.describe(), "granularity": o.granularity}
         report["float_tail"] = tail
@@ -241,7 +241,7 @@ class QuantizeStage(Stage):
             quantize_qdq(
                 float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
             )
-            return report | {"table": table(info, kept, weight_only=False)}
+            return report | {"table": table(info, kept, float_weights="fp32")}
         return report | self._mixed(setup, kept, model, name, tmp, out, ctx)
 
     def calibrate(
@@ -272,7 +272,7 @@ class QuantizeStage(Stage):
             specs = [s for g in model.graphs for s in model[g].inputs]
             probes = select_crops(held, specs, None, sizes, o.probes)
         ranges = activation_ranges(float_model, crops, o.method, default_cache_dir())
-        builder = Builder(float_model, ranges, o.method, info, o.per_channel, o.weight_only)
+        builder = Builder(float_model, ranges, o.method, info, o.per_channel, o.float_weights)
         return Calibrated(calibration, o.method, sizes, crops, probes, builder)
 
     def _mixed(
@@ -319,7 +319,7 @@ class QuantizeStage(Stage):
             "float_groups": sorted(plan.floats),
             "float_mac_share": sum(info.share(g) for g in plan.floats),
             "search": [vars(e) for e in plan.tried],
-            "table": table(info, plan.floats, plan.sensitivities, unfused, o.weight_only),
+            "table": table(info, plan.floats, plan.sensitivities, unfused, o.float_weights),
         }
 
     def _stored(
