@@ -15,12 +15,14 @@ from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.audio.io import write_audio
 from speedy.backends.ort.build import Provider
 from speedy.backends.ort.section import Level
-from speedy.console import PIPE_WIDTH, UNSIZED, console, out
+from speedy.console import PIPE_WIDTH, UNSIZED, console, notice, out
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
+from speedy.families import custom_spec, fits, trust_factory
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.quantize.summary import quantization_table
 from speedy.recipe import load_recipe
+from speedy.rewrites import parse as parse_rewrites
 from speedy.scratch import scratch
 from speedy.stages.base import Stage, StageContext, execute
 from speedy.stages.load import LoadStage
@@ -111,17 +113,39 @@ def run(
 
 @app.command()
 def export(
-    source: Annotated[str, typer.Argument(help="Recipe name/YAML, or a torch artifact directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
+    source: Annotated[
+        str | None,
+        typer.Argument(help="Recipe name/YAML, or a torch artifact directory (none: --io)."),
+    ] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Weights (default: the recipe's).")
+        Path | None,
+        typer.Option(help="Weights, a state dict (default: the recipe's; without one, none)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="module:function building a custom network of the family.")
+        str | None,
+        typer.Option(
+            help="module:function building the network (a module of the current directory "
+            "or the environment): a custom network of the recipe's family, or with --io any."
+        ),
+    ] = None,
+    io: Annotated[
+        str | None,
+        typer.Option(
+            "--io",
+            help="Without a recipe: the network's I/O, a YAML file or inline YAML/JSON: "
+            "inputs [{name, dtype, shape, fill}], outputs [names], dims {name: {min, opt, "
+            "max}}, optional audio {output, sample_rate} and parity {sizes, atol}.",
+        ),
+    ] = None,
+    rewrite: Annotated[
+        str | None,
+        typer.Option(help="Module swaps to apply first, comma-separated: istft, lstm."),
     ] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the recipe's).")] = None,
     exporter: Annotated[
-        Exporter | None, typer.Option(help="torch.onnx exporter (default: the recipe's).")
+        Exporter | None,
+        typer.Option(help="torch.onnx exporter, used alone (default: dynamo, else torchscript)."),
     ] = None,
     data: Data = None,
     threads: Threads = 2,
@@ -129,32 +153,56 @@ def export(
     no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Export PyTorch to ONNX with dynamic dims, checked against PyTorch on real inputs."""
+    """Export PyTorch to ONNX with dynamic dims, checked against PyTorch on real inputs: a
+    recipe's model, a torch artifact, or any network (--model with --io)."""
     check_writable(output, force)
-    if Path(source).is_dir():
-        if checkpoint or model:
+    settings = {"rewrites": parse_rewrites(rewrite)} if rewrite else {}
+    if exporter:  # the exporter asked for, without falling back to the other
+        settings["fallback"] = False
+    if source is not None and Path(source).is_dir():
+        if checkpoint or model or io:
             raise SpeedyError(
-                "--checkpoint and --model apply to recipes, not to a torch artifact",
+                "--checkpoint, --model and --io apply to recipes and --model, not to a torch "
+                "artifact",
                 "pass the recipe instead of the artifact, or drop those options",
             )
         parent = _open(Path(source), no_verify)
         ctx = _artifact_context(parent, data, threads)
-        stage = _export_stage({}, opset, exporter, skip_parity)
+        stage = _export_stage(settings, opset, exporter, skip_parity)
         artifact = execute(stage, parent, output, ctx, force)
+        out.print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB)")
+        return
+    if source is None:
+        if not (model and io):
+            raise SpeedyError(
+                "export needs a recipe, a torch artifact, or --model with --io",
+                "pass a recipe, or --model module:function and --io SPEC",
+            )
+        trust_factory(model)
+        weights = checkpoint
+        spec = custom_spec(io, model, weights)
+        data_dir, recipe_settings = data, {}
     else:
+        if io:
+            raise SpeedyError(
+                "--io describes a network without a recipe", "drop --io, or the recipe"
+            )
         recipe = load_recipe(source)
         weights = checkpoint or recipe.checkpoint_path()
         if model:
-            from speedy.families import trust_factory
-
             trust_factory(model)
         spec = recipe.model_spec(model, weights)
-        ctx = context_for(spec, data or recipe.data_dir(), threads)
-        stage = _export_stage(recipe.export.model_dump(), opset, exporter, skip_parity)
-        load = LoadStage(LoadOptions(checkpoint=weights))
-        with scratch("torch") as tmp:
-            parent = execute(load, None, tmp / "torch", ctx)
-            artifact = execute(stage, parent, output, ctx, force)
+        if model and not checkpoint and weights and weights.is_file() and not fits(spec, weights):
+            notice(f"{weights.name} does not fit the --model network: using its own weights")
+            weights = None
+            spec = spec.model_copy(update={"checkpoint": None})
+        data_dir, recipe_settings = data or recipe.data_dir(), recipe.export.model_dump()
+    ctx = context_for(spec, data_dir, threads)
+    stage = _export_stage(recipe_settings | settings, opset, exporter, skip_parity)
+    load = LoadStage(LoadOptions(checkpoint=weights))
+    with scratch("torch") as tmp:
+        parent = execute(load, None, tmp / "torch", ctx)
+        artifact = execute(stage, parent, output, ctx, force)
     out.print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB)")
 
 

@@ -1,6 +1,4 @@
-"""PyTorch helpers for export: weight-norm removal and locating an op's source module."""
-
-import re
+"""PyTorch helpers for export: weight-norm removal."""
 
 import torch
 from torch.nn.utils import parametrize
@@ -21,35 +19,3 @@ def strip_weight_norm(module: torch.nn.Module) -> int:
                 del child._forward_pre_hooks[key]
                 removed += 1
     return removed
-
-
-OP_PATTERNS = (
-    re.compile(r"OpOverload\(op='([\w.:]+)'"),
-    re.compile(r"unrecognized namespace ([\w:.]+)"),
-    re.compile(r"[Ee]xporting the operator '?([\w:.]+)'? to ONNX"),
-)
-
-
-def unsupported_op(message: str) -> str | None:
-    """The operator an exporter error message complains about, if it names one."""
-    for pattern in OP_PATTERNS:
-        if match := pattern.search(message):
-            return match.group(1).replace("::", ".")
-    return None
-
-
-def source_module(module: torch.nn.Module, args: tuple, op: str) -> str | None:
-    """`path (Type)` of the submodule whose forward calls `op`, found via torch.export."""
-    try:
-        program = torch.export.export(module, args, strict=False)
-    except Exception:
-        return None
-    for node in program.graph.nodes:
-        if node.op == "call_function" and str(node.target).startswith(op):
-            stack = node.meta.get("nn_module_stack") or {}
-            if not stack:
-                return "the top-level module"
-            path, kind = list(stack.values())[-1]
-            name = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1].rstrip("'>"))
-            return f"'{path}' ({name})"
-    return None

@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
 from speedy.families.base import Family, GraphDef, read_state_dict
 from speedy.families.codec_12hz import Codec12Hz
+from speedy.families.custom import Custom, read_io_spec, with_outputs
 from speedy.families.gpt_tts import GptTts
 from speedy.families.hifigan import HiFiGAN
 from speedy.families.sambert import SambertFamily
@@ -19,9 +21,20 @@ from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
 from speedy.specs import DimRange, symbols
 from speedy.torch_utils import strip_weight_norm
 
-__all__ = ["FAMILIES", "Family", "GraphDef", "describe", "family_class", "resolve"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "GraphDef",
+    "custom_spec",
+    "describe",
+    "family_class",
+    "fits",
+    "resolve",
+]
 
-FAMILIES: dict[str, type[Family]] = {f.name: f for f in (HiFiGAN, SambertFamily, Codec12Hz, GptTts)}
+FAMILIES: dict[str, type[Family]] = {
+    f.name: f for f in (HiFiGAN, SambertFamily, Codec12Hz, GptTts, Custom)
+}
 
 
 def register(family: type[Family]) -> None:
@@ -116,9 +129,12 @@ def call_factory(reference: str) -> torch.nn.Module:
         )
     module_name, _, function_name = reference.partition(":")
     fix = (
-        "pass --model as module:function, importable from the current environment "
-        "(a module of the current directory: add it to PYTHONPATH)"
+        "pass --model as module:function, a module of the current directory (as `python -m` "
+        "finds it) or of the environment"
     )
+    if (cwd := os.getcwd()) not in sys.path:  # the current directory, as `python -m` has it
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError, ValueError) as exc:
@@ -129,6 +145,36 @@ def call_factory(reference: str) -> torch.nn.Module:
             f"'{reference}' returned {type(module).__name__}, not a torch module", fix
         )
     return module
+
+
+def custom_spec(io: str, factory: str, checkpoint: Path | None) -> ModelSpec:
+    """The model spec of a network exported without a family: `factory` builds it (trusted by
+    the caller), `io` (a YAML file or inline YAML/JSON) describes its inputs and outputs."""
+    from speedy.recipe import checkpoint_info
+
+    spec = read_io_spec(io)
+    spec = with_outputs(spec, call_factory(factory).eval())
+    return describe(
+        recipe=factory,
+        family=Custom.name,
+        network=spec.model_dump(mode="json"),
+        audio=spec.audio_spec(),
+        dims=spec.dims,
+        parity=spec.parity_options(),
+        factory=factory,
+        checkpoint=checkpoint_info(checkpoint),
+    )
+
+
+def fits(spec: ModelSpec, checkpoint: Path) -> bool:
+    """Whether a checkpoint's tensors fit the network `spec` builds (a --model network may not
+    be the recipe's)."""
+    module = build_network(spec)
+    strip_weight_norm(module)
+    try:
+        return resolve(spec).misfit(module, checkpoint) is None
+    except (KeyError, TypeError, AttributeError):  # the family's mapping cannot read it
+        return False
 
 
 def build_network(spec: ModelSpec) -> torch.nn.Module:

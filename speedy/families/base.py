@@ -55,6 +55,9 @@ class Family(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
     task: ClassVar[str]  # the task (speedy.tasks) its models perform
+    checkpoint_fix: ClassVar[str] = (
+        "check the recipe's `network` settings match the checkpoint's training config"
+    )
 
     def __init__(self, params: BaseModel, audio: AudioSpec) -> None:
         self.params = params
@@ -93,8 +96,8 @@ class Family(ABC):
             feeds[spec.name] = rng.standard_normal(spec.resolve(sizes)).astype(spec.dtype)
         return feeds
 
-    def load(self, module: torch.nn.Module, checkpoint: Path) -> None:
-        """Load a checkpoint into `module` strictly, with a clear error on mismatch."""
+    def misfit(self, module: torch.nn.Module, checkpoint: Path) -> str | None:
+        """How a checkpoint's tensors do not fit `module` (None when they do)."""
         state = self.adapt_state_dict(read_state_dict(checkpoint))
         expected = module.state_dict()
         missing = sorted(expected.keys() - state.keys())
@@ -102,9 +105,17 @@ class Family(ABC):
         shared = expected.keys() & state.keys()
         misshapen = [k for k in shared if state[k].shape != expected[k].shape]
         if missing or unexpected or misshapen:
-            raise SpeedyError(
-                f"checkpoint {checkpoint} does not fit the {self.name} network: missing "
-                f"{missing[:3]}, unexpected {unexpected[:3]}, other shape {sorted(misshapen)[:3]}",
-                "check the recipe's `network` settings match the checkpoint's training config",
+            return (
+                f"missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                f"other shape {sorted(misshapen)[:3]}"
             )
-        module.load_state_dict(state)
+        return None
+
+    def load(self, module: torch.nn.Module, checkpoint: Path) -> None:
+        """Load a checkpoint into `module` strictly, with a clear error on mismatch."""
+        if (misfit := self.misfit(module, checkpoint)) is not None:
+            raise SpeedyError(
+                f"checkpoint {checkpoint} does not fit the {self.name} network: {misfit}",
+                self.checkpoint_fix,
+            )
+        module.load_state_dict(self.adapt_state_dict(read_state_dict(checkpoint)))

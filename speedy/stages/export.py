@@ -4,41 +4,58 @@ import contextlib
 import inspect
 import io
 import logging
+import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import onnx
 import torch
 
-from speedy import interrupt, onnx_io, runtime
+from speedy import interrupt, onnx_io, rewrites, runtime
 from speedy.artifact import Artifact, GraphEntry
 from speedy.console import notice
+from speedy.diagnose import Cause, diagnose
 from speedy.errors import SpeedyError
-from speedy.families import GraphDef, load_network, resolve
+from speedy.families import Family, GraphDef, load_network, resolve
 from speedy.model_spec import ModelSpec
 from speedy.onnx_io import save_onnx
 from speedy.parity import check
 from speedy.specs import DimRange, TensorSpec, derived
 from speedy.stages.base import Draft, Stage, StageContext, check_kind
+from speedy.stages.export_check import check_lengths, other_sizes
 from speedy.stages.options import Exporter, ExportOptions
-from speedy.torch_utils import source_module, unsupported_op
 
 
 @contextlib.contextmanager
 def quiet_exporter():
-    """Silence the exporters' warnings, progress chatter and error logs: a failure reaches the
-    user as one line from its exception (with --debug, its traceback)."""
+    """Silence the exporters' warnings, progress chatter, error logs and the IR dumps their
+    C++ side prints: a failure reaches the user as one line from its exception (with --debug,
+    its traceback)."""
     logger = logging.getLogger("torch")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            open(os.devnull, "w") as devnull,
+        ):
             warnings.simplefilter("ignore")
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
             yield
     finally:
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
         logger.setLevel(level)
 
 
@@ -125,19 +142,13 @@ def by_signature(module: torch.nn.Module, shapes: dict[str, dict]) -> dict | tup
     return (*values[:named], tuple(values[named:]))
 
 
-def _explain_failure(exc: Exception, module: torch.nn.Module, args: tuple) -> SpeedyError:
-    op = unsupported_op(str(exc))
-    if op is None:
-        first_line = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
-        return SpeedyError(
-            f"export failed: {first_line}", "run with --debug for the full exporter report"
-        )
-    where = source_module(module, args, op) or "an unknown module"
-    return SpeedyError(
-        f"operator {op} (called in {where}) has no ONNX conversion",
-        "rewrite it with standard torch ops, register an ONNX translation for it, "
-        "or try the other --exporter / a newer --opset",
-    )
+def failure(*causes: tuple[Exporter, Cause | SpeedyError]) -> SpeedyError:
+    """One error from each exporter's failure, the first one's first (with its fix)."""
+    parts = [
+        f"{exporter}: {c.describe() if isinstance(c, Cause) else c.problem}"
+        for exporter, c in causes
+    ]
+    return SpeedyError(f"export failed: {'; '.join(parts)}", causes[0][1].fix)
 
 
 def name_dims(
@@ -148,10 +159,22 @@ def name_dims(
     spec: ModelSpec,
 ) -> None:
     """Give graph inputs and outputs their symbolic dim names, and store metadata."""
-    for value, tensor in zip(
-        [*model.graph.input, *model.graph.output], inputs + outputs, strict=True
-    ):
-        for dim_proto, dim in zip(value.type.tensor_type.shape.dim, tensor.shape, strict=True):
+    values = [*model.graph.input, *model.graph.output]
+    if len(values) != len(inputs + outputs):
+        raise SpeedyError(
+            f"graph {graph} has inputs {[v.name for v in model.graph.input]} and outputs "
+            f"{[v.name for v in model.graph.output]}, not {[t.name for t in inputs + outputs]}",
+            "declare the model's inputs and outputs as its forward takes and returns them",
+        )
+    for value, tensor in zip(values, inputs + outputs, strict=True):
+        shape = value.type.tensor_type.shape.dim
+        if len(shape) != len(tensor.shape):
+            raise SpeedyError(
+                f"'{tensor.name}' of graph {graph} has rank {len(shape)}, not "
+                f"{len(tensor.shape)} as declared ({tensor.describe()})",
+                "declare it with the rank the model gives it",
+            )
+        for dim_proto, dim in zip(shape, tensor.shape, strict=True):
             if isinstance(dim, str):
                 dim_proto.dim_param = dim
     model.metadata_props.clear()
@@ -161,6 +184,34 @@ def name_dims(
         "speedy.audio": spec.audio.model_dump_json(),
     }.items():
         model.metadata_props.add(key=key, value=val)
+
+
+def _cause(exc: Exception, module: torch.nn.Module, args: tuple) -> Cause | SpeedyError:
+    """An exporter's failure explained (a length check's error as it is)."""
+    interrupt.check()  # the exporter may have wrapped an interrupt as its own failure
+    if isinstance(exc, (OSError, MemoryError)):  # the machine's limit, not the exporter's
+        raise exc
+    return exc if isinstance(exc, SpeedyError) else diagnose(exc, module, args)
+
+
+def _short(cause: Cause | SpeedyError) -> str:
+    return cause.what if isinstance(cause, Cause) else cause.problem
+
+
+@dataclass(frozen=True)
+class LengthCheck:
+    """Runs an exported graph at sizes other than the tracing ones against PyTorch."""
+
+    family: Family
+    graph: GraphDef
+    trace: dict[str, int]
+    dims: Mapping[str, DimRange]
+
+    def __call__(self, module: torch.nn.Module, path: Path) -> None:
+        sizes = other_sizes(self.dims, self.trace)
+        if sizes != self.trace:
+            feeds = self.family.dummy_feeds(self.graph.name, sizes, seed=1)
+            check_lengths(path, module, self.graph, feeds, sizes, self.trace)
 
 
 class ExportStage(Stage):
@@ -180,16 +231,18 @@ class ExportStage(Stage):
             )
         family = resolve(spec)
         network = load_network(spec, parent.file(next(iter(parent.manifest.graphs))))
-        graphs, exporters = {}, {}
+        graphs, exporters, rewritten = {}, {}, {}
         for graph in family.graphs():
             module = family.graph_module(network, graph.name)
             feeds = family.dummy_feeds(graph.name, trace)
             args = tuple(torch.from_numpy(feeds[s.name]) for s in graph.inputs)
+            module, rewritten[graph.name] = rewrites.apply(module, self.options.rewrites, args)
             path = workdir / f"{graph.name}.onnx"
             with tempfile.TemporaryDirectory(dir=workdir) as raw:
                 # the exporter's own file (and any weights it put beside it) stays behind
                 exported = Path(raw) / path.name
-                exporters[graph.name] = self._export(module, args, graph, spec, exported)
+                check = LengthCheck(family, graph, trace, spec.dims)
+                exporters[graph.name] = self._export(module, args, graph, spec, exported, check)
                 model = onnx.load(str(exported))
             name_dims(model, graph.name, graph.inputs, graph.outputs, spec)
             files = save_onnx(model, path)  # past 2 GB, with its weights beside it
@@ -200,28 +253,37 @@ class ExportStage(Stage):
                 inputs=graph.inputs,
                 outputs=graph.outputs,
             )
-        return Draft(graphs, reports={"exporter": exporters})
+        rewrites.check_found(self.options.rewrites, rewritten)
+        if done := [entry for entries in rewritten.values() for entry in entries]:
+            notice(f"rewrote {', '.join(done)}")
+        return Draft(graphs, reports={"exporter": exporters, "rewrites": rewritten})
 
     def _export(
-        self, module: torch.nn.Module, args: tuple, graph: GraphDef, spec: ModelSpec, path: Path
+        self,
+        module: torch.nn.Module,
+        args: tuple,
+        graph: GraphDef,
+        spec: ModelSpec,
+        path: Path,
+        check: "LengthCheck",
     ) -> Exporter:
-        """Export one graph; the exporter that succeeded."""
+        """Export one graph and check its lengths; the exporter that succeeded."""
         exporter, opset = self.options.exporter, self.options.opset
         try:
             _export(module, args, graph, spec.dims, path, exporter, opset)
+            check(module, path)
+            return exporter
         except Exception as exc:
-            interrupt.check()  # the exporter may have wrapped an interrupt as its own failure
-            if isinstance(exc, (OSError, MemoryError)):  # the machine's limit, not the exporter's
-                raise
+            first = _cause(exc, module, args)
             if not (self.options.fallback and exporter == "dynamo"):
-                raise _explain_failure(exc, module, args) from exc
-            notice(f"dynamo exporter failed ({type(exc).__name__}); falling back to torchscript")
-            exporter = "torchscript"
-            try:
-                _export(module, args, graph, spec.dims, path, exporter, opset)
-            except Exception as exc2:
-                raise _explain_failure(exc2, module, args) from exc2
-        return exporter
+                raise failure((exporter, first)) from exc
+        notice(f"dynamo exporter failed ({_short(first)}); falling back to torchscript")
+        try:
+            _export(module, args, graph, spec.dims, path, "torchscript", opset)
+            check(module, path)
+        except Exception as exc:
+            raise failure(("dynamo", first), ("torchscript", _cause(exc, module, args))) from exc
+        return "torchscript"
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
