@@ -1,4 +1,5 @@
-"""Two models chained: what the first makes, the second takes (text -> mel -> wave, say).
+"""Two models chained: what the first makes, the second takes (text -> mel -> wave, say); or one
+model that makes the wave itself (a text-to-wave voice).
 
     chain = Chain.load("build/sambert_zh_en/simplify", "build/hifigan_v1/simplify")
     result = chain(text="你好, world!", speaker=1, emotion="happy")
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from speedy import runtime
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks import Task, chains, task_for
+from speedy.tasks import chains, makes_audio, task_for
 
 
 @dataclass
@@ -67,27 +69,35 @@ def check_chain(first: ModelSpec, second: ModelSpec, where: tuple[Any, Any]) -> 
 
 
 class Chain:
-    """Two loaded models, checked to fit: the first's outputs handed to the second."""
+    """Two loaded models, checked to fit: the first's outputs handed to the second (none when
+    the first makes the audio)."""
 
-    def __init__(self, first: Model, second: Model) -> None:
-        specs = first.manifest.model, second.manifest.model
-        check_chain(*specs, (first.path, second.path))
+    def __init__(self, first: Model, second: Model | None = None) -> None:
         self.first, self.second = first, second
-        self.tasks: tuple[Task, Task] = task_for(specs[0]), task_for(specs[1])
-        self.sample_rate = specs[1].audio.sample_rate
+        self.tasks = [task_for(first.manifest.model)]
+        if second is None:
+            if not makes_audio(self.tasks[0]):
+                raise SpeedyError(
+                    f"{first.path} makes {self.tasks[0].produces}, not audio",
+                    "pass a vocoder of its mels with --vocoder",
+                )
+        else:
+            check_chain(first.manifest.model, second.manifest.model, (first.path, second.path))
+            self.tasks.append(task_for(second.manifest.model))
+        self.sample_rate = (second or first).manifest.model.audio.sample_rate
 
     @classmethod
     def load(
         cls,
         first: str | Path,
-        second: str | Path,
+        second: str | Path | None = None,
         device: str = "cpu",
         threads: int | None = None,
         verify: bool = True,
     ) -> "Chain":
-        """Open both artifacts (directories or model files) on `device`."""
-        models = [runtime.load(p, device, threads, verify) for p in (first, second)]
-        return cls(*models)
+        """Open the artifacts (directories or model files) on `device`."""
+        paths = [first] if second is None else [first, second]
+        return cls(*(runtime.load(p, device, threads, verify) for p in paths))
 
     def __call__(self, **controls: Any) -> Synthesis:
         """One request to the first model (its task's controls: text, speaker...)."""
@@ -106,13 +116,24 @@ class Chain:
                 f"{self.first.path} is a {task.name} model: it takes no requests",
                 "put a model that takes text first",
             )
-        return task.request(task.Controls.model_validate(controls))
+        try:
+            request = task.Controls.model_validate(controls)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise SpeedyError(
+                f"{where}: {first['msg']} for a {task.name} model",
+                f"give it what it takes: {', '.join(task.Controls.model_fields)}",
+            ) from exc
+        return task.request(request)
 
     def speak(self, inputs: Feeds) -> Synthesis:
         """The waveform of the first model's inputs for one utterance, each model timed."""
         start = time.perf_counter()
         handed = self.handed(inputs)
         seconds = {"acoustic": time.perf_counter() - start}
+        if self.second is None:  # the first model's wave
+            return Synthesis(handed, self.sample_rate, handed, seconds)
         start = time.perf_counter()
         audio = self.vocode(handed)
         seconds["vocoder"] = time.perf_counter() - start
@@ -126,6 +147,7 @@ class Chain:
     def vocode(self, handed: Any) -> np.ndarray:
         """The second model's waveform of what the first handed on."""
         task = self.tasks[1]
+        assert self.second is not None
         waves = task.waveforms(task.run(self.second, task.inputs(handed)))
         assert waves is not None  # `check_chain`: it makes audio
         return waves[0]

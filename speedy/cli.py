@@ -19,6 +19,7 @@ from speedy.console import PIPE_WIDTH, UNSIZED, console, notice, out
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
 from speedy.families import custom_spec, fits, trust_factory
+from speedy.importer import FAMILY as IMPORTED
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.quantize.summary import quantization_table
 from speedy.recipe import load_recipe
@@ -29,7 +30,9 @@ from speedy.stages.load import LoadStage
 from speedy.stages.options import (
     Backend,
     Exporter,
+    FloatWeights,
     Granularity,
+    ImportOptions,
     LoadOptions,
     Method,
     Precision,
@@ -109,6 +112,79 @@ def run(
     table, summary = summarize({o.stage: o.artifact for o in outcomes}, ctx)
     out.print(table)
     write_summary(build_dir / loaded.name / "summary.json", summary)
+
+
+@app.command(name="import")
+def import_(
+    model: Annotated[
+        Path, typer.Argument(help="ONNX file made elsewhere (external data beside it).")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Artifact directory to write.")],
+    task: Annotated[
+        str, typer.Option(help="What the model does: generic (tensors) or text_to_wave (VITS).")
+    ] = "generic",
+    config: Annotated[
+        Path | None,
+        typer.Option(help="The model's JSON config (default: MODEL.json beside it, as Piper's)."),
+    ] = None,
+    shapes: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME:MIN,OPT,MAX for a dim or an input (default: from --data)."),
+    ] = None,
+    fill: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="generic: INPUT=RULE, how its examples are made: audio, normal, "
+            "uniform:LO,HI, int:LO,HI or value:V (repeatable)."
+        ),
+    ] = None,
+    audio_output: Annotated[
+        str | None, typer.Option(help="generic: the output that is a waveform.")
+    ] = None,
+    sample_rate: Annotated[
+        int | None, typer.Option(min=1, help="Audio rate (default: the config's, else 16000).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: the file's).")] = None,
+    data: Data = None,
+    threads: Threads = 2,
+    force: Force = False,
+) -> None:
+    """Make an artifact of an existing ONNX model: I/O from its graph, its task's settings (a
+    Piper voice's from its config), dim ranges, and the source file's digest as its lineage."""
+    from speedy.importer import audio_for, beside, imported_spec, shape_ranges
+    from speedy.stages.import_onnx import ImportStage
+
+    check_writable(output, force)
+    config = config or beside(model)
+    fills = dict(_pair(item, "--fill", "INPUT=RULE") for item in fill or [])
+    spec = imported_spec(
+        name or model.name.removesuffix(".onnx"),
+        task,
+        model,
+        config,
+        fills,
+        audio_output,
+        audio_for(sample_rate) if sample_rate else None,
+        shape_ranges(model, shapes or []),
+        data,
+    )
+    stage = ImportStage(ImportOptions(model=model, config=config))
+    artifact = execute(stage, None, output, context_for(spec, data, threads), force)
+    entry = artifact.manifest.graph("model")
+    out.print(
+        f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB, task {task}): "
+        f"{escape(', '.join(s.describe() for s in entry.inputs))} -> "
+        f"{escape(', '.join(s.describe() for s in entry.outputs))}"
+    )
+    for symbol, limits in artifact.manifest.model.dims.items():
+        out.print(f"  {symbol}: {limits.min}..{limits.max} (typical {limits.opt})")
+
+
+def _pair(item: str, option: str, form: str) -> tuple[str, str]:
+    key, equals, value = item.partition("=")
+    if not (equals and key and value):
+        raise SpeedyError(f"cannot parse {option} {item!r}", f"write {option} {form}")
+    return key, value
 
 
 @app.command()
@@ -281,9 +357,10 @@ def quantize(
         typer.Option(help="Group, node or op type (e.g. Conv) kept in float (repeatable)."),
     ] = None,
     per_channel: Annotated[bool, typer.Option(help="Per-channel weight scales.")] = True,
-    weight_only: Annotated[
-        bool, typer.Option(help="Store the weights of float layers as int8 too.")
-    ] = True,
+    float_weights: Annotated[
+        FloatWeights,
+        typer.Option(help="How layers kept in float store their weights (mixed, dynamic)."),
+    ] = "int8",
     graph: Graphs = None,
     data: Data = None,
     threads: Threads = 2,
@@ -302,7 +379,7 @@ def quantize(
         "granularity": granularity,
         "keep_float": keep_float or [],
         "per_channel": per_channel,
-        "weight_only": weight_only,
+        "float_weights": float_weights,
         "graphs": graph or [],
     }
     stage = make_stage("quantize", settings)
@@ -443,10 +520,14 @@ def infer(
 
 @app.command()
 def synth(
-    acoustic: Annotated[Path, typer.Option(help="Artifact of a text-to-mel model.")],
-    vocoder: Annotated[Path, typer.Option(help="Artifact of a vocoder of its mels.")],
-    text: Annotated[str, typer.Option(help="What to say (Chinese and/or English).")],
+    acoustic: Annotated[
+        Path, typer.Option(help="Artifact of a text model: text-to-mel, or a text-to-wave voice.")
+    ],
+    text: Annotated[str, typer.Option(help="What to say (in the model's language).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    vocoder: Annotated[
+        Path | None, typer.Option(help="Artifact of a vocoder of its mels (text-to-mel models).")
+    ] = None,
     speaker: Annotated[int, typer.Option(help="Speaker id.")] = 0,
     emotion: Annotated[
         str | None, typer.Option(help="Emotion label (default: the model's first).")
@@ -455,24 +536,37 @@ def synth(
         Path | None, typer.Option(help="Clip whose emotion to take (instead of --emotion).")
     ] = None,
     speed: Annotated[float, typer.Option(help="Speaking rate: 2 is twice as fast.")] = 1.0,
-    pitch_shift: Annotated[float, typer.Option(help="Pitch shift in semitones.")] = 0.0,
+    pitch_shift: Annotated[float | None, typer.Option(help="Pitch shift in semitones.")] = None,
+    noise_scale: Annotated[
+        float | None, typer.Option(help="Text-to-wave voices: noise scale (default: the voice's).")
+    ] = None,
+    noise_w: Annotated[
+        float | None,
+        typer.Option(help="Text-to-wave voices: duration noise (default: the voice's)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
     no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Text to wave: an acoustic model's mels through a vocoder, with per-stage RTF."""
+    """Text to wave: an acoustic model's mels through a vocoder, or a text-to-wave voice, with
+    per-stage RTF."""
     from speedy.chain import Chain
 
     check_writable(output, force, marker=None)
     chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
+    asked = {
+        "emotion": emotion,
+        "reference": reference,
+        "pitch_shift": pitch_shift,
+        "noise_scale": noise_scale,
+        "noise_w": noise_w,
+    }
     result = chain(
         text=text,
         speaker=speaker,
-        emotion=emotion,
-        reference=reference,
         speed=speed,
-        pitch_shift=pitch_shift,
+        **{name: value for name, value in asked.items() if value is not None},
     )
     write_audio(output, result.audio, result.sample_rate)
     rtf = ", ".join(f"{stage} {value:.3f}" for stage, value in result.rtf().items())
@@ -549,7 +643,8 @@ def inspect(
     manifest = _open(artifact, no_verify).manifest
     out.print_json(manifest.model_dump_json())
     checkpoint = manifest.model.checkpoint
-    out.print(f"checkpoint: {checkpoint.describe() if checkpoint else 'none (seeded weights)'}")
+    label = "source" if manifest.model.family == IMPORTED else "checkpoint"
+    out.print(f"{label}: {checkpoint.describe() if checkpoint else 'none (seeded weights)'}")
     for name, entry in manifest.graphs.items():
         out.print(f"graph {name}: {entry.kind}, {entry.precision}, {', '.join(entry.files)}")
     for name, report in graph_reports(manifest.reports).items():

@@ -118,19 +118,20 @@ def _checkpoint(spec: ModelSpec) -> str:
     return spec.checkpoint.describe() if spec.checkpoint else "none (seeded weights)"
 
 
-def _batch_sizes(spec: ModelSpec, batches: Sequence[int]) -> list[dict[str, int]]:
+def _batch_sizes(task: Task, batches: Sequence[int]) -> list[dict[str, int]]:
+    spec, dim = task.spec, task.batch_dim
     if not batches:
         return []
-    if "batch" not in spec.dims:
+    if dim not in spec.dims:
         raise SpeedyError(f"recipe {spec.recipe} has no batch dim", "leave out --batch")
-    allowed = spec.dims["batch"]
+    allowed = spec.dims[dim]
     for size in batches:
         if size not in allowed:
             raise SpeedyError(
                 f"--batch {size} is outside the model's batch range {allowed.min}..{allowed.max}",
-                "pick batch sizes within the range, or widen dims.batch and rebuild",
+                f"pick batch sizes within the range, or widen dims.{dim} and rebuild",
             )
-    return [spec.sizes({"batch": size}) for size in dict.fromkeys(batches)]
+    return [spec.sizes({dim: size}) for size in dict.fromkeys(batches)]
 
 
 def _check_inputs(artifacts: Mapping[str, Artifact], named: Sequence[tuple[str, Feeds]]) -> None:
@@ -188,12 +189,12 @@ def prepare(options: "BenchOptions") -> Prepared:
         final, vocoder_digest = task_for(vocoder.model), vocoder.digest
     if makes_audio(final or task):
         models_dir()  # a clear error now, not after the measurements, when speechmos is missing
-    sizes = _batch_sizes(spec, options.batches)
+    sizes = _batch_sizes(task, options.batches)
     data = options.data or task.default_data
     examples = task.read_data(data, FeatureCache(default_cache_dir()))
     names = example_names(data, task.data_suffixes, len(examples))
     utterances = [task.inputs(example) for example in examples]
-    batches = {s["batch"]: task.sized_inputs(examples, s) for s in sizes}
+    batches = {s[task.batch_dim]: task.sized_inputs(examples, s) for s in sizes}
     named_inputs = [*zip(names, utterances, strict=True)]
     _check_inputs(artifacts, named_inputs + [(f"batch {b}", f) for b, f in batches.items()])
     streamer = None
@@ -212,7 +213,7 @@ def prepare(options: "BenchOptions") -> Prepared:
         recordings=None if final else task.recordings(data, len(examples)),
         utterances=utterances,
         batches=batches,
-        batch_sizes={k: v for k, v in (sizes[0] if sizes else {}).items() if k != "batch"},
+        batch_sizes={k: v for k, v in (sizes[0] if sizes else {}).items() if k != task.batch_dim},
         streamer=streamer,
         digest=file_digest(data_files(data, task.data_suffixes, task.data_kind)),
         front_end=[_front_end_seconds(task, e, options.repeat) for e in examples]

@@ -4,6 +4,8 @@ from typing import Any
 
 from rich.table import Table
 
+STORAGE = {"w8": "int8 (w8)", "w16": "float16 (w16)", "w32": "float32 (w32)"}
+
 
 def quantization_table(report: dict[str, Any], graph: str) -> Table:
     """Group, op types, share of MACs, sensitivity and chosen precision of each group of one
@@ -15,7 +17,10 @@ def quantization_table(report: dict[str, Any], graph: str) -> Table:
     )
     if report.get("budget"):
         title += f", budget {', '.join(report['budget'])}"
-    table = Table(title=title, caption="float (w8): float compute, weights stored as int8")
+    stored = [text for label, text in STORAGE.items() if any(label in r["precision"] for r in rows)]
+    table = Table(
+        title=title, caption=f"float: float compute, weights stored as {', '.join(stored)}"
+    )
     table.add_column(report.get("granularity", "group"))
     table.add_column("op types")
     table.add_column("MACs", justify="right")

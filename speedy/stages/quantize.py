@@ -292,7 +292,7 @@ class QuantizeStage(Stage):
             ops = sorted({layer.op_type for layer in info.layers if layer.node in unfused})
             notice(
                 f"ONNX Runtime's CPU provider has no int8 kernel for {len(unfused)} layer(s) "
-                f"({', '.join(ops)}): they keep float activations (weights stay int8)"
+                f"({', '.join(ops)}): they keep float activations ({o.float_weights} weights)"
             )
         small = {g for g in info.groups if info.share(g) < o.min_share} - kept
         if small:

@@ -76,6 +76,7 @@ class Task(ABC):
     rank_by: ClassVar[str]  # the metric quantization sensitivity is ranked by by default
     default_budget: ClassVar[str | None] = None  # a quantized model's, when none is given
     crop_dims: ClassVar[tuple[str, ...] | None] = None  # dims calibration may cut (None: all)
+    batch_dim: ClassVar[str] = "batch"  # the dim that counts the items of a run
     runs_note: ClassVar[str | None] = None  # how runs on data differ from requests, for reports
 
     def __init__(self, spec: ModelSpec) -> None:

@@ -104,6 +104,7 @@ class TextToWave(AudioOut):
     rank_by: ClassVar[str] = "mel"
     default_budget: ClassVar[str | None] = "pesq>=4.0"
     runs_note: ClassVar[str | None] = "noise scales 0 (deterministic runs)"
+    batch_dim: ClassVar[str] = "batch_size"
     settings: TextToWaveSettings
 
     @property
@@ -160,7 +161,7 @@ class TextToWave(AudioOut):
 
     def sized_inputs(self, examples: Sequence[Sentence], sizes: Mapping[str, int]) -> Feeds:
         """`batch_size` items of `phonemes` ids cut in turn from the sentences end to end."""
-        length, batch = sizes["phonemes"], sizes.get("batch_size", 1)
+        length, batch = sizes["phonemes"], sizes.get(self.batch_dim, 1)
         stream = np.concatenate([e.ids for e in examples])
         stream = np.tile(stream, -(-length * batch // stream.size))
         ids = stream[: length * batch].reshape(batch, length)

