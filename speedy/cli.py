@@ -151,7 +151,8 @@ def import_(
 ) -> None:
     """Make an artifact of an existing ONNX model: I/O from its graph, its task's settings (a
     Piper voice's from its config), dim ranges, and the source file's digest as its lineage."""
-    from speedy.importer import audio_for, beside, imported_spec, shape_ranges
+    from speedy.audio.mel import standard_audio
+    from speedy.importer import beside, imported_spec, shape_ranges
     from speedy.stages.import_onnx import ImportStage
 
     check_writable(output, force)
@@ -164,7 +165,7 @@ def import_(
         config,
         fills,
         audio_output,
-        audio_for(sample_rate) if sample_rate else None,
+        standard_audio(sample_rate) if sample_rate else None,
         shape_ranges(model, shapes or []),
         data,
     )

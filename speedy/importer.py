@@ -16,7 +16,7 @@ import onnx
 
 from speedy.artifact import file_digest
 from speedy.audio.cache import FeatureCache, default_cache_dir
-from speedy.audio.mel import AudioSpec
+from speedy.audio.mel import AudioSpec, standard_audio
 from speedy.compile.profiles import parse_shapes
 from speedy.errors import SpeedyError
 from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
@@ -70,18 +70,6 @@ def shape_ranges(model_path: Path, shapes: list[str]) -> dict[str, DimRange]:
     return parse_shapes(shapes, inputs, dict.fromkeys(symbols(inputs), unbounded))
 
 
-def audio_for(sample_rate: int) -> AudioSpec:
-    """Mel settings for measuring audio at `sample_rate` (VITS/HiFi-GAN's at 22.05 kHz)."""
-    return AudioSpec(
-        sample_rate=sample_rate,
-        n_fft=1024,
-        hop_length=256,
-        win_length=1024,
-        n_mels=80,
-        fmax=min(8000.0, sample_rate / 2),
-    )
-
-
 def read_config(path: Path | None) -> dict[str, Any] | None:
     """The model's JSON config (a Piper voice's `.onnx.json`), or None."""
     if path is None:
@@ -127,7 +115,7 @@ def imported_spec(
         task=task,
         network={},
         task_settings=task_class(task).imported_settings(graph),
-        audio=audio or audio_for(_config_rate(config) or 16000),
+        audio=audio or standard_audio(_config_rate(config) or 16000),
         dims=dict(dims or {}),
         parity=ParityOptions(sizes=[{}]),  # the typical sizes: nothing was traced
         checkpoint=CheckpointInfo(file=model_path.name, digest=file_digest([model_path])),

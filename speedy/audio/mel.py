@@ -36,6 +36,19 @@ class AudioSpec(BaseModel):
         return self
 
 
+def standard_audio(sample_rate: int) -> AudioSpec:
+    """Mel settings for measuring audio at `sample_rate` when a model states none (VITS's and
+    HiFi-GAN's at 22.05 kHz: FFT 1024, hop 256, 80 mels up to 8 kHz)."""
+    return AudioSpec(
+        sample_rate=sample_rate,
+        n_fft=1024,
+        hop_length=256,
+        win_length=1024,
+        n_mels=80,
+        fmax=min(8000.0, sample_rate / 2),
+    )
+
+
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)

@@ -22,7 +22,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from speedy.audio.mel import AudioSpec
+from speedy.audio.mel import AudioSpec, standard_audio
 from speedy.errors import SpeedyError
 from speedy.families.base import SINGLE, Family, GraphDef
 from speedy.model_spec import ParityOptions
@@ -70,15 +70,7 @@ class IOSpec(BaseModel):
 
     def audio_spec(self) -> AudioSpec:
         """The sample rate of the audio output (or 16 kHz), with standard mel settings."""
-        rate = self.audio.sample_rate if self.audio else NO_AUDIO_RATE
-        return AudioSpec(
-            sample_rate=rate,
-            n_fft=1024,
-            hop_length=256,
-            win_length=1024,
-            n_mels=80,
-            fmax=min(8000.0, rate / 2),
-        )
+        return standard_audio(self.audio.sample_rate if self.audio else NO_AUDIO_RATE)
 
     def parity_options(self) -> ParityOptions:
         """The spec's parity sizes, or each dim at its smallest size and at twice its typical

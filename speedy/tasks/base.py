@@ -21,7 +21,7 @@ from speedy.audio.cache import FeatureCache
 from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
-from speedy.quality import Budget, parse_budget
+from speedy.quality import Budget, measure, parse_budget
 from speedy.runtime import Model, Session
 from speedy.specs import Feeds, TensorSpec
 
@@ -223,6 +223,17 @@ class AudioOut(Task):
 
     def waveforms(self, outputs: Feeds) -> list[np.ndarray]:
         return [item.reshape(-1) for item in outputs[self.audio_output]]
+
+    def compare(
+        self,
+        reference: Feeds,
+        test: Feeds,
+        metrics: Sequence[str],
+        failures: list[str] | None = None,
+    ) -> Figures:
+        """Waveform metrics, aligned first (a few samples of delay or length still compare)."""
+        ref, tst = (np.concatenate(self.waveforms(o)) for o in (reference, test))
+        return measure(ref, tst, self.audio.sample_rate, metrics, failures)
 
 
 def makes_audio(task: Task) -> bool:

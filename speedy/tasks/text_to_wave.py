@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from speedy.audio.cache import FeatureCache
 from speedy.data_source import TEXT_SUFFIXES, text_lines
 from speedy.errors import SpeedyError
-from speedy.quality import AUDIO_METRICS, measure
+from speedy.quality import AUDIO_METRICS
 from speedy.specs import Feeds
-from speedy.tasks.base import AudioOut, Figures, Imported
+from speedy.tasks.base import AudioOut, Imported
 
 DEFAULT_TEXTS = Path(str(files("speedy") / "data" / "calibration" / "eval_texts_en.txt"))
 BOS, EOS, PAD = "^", "$", "_"
@@ -179,18 +179,6 @@ class TextToWave(AudioOut):
         if self.settings.speakers > 1:
             feeds[SPEAKER] = np.full(batch, speaker, np.int64)
         return feeds
-
-    # Quality.
-    def compare(
-        self,
-        reference: Feeds,
-        test: Feeds,
-        metrics: Sequence[str],
-        failures: list[str] | None = None,
-    ) -> Figures:
-        """Waveform metrics, aligned first (a duration rounded the other way shifts the rest)."""
-        ref, tst = (np.concatenate(self.waveforms(o)) for o in (reference, test))
-        return measure(ref, tst, self.audio.sample_rate, metrics, failures)
 
     # Requests.
     def request(self, controls: BaseModel) -> Feeds:

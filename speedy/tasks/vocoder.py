@@ -17,10 +17,10 @@ from speedy.audio.io import AUDIO_SUFFIXES, read_audio
 from speedy.audio.mel import log_mel
 from speedy.data_source import DEFAULT_CLIPS, audio_features, data_files, read_array
 from speedy.errors import SpeedyError
-from speedy.quality import AUDIO_METRICS, measure
+from speedy.quality import AUDIO_METRICS
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks.base import AudioOut, Figures, Streamer
+from speedy.tasks.base import AudioOut, Streamer
 from speedy.tasks.streaming import Context, receptive_field, stream_windows
 
 MEL, AUDIO = "mel", "audio"  # the graph's input and output
@@ -100,17 +100,6 @@ class Vocoder(AudioOut):
         padded = np.pad(mel, ((0, 0), (0, 0), (0, short)), constant_values=floor)
         audio = model.run({MEL: padded.astype(np.float32)})[AUDIO]
         return {AUDIO: audio[..., : mel.shape[-1] * self.audio.hop_length]}
-
-    def compare(
-        self,
-        reference: Feeds,
-        test: Feeds,
-        metrics: Sequence[str],
-        failures: list[str] | None = None,
-    ) -> Figures:
-        """Waveform metrics, aligned first (a few samples of delay or length still compare)."""
-        ref, tst = (np.concatenate(self.waveforms(o)) for o in (reference, test))
-        return measure(ref, tst, self.audio.sample_rate, metrics, failures)
 
     def chunk_frames(self, seconds: float) -> int:
         """The number of mel frames closest to `seconds` of audio (at least one)."""
