@@ -1,10 +1,12 @@
-"""Real-time factor of several models on the same utterances, measured interleaved."""
+"""Compute time and real-time factor of several models on the same utterances, measured
+interleaved."""
 
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from speedy.errors import SpeedyError
 from speedy.runtime import Model
 from speedy.specs import Feeds
 from speedy.tasks import Task
@@ -27,6 +29,25 @@ def total_seconds(task: Task, model: Model, runs: Sequence[Feeds]) -> float:
     return sum(task.seconds(task.run(model, inputs)) for inputs in runs)
 
 
+def round_seconds(
+    models: Mapping[str, Model],
+    task: Task,
+    examples: Sequence[Any],
+    repeats: int = 3,
+    warmup: int = 1,
+    outputs: dict[str, list[Feeds]] | None = None,
+) -> dict[str, list[float]]:
+    """The compute seconds of each model over the examples' whole utterances, one per round
+    (`rtf_rounds`); `outputs`, when given, receives each model's outputs of the first round."""
+    runs = [task.inputs(example) for example in examples]
+    kept: dict[str, list[Feeds]] = {name: [] for name in models}
+    runners = {name: _runner(task, model, kept[name], len(runs)) for name, model in models.items()}
+    seconds = rtf_rounds(runners, runs, 1.0, repeats, warmup)
+    if outputs is not None:
+        outputs.update(kept)
+    return seconds
+
+
 def rtf_samples(
     models: Mapping[str, Model],
     task: Task,
@@ -35,13 +56,16 @@ def rtf_samples(
     warmup: int = 1,
     outputs: dict[str, list[Feeds]] | None = None,
 ) -> dict[str, list[float]]:
-    """The RTF of each model on the examples' whole utterances, one per round (`rtf_rounds`);
-    `outputs`, when given, receives each model's outputs of the first round."""
-    runs = [task.inputs(example) for example in examples]
-    kept: dict[str, list[Feeds]] = {name: [] for name in models}
-    runners = {name: _runner(task, model, kept[name], len(runs)) for name, model in models.items()}
-    seconds = rtf_rounds(runners, runs, 1.0, repeats, warmup)  # compute seconds per round
+    """The RTF of each model on the examples' whole utterances, one per round (`round_seconds`);
+    a model whose outputs are not audio has none."""
+    kept: dict[str, list[Feeds]] = {}
+    seconds = round_seconds(models, task, examples, repeats, warmup, kept)
     audio_seconds = sum(task.seconds(result) for result in next(iter(kept.values())))
+    if not audio_seconds:
+        raise SpeedyError(
+            f"a {task.name} model whose outputs are not audio has no real-time factor",
+            "time it by latency (`round_seconds`, or `speedy bench`)",
+        )
     if outputs is not None:
         outputs.update(kept)
     return {name: [s / audio_seconds for s in values] for name, values in seconds.items()}

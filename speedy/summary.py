@@ -1,5 +1,6 @@
-"""The end-of-run table: size, graph, parity, speed and (for audio) how each artifact sounds, side
-by side, with a one-line verdict on the last one."""
+"""The end-of-run table: size, graph, parity, speed (RTF, or latency for a model whose outputs are
+not audio) and (for audio) how each artifact sounds, side by side, with a one-line verdict on the
+last one."""
 
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from rich.table import Table
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.listening import Heard, listen
-from speedy.measure import medians, rtf_samples
+from speedy.measure import medians, round_seconds
 from speedy.onnx_io import graph_stats, load_onnx
 from speedy.specs import Feeds
 from speedy.stages.base import StageContext
@@ -43,22 +44,22 @@ def _parity(artifact: Artifact) -> str:
 def summarize(
     artifacts: dict[str, Artifact], ctx: StageContext, repeats: int = 3
 ) -> tuple[Table, dict]:
-    """Measure every artifact's RTF on the same data (interleaved), listen to its audio against
-    the first artifact's, and tabulate everything."""
+    """Measure every artifact's speed on the same data (interleaved): its RTF, or its latency
+    where the outputs are not audio; listen to its audio against the first artifact's, and
+    tabulate everything."""
     models = {
         name: runtime.load(a.path, threads=ctx.threads, verify=False)
         for name, a in artifacts.items()
     }
     outputs: dict[str, list[Feeds]] = {}
-    rtf = medians(rtf_samples(models, ctx.task, ctx.examples, repeats=repeats, outputs=outputs))
-    first = next(iter(rtf))
+    compute = medians(round_seconds(models, ctx.task, ctx.examples, repeats, outputs=outputs))
+    first, runs = next(iter(compute)), len(ctx.examples)
     seconds = sum(ctx.task.seconds(result) for result in outputs[first])
     heard = listen(outputs, ctx.task, ctx.threads) if makes_audio(ctx.task) else {}
-    table = Table(
-        title=f"{ctx.spec.recipe}: {len(ctx.examples)} clips, {seconds:.1f} s of audio, "
-        f"{ctx.threads} threads"
-    )
-    columns = ["stage", "kind", "size MB", "nodes", "parity max|err|", "RTF", "speed-up"]
+    audio = f"{seconds:.1f} s of audio" if seconds else "no audio: latency per run"
+    table = Table(title=f"{ctx.spec.recipe}: {runs} examples, {audio}, {ctx.threads} threads")
+    speed = "RTF" if seconds else "latency ms"
+    columns = ["stage", "kind", "size MB", "nodes", "parity max|err|", speed, "speed-up"]
     if heard:
         columns += [f"PESQ-WB vs {first}", "DNSMOS", "sounds"]
     for column in columns:
@@ -72,8 +73,9 @@ def summarize(
             "size_bytes": artifact.size_bytes,
             "nodes": _nodes(artifact),
             "parity": _parity(artifact),
-            "rtf": rtf[name],
-            "speedup_vs_first": rtf[first] / rtf[name],
+            "rtf": compute[name] / seconds if seconds else None,
+            "latency_ms": compute[name] / runs * 1000,
+            "speedup_vs_first": compute[first] / compute[name],
         }
         cells = [
             name,
@@ -81,7 +83,7 @@ def summarize(
             f"{row['size_bytes'] / 1e6:.1f}",
             row["nodes"],
             row["parity"],
-            f"{row['rtf']:.3f}",
+            f"{row['rtf']:.3f}" if seconds else f"{row['latency_ms']:.2f}",
             f"{row['speedup_vs_first']:.2f}x",
         ]
         if heard:
@@ -93,7 +95,8 @@ def summarize(
     last = next(reversed(rows))
     if heard and last != first:
         table.caption = _verdict(last, first, rows, heard)
-    return table, {"audio_seconds": seconds, "threads": ctx.threads, "artifacts": rows}
+    summary = {"audio_seconds": seconds or None, "threads": ctx.threads, "artifacts": rows}
+    return table, summary
 
 
 def _figure(value: float | None) -> str:

@@ -33,12 +33,16 @@ def _value(figures: Mapping[str, float | None], key: str) -> float:
 
 
 def speed_chart(report: BenchReport, path: Path) -> None:
-    """Bars of RTF, speed-up, size and peak memory per artifact."""
+    """Bars of RTF (latency, for models whose outputs are not audio), speed-up, size and peak
+    memory per artifact."""
     plt = pyplot()
     names = list(report.artifacts)
     results = list(report.artifacts.values())
+    speed = ("RTF (lower is faster)", [r.speed.rtf for r in results], "{:.3f}")
+    if report.data.audio_seconds is None:
+        speed = ("latency p50 (ms)", [r.speed.latency_p50_ms for r in results], "{:.3g}")
     panels = [
-        ("RTF (lower is faster)", [r.speed.rtf for r in results], "{:.3f}"),
+        speed,
         (f"speed-up vs {report.reference}", [r.ratios["speedup"] for r in results], "{:.2f}x"),
         ("size (MB)", [r.size_bytes / 1e6 for r in results], "{:.1f}"),
         ("peak RSS (MB)", [r.memory.rss_peak_bytes / 1e6 for r in results], "{:.0f}"),

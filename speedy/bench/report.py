@@ -36,26 +36,28 @@ def _f(value: float | None, pattern: str = "{:.3f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _millis(value: float) -> str:
+    """Milliseconds, with decimals where they are few."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
+
+
+def _audio(report: BenchReport) -> bool:
+    """Whether the outputs are audio (real-time factors, audio throughput) or tensors only."""
+    return report.data.audio_seconds is not None
+
+
 def _stages(report: BenchReport) -> list[str]:
     """The stages timed apart (text to wave: front_end, acoustic, vocoder), or none."""
     return list(next(iter(report.artifacts.values())).speed.stage_rtf or {})
 
 
 def _speed_table(report: BenchReport) -> Table:
-    batches, stages = report.settings.batches, _stages(report)
+    batches, stages, audio = report.settings.batches, _stages(report), _audio(report)
     batched = "acoustic batch" if report.settings.vocoder else "batch"
-    header = [
-        "artifact",
-        "kind",
-        "precision",
-        "size MB",
-        "load s",
-        "peak RSS MB",
-        "RTF" + (f" ({' / '.join(stages)})" if stages else ""),
-        "speed-up",
-        "latency p50/p95 ms",
-    ]
-    header += [f"{batched} {b} audio s/s" for b in batches]
+    header = ["artifact", "kind", "precision", "size MB", "load s", "peak RSS MB"]
+    header += ["RTF" + (f" ({' / '.join(stages)})" if stages else "")] if audio else []
+    header += ["speed-up", "latency p50/p95 ms"]
+    header += [f"{batched} {b} {'audio s/s' if audio else 'items/s'}" for b in batches]
     if report.settings.chunk_frames:
         header += ["first chunk p50/p95 ms", "stream RTF"]
     rows = []
@@ -69,13 +71,14 @@ def _speed_table(report: BenchReport) -> Table:
             f"{r.size_bytes / 1e6:.1f} ({ratios['size']:.2f}x)",
             f"{r.load_seconds:.2f} ({ratios['load_time']:.2f}x)",
             f"{r.memory.rss_peak_bytes / 1e6:.0f} ({ratios['rss_peak']:.2f}x)",
-            f"{r.speed.rtf:.3f}" + (f" ({each})" if each else ""),
-            f"{ratios['speedup']:.2f}x",
-            f"{r.speed.latency_p50_ms:.0f} / {r.speed.latency_p95_ms:.0f}",
         ]
+        row += [f"{r.speed.rtf:.3f}" + (f" ({each})" if each else "")] if audio else []
         row += [
-            f"{r.speed.throughput[str(b)]:.2f} ({ratios[f'throughput_b{b}']:.2f}x)" for b in batches
+            f"{ratios['speedup']:.2f}x",
+            f"{_millis(r.speed.latency_p50_ms)} / {_millis(r.speed.latency_p95_ms)}",
         ]
+        rates = r.speed.throughput if audio else r.speed.items_per_second
+        row += [f"{rates[str(b)]:.2f} ({ratios[f'throughput_b{b}']:.2f}x)" for b in batches]
         if report.settings.chunk_frames:
             row += [
                 f"{_f(r.speed.first_chunk_p50_ms, '{:.0f}')} / "
@@ -98,22 +101,26 @@ QUALITY_COLUMNS = [
     ("SNR dB", "snr", "{:.1f}"),
     ("log-mel", "mel", "{:.3f}"),
     ("seam SNR dB (min)", "seam_snr", "{:.1f}"),
+    ("tensor SNR dB", "tensor_snr", "{:.1f}"),
+    ("max abs error", "max_error", "{:.3g}"),
+    ("relative error", "rel_error", "{:.3g}"),
 ]
 
 
 def _quality_table(report: BenchReport) -> Table:
-    header = ["artifact"] + [title for title, _, _ in QUALITY_COLUMNS]
+    """The quality columns of the model's kind: DNSMOS and audio figures for audio, tensor
+    error for tensors."""
+    found = [r.quality for r in report.artifacts.values()] + [report.source_quality or {}]
+    columns = [c for c in QUALITY_COLUMNS if any(c[1] in q for q in found)]
+    header = ["artifact"] + [title for title, _, _ in columns]
     rows = []
     if report.source_quality:
         quality = report.source_quality
-        rows.append([SOURCE] + [_f(quality.get(key), p) for _, key, p in QUALITY_COLUMNS])
+        rows.append([SOURCE] + [_f(quality.get(key), p) for _, key, p in columns])
     for name, r in report.artifacts.items():
-        rows.append([name] + [_f(r.quality.get(key), p) for _, key, p in QUALITY_COLUMNS])
-    return Table(
-        f"Quality (means over clips; PESQ/STOI/MCD/SNR/log-mel against {report.reference})",
-        header,
-        rows,
-    )
+        rows.append([name] + [_f(r.quality.get(key), p) for _, key, p in columns])
+    against = "PESQ/STOI/MCD/SNR/log-mel" if _audio(report) else "tensor errors"
+    return Table(f"Quality (means over clips; {against} against {report.reference})", header, rows)
 
 
 def _task_table(report: BenchReport) -> Table | None:
@@ -153,12 +160,13 @@ def _gate_table(report: BenchReport) -> Table | None:
 def summary_table(report: BenchReport) -> Table:
     """The headline figures in a table narrow enough for a terminal; bench.md has them all."""
     present = [r.quality for r in report.artifacts.values()]
-    keys = [k for k in ("dnsmos_ovrl", "pesq", "mel") if any(k in q for q in present)]
-    header = ["artifact", "RTF", "speed-up", "MB", "RSS MB", *keys]
+    keys = [k for k in ("dnsmos_ovrl", "pesq", "mel", "tensor_snr") if any(k in q for q in present)]
+    audio = _audio(report)
+    header = ["artifact", "RTF" if audio else "latency ms", "speed-up", "MB", "RSS MB", *keys]
     rows = [
         [
             name,
-            f"{r.speed.rtf:.3f}",
+            f"{r.speed.rtf:.3f}" if r.speed.rtf is not None else _millis(r.speed.latency_p50_ms),
             f"{r.ratios['speedup']:.2f}x",
             f"{r.size_bytes / 1e6:.1f}",
             f"{r.memory.rss_peak_bytes / 1e6:.0f}",
@@ -166,7 +174,8 @@ def summary_table(report: BenchReport) -> Table:
         ]
         for name, r in report.artifacts.items()
     ]
-    return Table(f"{report.recipe} against {report.reference}", header, rows)
+    note = f" ({report.runs_note})" if report.runs_note else ""
+    return Table(f"{report.recipe} against {report.reference}{note}", header, rows)
 
 
 def tables(report: BenchReport) -> list[Table]:
@@ -182,9 +191,12 @@ def _summary_lines(report: BenchReport) -> list[str]:
         context = f"context {s.streaming['left']} + {s.streaming['right']} frames"
         stream = f"{s.chunk_frames}-frame chunks ({s.chunk_seconds} s), {context}"
     chain = f", text to wave through the vocoder {s.vocoder} (RTF end to end)" if s.vocoder else ""
+    audio = "" if d.audio_seconds is None else f", {d.audio_seconds:.1f} s of audio"
+    note = [f"runs: {report.runs_note}"] if report.runs_note else []
     return [
         f"recipe {report.recipe}, reference {report.reference}{chain}",
-        f"data: {len(d.files)} examples, {d.audio_seconds:.1f} s of audio ({d.path})",
+        *note,
+        f"data: {len(d.files)} examples{audio} ({d.path})",
         f"device {s.device}, {s.threads} thread(s), warmup {s.warmup}, repeat {s.repeat}, "
         f"batch {s.batches} at {s.batch_sizes}, streaming {stream}",
         f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, "

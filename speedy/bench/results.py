@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 REPORT_FORMAT = "speedy-bench"
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 DNSMOS_FIGURES = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 REFERENCE_FIGURES = ("snr", "mel", "mcd", "pesq", "stoi")  # against the reference's output
 
@@ -18,7 +18,7 @@ class Utterance(Record):
     """One clip's figures for one artifact."""
 
     name: str
-    audio_seconds: float
+    audio_seconds: float | None  # None: the model's outputs are not audio
     latency_ms: float  # median over the timed rounds
     first_chunk_ms: float | None = None
     seam_snr_db: float | None = None
@@ -27,13 +27,16 @@ class Utterance(Record):
 
 
 class Speed(Record):
-    rtf: float  # compute seconds per audio second, whole utterances, median over rounds
+    # compute seconds per audio second, whole utterances, median over rounds (None: the model's
+    # outputs are not audio, and its latency tells its speed)
+    rtf: float | None
     # with a vocoder: the RTF of each stage (front_end, acoustic, vocoder), medians that
     # add up to about `rtf`, which is then end to end
     stage_rtf: dict[str, float] | None = None
     latency_p50_ms: float
     latency_p95_ms: float
-    throughput: dict[str, float]  # batch size -> audio seconds per second
+    throughput: dict[str, float]  # batch size -> audio seconds per second (empty: no audio)
+    items_per_second: dict[str, float]  # batch size -> items per second
     first_chunk_p50_ms: float | None = None
     first_chunk_p95_ms: float | None = None
     stream_rtf: float | None = None  # one streamed pass over all utterances
@@ -68,7 +71,7 @@ class ArtifactResult(Record):
 class DataInfo(Record):
     path: str
     files: list[str]
-    audio_seconds: float
+    audio_seconds: float | None  # None: the model's outputs are not audio
     digest: str  # of the model features: the same digest means the same inputs
 
 
@@ -91,6 +94,7 @@ class BenchReport(Record):
     version: int = REPORT_VERSION
     recipe: str
     reference: str
+    runs_note: str | None = None  # how the task's runs on data differ from requests
     machine: dict[str, Any]
     settings: Settings
     data: DataInfo

@@ -123,7 +123,10 @@ def _batch_sizes(task: Task, batches: Sequence[int]) -> list[dict[str, int]]:
     if not batches:
         return []
     if dim not in spec.dims:
-        raise SpeedyError(f"recipe {spec.recipe} has no batch dim", "leave out --batch")
+        if set(batches) == {1}:  # the default: a model of one item per run has no batched runs
+            notice(f"no batched throughput: recipe {spec.recipe} has no batch dim")
+            return []
+        raise SpeedyError(f"recipe {spec.recipe} has no batch dim", "pass only --batch 1")
     allowed = spec.dims[dim]
     for size in batches:
         if size not in allowed:
@@ -369,13 +372,15 @@ def _ms(values: Sequence[float], percentile: float) -> float:
     return float(np.percentile(values, percentile) * 1000)
 
 
-def _speed(measured: Measured, audio_seconds: float) -> Speed:
+def _speed(measured: Measured, audio_seconds: float | None) -> Speed:
+    """Latency and items per second; real-time factors and audio throughput where the outputs
+    are `audio_seconds` of sound."""
     flat = [s for reply in measured.whole for s in reply["seconds"]]
     first = [s for reply in measured.first_chunk or [] for s in reply["seconds"]]
     stream_seconds = measured.streamed["stream_seconds"]
-    stages = measured.whole[0].get("stages", {})  # text to wave: seconds per stage
+    stages = measured.whole[0].get("stages", {}) if audio_seconds else {}  # text to wave
     return Speed(
-        rtf=_median_rtf(_totals(measured.whole), audio_seconds),
+        rtf=_median_rtf(_totals(measured.whole), audio_seconds) if audio_seconds else None,
         stage_rtf={
             name: _median_rtf([sum(r["stages"][name]) for r in measured.whole], audio_seconds)
             for name in stages
@@ -386,10 +391,16 @@ def _speed(measured: Measured, audio_seconds: float) -> Speed:
         throughput={
             str(size): statistics.median(r["audio_seconds"] / r["seconds"] for r in replies)
             for size, replies in measured.batches.items()
+        }
+        if audio_seconds
+        else {},
+        items_per_second={
+            str(size): statistics.median(size / r["seconds"] for r in replies)
+            for size, replies in measured.batches.items()
         },
         first_chunk_p50_ms=_ms(first, 50) if first else None,
         first_chunk_p95_ms=_ms(first, 95) if first else None,
-        stream_rtf=stream_seconds / audio_seconds if stream_seconds else None,
+        stream_rtf=stream_seconds / audio_seconds if stream_seconds and audio_seconds else None,
     )
 
 
@@ -417,16 +428,18 @@ def _result(
     reference: Measured,
     ref_size: int,
     names: Sequence[str],
-    seconds: Sequence[float],
+    seconds: Sequence[float] | None,
     quality: list[scores.Figures],
 ) -> ArtifactResult:
+    """One artifact's record; `seconds`: of audio per utterance (None: the outputs are not
+    audio)."""
     whole = np.array([reply["seconds"] for reply in measured.whole])
     first = np.array([r["seconds"] for r in measured.first_chunk]) if measured.first_chunk else None
     seams = measured.streamed["seam_snr_db"]
     utterances = [
         Utterance(
             name=name,
-            audio_seconds=seconds[i],
+            audio_seconds=seconds[i] if seconds else None,
             latency_ms=float(np.median(whole[:, i]) * 1000),
             first_chunk_ms=float(np.median(first[:, i]) * 1000) if first is not None else None,
             seam_snr_db=seams[i] if seams else None,
@@ -448,7 +461,7 @@ def _result(
         size_bytes=size,
         load_seconds=measured.load["load_seconds"],
         first_run_seconds=measured.load["first_run_seconds"],
-        speed=_speed(measured, sum(seconds)),
+        speed=_speed(measured, sum(seconds) if seconds else None),
         memory=Memory(
             rss_before_load_bytes=measured.load["rss_before_load"],
             rss_after_load_bytes=measured.load["rss_after_load"],
@@ -516,6 +529,12 @@ def _quality(
     return quality, audio, recordings, source_quality
 
 
+def _runs_note(task: Task, final: Task | None) -> str | None:
+    """How the runs of the artifacts' task (and a chained vocoder's) differ from requests."""
+    notes = [t.runs_note for t in (task, final) if t is not None and t.runs_note]
+    return "; ".join(dict.fromkeys(notes)) or None
+
+
 def run_bench(prepared: Prepared) -> BenchRun:
     """Measure, score and assemble the report."""
     options, task = prepared.options, prepared.task
@@ -523,7 +542,8 @@ def run_bench(prepared: Prepared) -> BenchRun:
     ref_outputs = (measured[prepared.reference].final if prepared.final else None) or measured[
         prepared.reference
     ].outputs
-    seconds = [(prepared.final or task).seconds(outputs) for outputs in ref_outputs]
+    each = [(prepared.final or task).seconds(outputs) for outputs in ref_outputs]
+    seconds = each if sum(each) else None  # None: outputs that are not audio (no RTF)
     quality, audio, recordings, source_quality = _quality(prepared, measured)
     artifacts, reference = prepared.artifacts, measured[prepared.reference]
     ref_size = artifacts[prepared.reference].size_bytes
@@ -537,6 +557,7 @@ def run_bench(prepared: Prepared) -> BenchRun:
     report = BenchReport(
         recipe=prepared.spec.recipe,
         reference=prepared.reference,
+        runs_note=_runs_note(task, prepared.final),
         machine=bench_machine(),
         settings=Settings(
             device=options.device,
@@ -554,7 +575,7 @@ def run_bench(prepared: Prepared) -> BenchRun:
         data=DataInfo(
             path=str(prepared.data),
             files=prepared.names,
-            audio_seconds=sum(seconds),
+            audio_seconds=sum(seconds) if seconds else None,
             digest=prepared.digest,
         ),
         source_quality=source_quality,

@@ -148,6 +148,8 @@ class CompileStage(Stage):
         profiles = derive_profiles(
             entry.inputs, dims, lengths, overrides, o.max_seq_len, o.profile_span, o.max_profiles
         )
+        if not lengths:  # fixed lengths (a scorer's): no data to cover, the ranges are the dims'
+            return profiles, {}
         source = str(o.profiles_from) if o.profiles_from else "the run's data"
         return profiles, {"profile_data": {"source": source, **coverage_report(profiles, lengths)}}
 

@@ -106,6 +106,9 @@ class Generic(Task):
             self.produces = AUDIO
             self.metrics = TENSOR_METRICS | AUDIO_METRICS
             self.bench_metrics = (*self.bench_metrics, "pesq", "mel")
+        leading = {spec.shape[0] if spec.shape else None for spec in self.settings.inputs}
+        if len(leading) == 1 and isinstance(batch := leading.pop(), str):
+            self.batch_dim = batch  # the symbolic first axis every input shares ("N")
 
     @classmethod
     def imported_settings(cls, graph: Imported) -> dict[str, Any]:
@@ -116,6 +119,8 @@ class Generic(Task):
             raise SpeedyError(
                 f"--fill names {unknown[0]!r}, which is not an input", f"use: {', '.join(names)}"
             )
+        if bad := next((f"{n}={r}" for n, r in graph.fills.items() if not FILL.fullmatch(r)), ""):
+            raise SpeedyError(f"--fill {bad!r} has no known rule", f"use {FILL_HELP}")
         if graph.audio_output is not None and graph.audio_output not in outputs:
             raise SpeedyError(
                 f"--audio-output {graph.audio_output!r} is not an output",
