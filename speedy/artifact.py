@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from speedy import interrupt
 from speedy.backends import Kind, RuntimeSection
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
 from speedy.scratch import orphaned, remove
@@ -147,10 +147,8 @@ class Artifact:
         try:
             manifest = Manifest.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(map(str, first["loc"]))
             raise SpeedyError(
-                f"{manifest_path} is not a valid manifest: {where}: {first['msg']}", REBUILD
+                f"{manifest_path} is not a valid manifest: {first_invalid(exc)}", REBUILD
             ) from exc
         artifact = cls(path, manifest)
         for name in manifest.files:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from speedy import runtime
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.model_spec import ModelSpec
 from speedy.runtime import Model
 from speedy.specs import Feeds
@@ -119,10 +119,8 @@ class Chain:
         try:
             request = task.Controls.model_validate(controls)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(map(str, first["loc"]))
             raise SpeedyError(
-                f"{where}: {first['msg']} for a {task.name} model",
+                f"{first_invalid(exc)} for a {task.name} model",
                 f"give it what it takes: {', '.join(task.Controls.model_fields)}",
             ) from exc
         return task.request(request)

@@ -1,5 +1,7 @@
 """User-facing errors: what went wrong and how to fix it, printed as one line by the CLI."""
 
+from pydantic import ValidationError
+
 
 class SpeedyError(Exception):
     """An error caused by the user's input, with the fix to try."""
@@ -15,3 +17,10 @@ class SpeedyError(Exception):
 
 class ParityError(SpeedyError):
     """An artifact's outputs differ from its parent's beyond the tolerance."""
+
+
+def first_invalid(exc: ValidationError, whole: str = "") -> str:
+    """'where: what' of a validation error's first complaint (`whole`: where, when it is about
+    the whole object)."""
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc'])) or whole}: {first['msg']}"

@@ -12,6 +12,7 @@ from speedy.errors import SpeedyError
 
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_SUFFIX = ".data"
+RECREATE = "restore the file, or re-create it (`speedy export` or `speedy import`)"
 
 
 def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -68,7 +69,7 @@ def _check_size(tensor: onnx.TensorProto, location: str, file_bytes: int) -> Non
         raise SpeedyError(
             f"tensor '{tensor.name}' declares {declared:,} bytes, its data file {location} "
             f"holds {max(available, 0):,} from its offset",
-            "the model is corrupt or truncated: re-create it with `speedy export`",
+            f"the model is corrupt or truncated: {RECREATE}",
         )
 
 
@@ -81,10 +82,10 @@ def load_onnx(path: Path, with_weights: bool = True) -> onnx.ModelProto:
     except Exception as exc:
         raise SpeedyError(
             f"{path} is not a valid ONNX file ({type(exc).__name__})",
-            "re-create it with `speedy export` or restore the file",
+            RECREATE,
         ) from exc
     if len(model.graph.node) == 0:
-        raise SpeedyError(f"{path} has an empty graph", "re-create it with `speedy export`")
+        raise SpeedyError(f"{path} has an empty graph", RECREATE)
     check_external_data(model, path.parent)
     if with_weights:
         load_external_data_for_model(model, str(path.parent))

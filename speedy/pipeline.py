@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.console import console
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.model_spec import ModelSpec
 from speedy.recipe import Recipe
 from speedy.stages.base import Stage, StageContext, reuse_or_execute
@@ -48,9 +48,8 @@ def make_stage(name: str, settings: Options | dict[str, Any]) -> Stage:
     try:
         return stage_type(options_type.model_validate(settings))
     except ValidationError as exc:
-        first = exc.errors()[0]
         raise SpeedyError(
-            f"{name} options: {'.'.join(map(str, first['loc']))}: {first['msg']}",
+            f"{name} options: {first_invalid(exc)}",
             f"fix the `{name}` settings",
         ) from exc
 

@@ -20,7 +20,7 @@ from pydantic import (
 from speedy.artifact import file_digest
 from speedy.audio.mel import AudioSpec
 from speedy.data_source import DEFAULT_CLIPS
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
 from speedy.specs import DimRange
 from speedy.stages.options import CompileOptions, ExportOptions, QuantizeOptions, SimplifyOptions
@@ -197,8 +197,6 @@ def load_recipe(reference: str) -> Recipe:
     except (yaml.YAMLError, TypeError, UnicodeDecodeError) as exc:
         raise SpeedyError(f"recipe {path} is not valid YAML: {exc}", "fix the file") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise SpeedyError(f"recipe {path}: {where}: {first['msg']}", "fix the recipe") from exc
+        raise SpeedyError(f"recipe {path}: {first_invalid(exc)}", "fix the recipe") from exc
     except SpeedyError as exc:  # options that do not go together
         raise SpeedyError(f"recipe {path}: {exc.problem}", exc.fix) from exc

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper, version_converter
+from onnx import TensorProto, helper, numpy_helper
 
 from speedy import runtime
 from speedy.artifact import Artifact
@@ -282,11 +282,8 @@ def test_real_dnsmos_scorer(tmp_path: Path, one_clip: Path) -> None:
     and an INT8 copy benched against it."""
     speechmos = pytest.importorskip("speechmos", reason="DNSMOS comes with speechmos")
     shipped = Path(speechmos.__file__).parent / "dnsmos_models" / "sig_bak_ovr.onnx"
-    # ORT's per-channel Q/DQ needs opset 13 (DequantizeLinear's axis); the file is opset 12
-    source = tmp_path / "sig_bak_ovr.onnx"
-    onnx.save(version_converter.convert_version(onnx.load(str(shipped)), 13), str(source))
-    data = ("--data", one_clip)
-    cli("import", source, "--fill", "input_1=audio", "-o", tmp_path / "import", *data)
+    data = ("--data", one_clip)  # the shipped file is opset 12: quantize raises it to 13
+    cli("import", shipped, "--fill", "input_1=audio", "-o", tmp_path / "import", *data)
     cli("quantize", tmp_path / "import", "--precision", "int8", "-o", tmp_path / "int8", *data)
     imported = Artifact.open(tmp_path / "import")
     task = task_for(imported.manifest.model)

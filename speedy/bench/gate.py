@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from speedy import __version__
 from speedy.artifact import now
 from speedy.bench.results import BenchReport
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 
 if TYPE_CHECKING:
     from speedy.bench.runner import Prepared
@@ -159,9 +159,8 @@ def load_baseline(path: Path) -> Baseline:
     try:
         return Baseline.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
         raise SpeedyError(
-            f"baseline {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}",
+            f"baseline {path}: {first_invalid(exc)}",
             "refresh it with `speedy bench ... --save-baseline PATH`",
         ) from exc
 

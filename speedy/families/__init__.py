@@ -10,7 +10,7 @@ import torch
 from pydantic import ValidationError
 
 from speedy.audio.mel import AudioSpec
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.families.base import Family, GraphDef, read_state_dict
 from speedy.families.codec_12hz import Codec12Hz
 from speedy.families.custom import Custom, read_io_spec, with_outputs
@@ -57,9 +57,8 @@ def _adapter(family: str, network: dict[str, Any], audio: AudioSpec) -> Family:
     try:
         params = cls.Params.model_validate(network)
     except ValidationError as exc:
-        first = exc.errors()[0]
         raise SpeedyError(
-            f"network.{'.'.join(map(str, first['loc']))}: {first['msg']}",
+            f"network.{first_invalid(exc)}",
             f"fix the `network:` settings of the {family} model",
         ) from exc
     return cls(params, audio)

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from speedy.audio.mel import AudioSpec, standard_audio
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.families.base import SINGLE, Family, GraphDef
 from speedy.model_spec import ParityOptions
 from speedy.specs import DimRange, Feeds, TensorSpec, symbols
@@ -110,10 +110,8 @@ def read_io_spec(text: str) -> IOSpec:
     try:
         return IOSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "spec"
         raise SpeedyError(
-            f"--io {where}: {first['msg']}",
+            f"--io {first_invalid(exc, 'spec')}",
             "give inputs ({name, dtype, shape, fill}), outputs (names) and dims "
             "({name: {min, opt, max}}), see `speedy export --help`",
         ) from exc

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import onnx
 import onnxruntime as ort
+from onnx import version_converter
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from speedy.quantize.progress import quiet_ort
 from speedy.quantize.ranges import ORT_METHODS, Method
 from speedy.scratch import scratch
+
+QDQ_OPSET = 13  # per-channel DequantizeLinear (its `axis`) needs opset 13
 
 
 @contextlib.contextmanager
@@ -33,9 +36,14 @@ def working_directory(directory: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in {"", "ai.onnx"})
+
+
 def preprocess(source: Path, target: Path) -> onnx.ModelProto:
     """ORT's pre-quantization pass (shape inference, basic graph optimizations), every node
-    named so it can be chosen for quantization; run inside `target`'s (temporary) directory."""
+    named so it can be chosen for quantization, older graphs raised to opset 13; run inside
+    `target`'s (temporary) directory."""
     source, target = source.resolve(), target.resolve()
     with quiet_ort(), working_directory(target.parent):
         try:
@@ -43,6 +51,8 @@ def preprocess(source: Path, target: Path) -> onnx.ModelProto:
         except Exception:  # ORT's symbolic shape inference gives up on some valid graphs
             quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     model = onnx.load(str(target))
+    if _default_opset(model) < QDQ_OPSET:
+        model = version_converter.convert_version(model, QDQ_OPSET)
     for index, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{index}"

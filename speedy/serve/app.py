@@ -31,7 +31,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, first_invalid
 from speedy.serve.admission import Admission, Busy
 from speedy.serve.catalog import Catalog, Unknown, Voice
 from speedy.serve.metrics import Metrics
@@ -98,11 +98,9 @@ def _controls(voice: Voice, fields: dict[str, Any]) -> dict[str, Any]:
     try:
         return task.Request.model_validate(fields).model_dump()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
         raise Problem(
             422,
-            f"{where}: {first['msg']}",
+            first_invalid(exc, "body"),
             f"controls are {', '.join(task.Request.model_fields)}",
         ) from None
 
