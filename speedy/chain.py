@@ -129,9 +129,10 @@ class Chain:
         """The waveform of the first model's inputs for one utterance, each model timed."""
         start = time.perf_counter()
         handed = self.handed(inputs)
-        seconds = {"acoustic": time.perf_counter() - start}
+        first = time.perf_counter() - start
         if self.second is None:  # the first model's wave
-            return Synthesis(handed, self.sample_rate, handed, seconds)
+            return Synthesis(handed, self.sample_rate, handed, {"voice": first})
+        seconds = {"acoustic": first}
         start = time.perf_counter()
         audio = self.vocode(handed)
         seconds["vocoder"] = time.perf_counter() - start

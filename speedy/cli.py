@@ -579,7 +579,10 @@ def synth(
 def serve(
     artifacts: Annotated[
         list[str],
-        typer.Argument(help="Artifacts to serve: text models and vocoders; NAME=PATH names one."),
+        typer.Argument(
+            help="Artifacts to serve: text models, text-to-wave voices and vocoders; NAME=PATH "
+            "names one."
+        ),
     ],
     vocoder: Annotated[
         list[str] | None,

@@ -1,5 +1,6 @@
 """A real third-party voice: Piper's en_US-joe-medium (VITS, ONNX) imported, run, spoken."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import soundfile as sf
 from speedy.artifact import Artifact, file_digest
 from speedy.chain import Chain
 from speedy.recipe import load_recipe
+from speedy.serve.client import spawn
 from speedy.tasks import task_for
 from tests.test_cli_errors import assert_clean_error
 
@@ -66,7 +68,7 @@ def test_voice_speaks_deterministically_at_noise_zero(imported: Artifact) -> Non
     assert 1.5 < seconds < 5.0 and np.abs(quiet[0].audio).max() > 0.05  # nine words of speech
     slower = chain(text=SENTENCE, speed=0.5, noise_scale=0.0, noise_w=0.0)
     assert slower.audio_seconds > 1.5 * seconds  # durations scaled (rounded up per phoneme)
-    assert set(quiet[0].rtf()) == {"front_end", "acoustic", "total"}
+    assert set(quiet[0].rtf()) == {"front_end", "voice", "total"}
 
 
 def test_synth_speaks_through_the_voice(imported: Artifact, tmp_path: Path, speedy_cli) -> None:
@@ -97,3 +99,20 @@ def test_recipe_enters_by_import() -> None:
     assert recipe.onnx_path() == MODEL and spec.task == "text_to_wave"
     assert spec.dims["phonemes"].max == 2048 and spec.checkpoint.file == MODEL.name
     assert task_for(spec).settings.espeak_voice == "en-us"
+
+
+def test_serve_speaks_the_voice_alone(imported: Artifact) -> None:
+    """A text-to-wave voice is served without a vocoder: /v1/tts is the chain's audio."""
+    pytest.importorskip("uvicorn", reason="serving needs the [serve] extra")
+    with spawn([f"joe={imported.path}", "--workers", "1"]) as server:
+        (listed,) = server.call("GET", "/v1/models").json()["voices"]
+        assert listed["name"] == "joe" and listed["vocoder"] is None and not listed["streams"]
+        request = {"text": SENTENCE, "noise_scale": 0.0, "noise_w": 0.0}
+        reply = server.call("POST", "/v1/tts", request)
+        assert reply.status == 200, reply.body
+        audio, rate = sf.read(io.BytesIO(reply.body), dtype="float32")
+        expected = Chain.load(imported.path, threads=2)(**request).audio
+        assert rate == 22050 and audio.size == expected.size
+        assert np.abs(audio - np.clip(expected, -1, 1)).max() <= 2 / 32767  # 16-bit rounding
+        streamed = server.call("POST", "/v1/tts?stream=1", request)
+        assert streamed.status == 422 and "does not stream" in streamed.body.decode()

@@ -192,9 +192,9 @@ class Server:
 
     async def stream(self, voice: Voice, controls: dict[str, Any]) -> Response:
         """The voice's audio in chunks as its vocoder streams them, holding a slot until done."""
-        streamer = voice.vocoder.streamer
-        if streamer is None:
-            raise Problem(422, f"{voice.vocoder.name} does not stream", "leave out stream=1")
+        streamer, vocoder = voice.streamer, voice.vocoder
+        if streamer is None or vocoder is None:
+            raise Problem(422, f"{voice.name} does not stream", "leave out stream=1")
         held = AsyncExitStack()
         await held.enter_async_context(self.admission.slot())
         start = time.perf_counter()
@@ -204,7 +204,6 @@ class Server:
         except BaseException:
             await held.aclose()
             raise
-        vocoder = voice.vocoder
         chunks = streamer.stream(vocoder.model, vocoder.task.inputs(mel))
         rate = chain.sample_rate
 

@@ -1,8 +1,9 @@
 """What a server speaks through: its artifacts loaded once, by name, as voices (a text model
-chained with a vocoder of its mels) and uploads' models (a vocoder: audio or a mel in, audio out).
+chained with a vocoder of its mels, or a text-to-wave voice alone) and uploads' models (a
+vocoder: audio or a mel in, audio out).
 
 Names are `NAME=PATH` or the artifact's recipe and stage (`hifigan_v1/quantize`); a voice is
-named `ACOUSTIC+VOCODER`. Requests name these, never a path on the server.
+named `ACOUSTIC+VOCODER`, or after its one model. Requests name these, never a path on the server.
 """
 
 from collections.abc import Sequence
@@ -57,15 +58,21 @@ def _quality(reports: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Voice:
-    """A text model and the vocoder that turns what it makes into audio."""
+    """A text model and the vocoder that turns what it makes into audio (none: it makes the
+    audio itself)."""
 
     name: str
     acoustic: Served
-    vocoder: Served
+    vocoder: Served | None = None
     chain: Chain = field(init=False)
 
     def __post_init__(self) -> None:
-        self.chain = Chain(self.acoustic.model, self.vocoder.model)
+        self.chain = Chain(self.acoustic.model, self.vocoder and self.vocoder.model)
+
+    @property
+    def streamer(self) -> Streamer | None:
+        """The vocoder's streaming (a voice without a vocoder has none)."""
+        return self.vocoder and self.vocoder.streamer
 
     def describe(self) -> dict[str, Any]:
         task = self.acoustic.task
@@ -73,10 +80,10 @@ class Voice:
         return {
             "name": self.name,
             "acoustic": self.acoustic.name,
-            "vocoder": self.vocoder.name,
+            "vocoder": self.vocoder and self.vocoder.name,
             "controls": task.Request.model_json_schema(),
             "choices": task.choices(),
-            "streams": self.vocoder.streamer is not None,
+            "streams": self.streamer is not None,
         }
 
 
@@ -102,6 +109,7 @@ class Catalog:
             for v in vocoders
             if chains(a.task, v.task)
         }
+        self.voices |= {a.name: Voice(a.name, a) for a in text_models if makes_audio(a.task)}
         for model in text_models:
             if not any(v.acoustic is model for v in self.voices.values()):
                 raise SpeedyError(
@@ -111,7 +119,7 @@ class Catalog:
         if not self.voices and not self.uploads:
             raise SpeedyError(
                 "none of the artifacts takes text or uploads",
-                "serve a text-to-mel model with a vocoder, or a vocoder",
+                "serve a text-to-mel model with a vocoder, a text-to-wave voice, or a vocoder",
             )
 
     @classmethod
@@ -143,7 +151,9 @@ class Catalog:
             streamer = task.streamer(chunk_seconds) if makes_audio(task) else None
             loaded[name] = Served(name, model, task, streamer)
         served = [loaded[names[a]] for a in artifacts]
-        chosen = [loaded[names[v]] for v in vocoders] or [m for m in served if makes_audio(m.task)]
+        chosen = [loaded[names[v]] for v in vocoders] or [
+            m for m in served if makes_audio(m.task) and m.task.Request is None
+        ]
         return cls(served, chosen)
 
     def warm_up(self) -> None:
@@ -165,7 +175,7 @@ class Catalog:
 
     def voice(self, name: str | None) -> Voice:
         """The voice called `name` (default: the first)."""
-        return _pick(self.voices, name, "voice", "text models to serve with a vocoder")
+        return _pick(self.voices, name, "voice", "text models (with a vocoder if they need one)")
 
     def upload_model(self, name: str | None) -> Served:
         """The model taking uploads called `name` (default: the first)."""
