@@ -15,6 +15,11 @@ EXTERNAL_DATA_SUFFIX = ".data"
 RECREATE = "restore the file, or re-create it (`speedy export` or `speedy import`)"
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset of the default (ai.onnx) domain; 0 when it imports none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Every tensor a graph holds: initializers (sparse ones too), node attributes (a
     Constant's value), and those of its subgraphs."""

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from speedy.onnx_io import default_opset
+
 MIN_OPSET = 15  # Shape with start/end
 
 
@@ -196,8 +198,7 @@ def fft_convolutions(
     model: onnx.ModelProto, options: FftConvOptions
 ) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of `model` with its eligible convs rewritten, and the names of those convs."""
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < MIN_OPSET:
+    if default_opset(model) < MIN_OPSET:
         return model, []
     graph = model.graph
     conv_inputs = {name for node in graph.node if node.op_type == "Conv" for name in node.input}

@@ -17,6 +17,7 @@ from onnx import version_converter
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from speedy.onnx_io import default_opset
 from speedy.quantize.progress import quiet_ort
 from speedy.quantize.ranges import ORT_METHODS, Method
 from speedy.scratch import scratch
@@ -36,10 +37,6 @@ def working_directory(directory: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in {"", "ai.onnx"})
-
-
 def preprocess(source: Path, target: Path) -> onnx.ModelProto:
     """ORT's pre-quantization pass (shape inference, basic graph optimizations), every node
     named so it can be chosen for quantization, older graphs raised to opset 13; run inside
@@ -51,7 +48,7 @@ def preprocess(source: Path, target: Path) -> onnx.ModelProto:
         except Exception:  # ORT's symbolic shape inference gives up on some valid graphs
             quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     model = onnx.load(str(target))
-    if _default_opset(model) < QDQ_OPSET:
+    if default_opset(model) < QDQ_OPSET:
         model = version_converter.convert_version(model, QDQ_OPSET)
     for index, node in enumerate(model.graph.node):
         if not node.name:

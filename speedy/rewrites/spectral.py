@@ -23,29 +23,19 @@ def _bases(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cos(angle), torch.sin(angle)
 
 
-class _DFTConvolution(nn.Module):
-    """A (inverse) DFT of `n_fft` points every `hop_length` samples as one convolution kernel,
-    made by `_kernel` from the onesided cos and sin bases and the padded window."""
+class RealSTFT(nn.Module):
+    """torch.stft(x, n_fft, hop, win_length, window, center=True, pad_mode='reflect',
+    return_complex=True) as (real, imag) parts of shape (batch, n_fft // 2 + 1, frames)."""
 
     def __init__(
         self, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor | None
     ) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
+        cos, sin = _bases(n_fft)
         frame = _frame_window(window, n_fft, win_length)
-        kernel = self._kernel(*_bases(n_fft), frame)
+        kernel = torch.cat([cos * frame, -sin * frame])  # (2 * bins, n_fft)
         self.register_buffer("kernel", kernel.float()[:, None, :], persistent=False)
-
-    def _kernel(self, cos: torch.Tensor, sin: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class RealSTFT(_DFTConvolution):
-    """torch.stft(x, n_fft, hop, win_length, window, center=True, pad_mode='reflect',
-    return_complex=True) as (real, imag) parts of shape (batch, n_fft // 2 + 1, frames)."""
-
-    def _kernel(self, cos: torch.Tensor, sin: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        return torch.cat([cos * frame, -sin * frame])  # (2 * bins, n_fft)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pad = self.n_fft // 2
@@ -54,7 +44,7 @@ class RealSTFT(_DFTConvolution):
         return spec.chunk(2, dim=1)
 
 
-class RealISTFT(_DFTConvolution):
+class RealISTFT(nn.Module):
     """torch.istft(torch.complex(real, imag), n_fft, hop, win_length, window, center=True) of
     (batch, n_fft // 2 + 1, frames) parts: the inverse real DFT and the window in one transposed
     convolution (the overlap-add), divided by the summed squared window, centre padding cut."""
@@ -62,16 +52,17 @@ class RealISTFT(_DFTConvolution):
     def __init__(
         self, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor | None
     ) -> None:
-        super().__init__(n_fft, hop_length, win_length, window)
-        frame = _frame_window(window, n_fft, win_length)
-        self.register_buffer("envelope", (frame**2).float()[None, None, :], persistent=False)
-
-    def _kernel(self, cos: torch.Tensor, sin: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        weight = torch.full((self.n_fft // 2 + 1, 1), 2.0)
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        cos, sin = _bases(n_fft)
+        weight = torch.full((n_fft // 2 + 1, 1), 2.0)
         weight[0] = 1.0
-        if self.n_fft % 2 == 0:
+        if n_fft % 2 == 0:
             weight[-1] = 1.0  # DC and Nyquist appear once in a onesided spectrum
-        return torch.cat([weight * cos, -weight * sin]) * frame / self.n_fft
+        frame = _frame_window(window, n_fft, win_length)
+        kernel = torch.cat([weight * cos, -weight * sin]) * frame / n_fft
+        self.register_buffer("kernel", kernel.float()[:, None, :], persistent=False)
+        self.register_buffer("envelope", (frame**2).float()[None, None, :], persistent=False)
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
         frames = torch.cat([real, imag], dim=1)

@@ -151,9 +151,7 @@ class Catalog:
             streamer = task.streamer(chunk_seconds) if makes_audio(task) else None
             loaded[name] = Served(name, model, task, streamer)
         served = [loaded[names[a]] for a in artifacts]
-        chosen = [loaded[names[v]] for v in vocoders] or [
-            m for m in served if makes_audio(m.task) and m.task.Request is None
-        ]
+        chosen = [loaded[names[v]] for v in vocoders] or [m for m in served if makes_audio(m.task)]
         return cls(served, chosen)
 
     def warm_up(self) -> None:
