@@ -46,7 +46,9 @@ def build(work: Path, threads: int) -> dict[str, float]:
         "import": speedy("import", SHIPPED, *fill, "-o", work / "fp32", *t),
         "simplify": speedy("simplify", work / "fp32", "-o", simplified, *t),
         "fp16": speedy("quantize", simplified, "--precision", "fp16", "-o", work / "fp16", *t),
-        "int8": speedy("quantize", simplified, "--precision", "int8", "-o", work / "int8", *t),
+        "int8": speedy(
+            "quantize", simplified, "--precision", "int8", "--no-budget", "-o", work / "int8", *t
+        ),
         "mixed": speedy("quantize", simplified, "--precision", "mixed", "-o", work / "mixed", *t),
         "int8_ort": speedy("compile", work / "int8", "--backend", "ort", "-o", work / "int8_ort"),
     }

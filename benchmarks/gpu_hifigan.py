@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--skip-aoti", action="store_true", help="eager only (no compiling)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "gpu_hifigan_v1.json")
     args = parser.parse_args()
+    runtime.trust_code()  # the AOTInductor packages it loads are the ones it compiles
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU visible to torch: run this on a GPU machine")
 

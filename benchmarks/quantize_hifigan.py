@@ -48,7 +48,12 @@ CALIBRATION = "ljspeech_calib"
 EVALUATION = [f"LJ001-{n:04d}.wav" for n in (2, 4, 6, 8, 11, 13, 15, 16)]
 GRAPH = "model"  # HiFi-GAN's one graph
 VARIANTS = {
-    "int8-naive": {"precision": "int8", "method": "minmax", "calib": CALIBRATION},
+    "int8-naive": {
+        "precision": "int8",
+        "method": "minmax",
+        "calib": CALIBRATION,
+        "no_budget": True,
+    },
     "fp16": {"precision": "fp16"},
     "mixed": {"precision": "mixed", "calib": CALIBRATION},
 }

@@ -8,29 +8,26 @@ its SHA-256; `Artifact.open` checks them all, so an edited, swapped or missing f
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from speedy import interrupt
 from speedy.backends import Kind, RuntimeSection
 from speedy.errors import SpeedyError, first_invalid
 from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
-from speedy.scratch import orphaned, remove
+from speedy.plain_data import MAX_DEPTH, too_deep
 from speedy.specs import TensorSpec
 
 MANIFEST = "speedy.json"
 FORMAT_VERSION = 2
 TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxsim", "tensorrt")
+# A graph's name becomes a file name (`<graph>.onnx`): a plain name, never a path.
+GRAPH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 REBUILD = (
     "rebuild it with this speedy (`speedy run RECIPE --force`, or rerun the stage that made it)"
 )
@@ -61,6 +58,12 @@ class GraphEntry(BaseModel):
     precision: str = "fp32"
     runtime: RuntimeSection | None = None  # what a compiled graph's backend needs to load it
 
+    @model_validator(mode="after")
+    def _compiled_runtime(self) -> "GraphEntry":
+        if self.kind in ("trt", "aoti") and getattr(self.runtime, "backend", None) != self.kind:
+            raise ValueError(f"kind {self.kind} needs a `runtime` section of backend {self.kind}")
+        return self
+
     @property
     def file(self) -> str:
         """The model file, relative to the artifact directory (a torch artifact's graphs share
@@ -80,6 +83,17 @@ class Manifest(BaseModel):
     digest: str  # over `files`: identifies the artifact's contents
     lineage: Lineage
     reports: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("graphs")
+    @classmethod
+    def _plain_graph_names(cls, graphs: dict[str, GraphEntry]) -> dict[str, GraphEntry]:
+        for name in graphs:
+            if not GRAPH_NAME.fullmatch(name):
+                raise ValueError(
+                    f"graph name {name!r} is not a plain name (a letter or _, then letters, "
+                    "digits or _, at most 64)"
+                )
+        return graphs
 
     @model_validator(mode="after")
     def _files_listed(self) -> "Manifest":
@@ -137,8 +151,10 @@ class Artifact:
             )
         try:
             raw = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SpeedyError(f"{manifest_path} is not JSON ({exc})", REBUILD) from exc
+        if too_deep(raw):
+            raise SpeedyError(f"{manifest_path} nests deeper than {MAX_DEPTH} levels", REBUILD)
         found = raw.get("format_version") if isinstance(raw, dict) else None
         if found != FORMAT_VERSION:
             raise SpeedyError(
@@ -153,6 +169,11 @@ class Artifact:
         artifact = cls(path, manifest)
         for name in manifest.files:
             contained(path, name)
+        if manifest.digest != files_digest(manifest.files):  # the lineage and reuse key
+            raise SpeedyError(
+                f"{manifest_path} was edited: its digest is not that of the files it lists",
+                REBUILD,
+            )
         if verify:
             artifact.verify()
         return artifact
@@ -197,9 +218,10 @@ def file_digest(paths: list[Path]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def directory_files(directory: Path) -> dict[str, str]:
-    """Every file below `directory` but the manifest, relative path -> SHA-256, sorted."""
-    found = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+def directory_files(directory: Path, marker: str = MANIFEST) -> dict[str, str]:
+    """Every file below `directory` but its `marker` (the file listing them), relative path ->
+    SHA-256, sorted."""
+    found = sorted(p for p in directory.rglob("*") if p.is_file() and p != directory / marker)
     return {p.relative_to(directory).as_posix(): file_digest([p]) for p in found}
 
 
@@ -227,89 +249,3 @@ def now() -> str:
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     (directory / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
-
-
-def check_writable(out: Path, force: bool, marker: str | None = MANIFEST) -> None:
-    """Refuse to replace an existing output unless `force`, and even then what speedy did not
-    write: a directory output (`marker` names the file its kind always holds) must hold `marker`
-    or nothing; a file output must not be a directory. Never the current directory or above."""
-    if out.name in ("", ".", "..") or Path.cwd().is_relative_to(out.resolve()):
-        raise SpeedyError(
-            f"output {out} is the current directory or one that holds it",
-            "name a new path for the output, e.g. -o out/model",
-        )
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not force:
-        raise SpeedyError(f"output {out} already exists", "pass --force to replace it")
-    if marker is None and out.is_dir():
-        raise SpeedyError(f"output {out} is a directory", "name a file to write")
-    if marker is not None and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file())
-    ):
-        raise SpeedyError(
-            f"output {out} exists and speedy did not write it (no {marker} in it); --force "
-            "replaces only speedy's own outputs",
-            "choose another output path, or move that one away yourself",
-        )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_dir(out_dir: Path, force: bool, marker: str = MANIFEST) -> Iterator[Path]:
-    """Yield a temporary directory that becomes `out_dir` only if the block completes.
-
-    On any error or interruption the temporary directory is removed and an existing `out_dir`
-    is left untouched. What killed writers left beside `out_dir` goes first (an old output
-    caught mid-replacement is put back). An output that another process published meanwhile is
-    replaced only with `force`.
-    """
-    if out_dir.parent.is_dir():
-        _sweep(out_dir)
-    check_writable(out_dir, force, marker)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{out_dir.name}.{os.getpid()}."
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=out_dir.parent))
-    try:
-        yield tmp
-        interrupt.check()
-        tmp.chmod(0o777 & ~_umask())
-        _publish(tmp, out_dir, force)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _sweep(out_dir: Path) -> None:
-    """Remove the partial outputs of dead writers; restore an output one was replacing."""
-    for entry in sorted(out_dir.parent.glob(f".{out_dir.name}.*")):
-        if orphaned(entry.name, f".{out_dir.name}."):
-            if entry.name.endswith(".old") and not out_dir.exists():
-                entry.rename(out_dir)
-            else:
-                remove(entry)
-
-
-def _publish(tmp: Path, out_dir: Path, force: bool) -> None:
-    taken = SpeedyError(
-        f"{out_dir} was written by another process while this one ran; this result was not kept",
-        "pass --force to replace it, or write to another path",
-    )
-    if out_dir.exists():
-        if not force:
-            raise taken
-        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-        return
-    try:
-        tmp.rename(out_dir)
-    except OSError as exc:  # another writer published first (a non-empty directory)
-        if out_dir.exists():
-            raise taken from exc
-        raise

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from speedy import runtime
+from speedy.audio.io import check_finite
 from speedy.errors import SpeedyError, first_invalid
 from speedy.model_spec import ModelSpec
 from speedy.runtime import Model
@@ -109,7 +110,8 @@ class Chain:
         return synthesis
 
     def request(self, **controls: Any) -> Feeds:
-        """The first model's inputs for one request's controls (text, speaker...)."""
+        """The first model's inputs for one request's controls (text, speaker...), each finite
+        as the model takes it."""
         task = self.tasks[0]
         if task.Controls is None:
             raise SpeedyError(
@@ -123,7 +125,9 @@ class Chain:
                 f"{first_invalid(exc)} for a {task.name} model",
                 f"give it what it takes: {', '.join(task.Controls.model_fields)}",
             ) from exc
-        return task.request(request)
+        with np.errstate(over="ignore"):  # a value float32 cannot hold is refused below
+            feeds = task.request(request)
+        return {k: check_finite(v, f"the request's {k}", v.dtype) for k, v in feeds.items()}
 
     def speak(self, inputs: Feeds) -> Synthesis:
         """The waveform of the first model's inputs for one utterance, each model timed."""

@@ -10,16 +10,17 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from speedy import interrupt, runtime
-from speedy.artifact import Artifact, check_writable
+from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
-from speedy.audio.io import write_audio
+from speedy.audio.io import write_audio, written_by_speedy
 from speedy.backends.ort.build import Provider
 from speedy.backends.ort.section import Level
-from speedy.console import PIPE_WIDTH, UNSIZED, console, notice, out
+from speedy.console import PIPE_WIDTH, UNSIZED, console, notice, out, printable, shown
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
 from speedy.families import custom_spec, fits, trust_factory
 from speedy.importer import FAMILY as IMPORTED
+from speedy.outputs import check_file_writable, check_writable
 from speedy.pipeline import context_for, make_stage, run_recipe
 from speedy.quantize.summary import quantization_table
 from speedy.recipe import load_recipe
@@ -52,7 +53,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
-Force = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Replace an existing output that speedy wrote.")
+]
+ForceFile = Annotated[
+    bool,
+    typer.Option("--force-file", help="Replace an existing output file, whoever wrote it."),
+]
 Threads = Annotated[int, typer.Option(help="CPU threads for checks and timing.")]
 Data = Annotated[
     Path | None, typer.Option(help="Examples for parity checks (default: the recipe's).")
@@ -67,6 +74,15 @@ Graphs = Annotated[
 NoVerify = Annotated[
     bool,
     typer.Option("--no-verify", help="Load artifacts without checking their files' digests."),
+]
+
+Trust = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Load artifacts whose files run native code when loaded (AOTInductor .pt2): only "
+        "ones you built or trust.",
+    ),
 ]
 
 
@@ -134,8 +150,8 @@ def import_(
     fill: Annotated[
         list[str] | None,
         typer.Option(
-            help="generic: INPUT=RULE, how its examples are made: audio, normal, "
-            "uniform:LO,HI, int:LO,HI or value:V (repeatable)."
+            help="generic: INPUT=RULE, how its examples are made: audio, mel (the clips' "
+            "log-mels), normal, uniform:LO,HI, int:LO,HI or value:V (repeatable)."
         ),
     ] = None,
     audio_output: Annotated[
@@ -173,12 +189,12 @@ def import_(
     artifact = execute(stage, None, output, context_for(spec, data, threads), force)
     entry = artifact.manifest.graph("model")
     out.print(
-        f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB, task {task}): "
-        f"{escape(', '.join(s.describe() for s in entry.inputs))} -> "
-        f"{escape(', '.join(s.describe() for s in entry.outputs))}"
+        f"wrote {shown(artifact.path)} ({artifact.size_bytes / 1e6:.1f} MB, task {task}): "
+        f"{shown(', '.join(s.describe() for s in entry.inputs))} -> "
+        f"{shown(', '.join(s.describe() for s in entry.outputs))}"
     )
     for symbol, limits in artifact.manifest.model.dims.items():
-        out.print(f"  {symbol}: {limits.min}..{limits.max} (typical {limits.opt})")
+        out.print(f"  {shown(symbol)}: {limits.min}..{limits.max} (typical {limits.opt})")
 
 
 def _pair(item: str, option: str, form: str) -> tuple[str, str]:
@@ -210,9 +226,11 @@ def export(
         str | None,
         typer.Option(
             "--io",
-            help="Without a recipe: the network's I/O, a YAML file or inline YAML/JSON: "
-            "inputs [{name, dtype, shape, fill}], outputs [names], dims {name: {min, opt, "
-            "max}}, optional audio {output, sample_rate} and parity {sizes, atol}.",
+            help=escape(
+                "Without a recipe: the network's I/O, a YAML file or inline YAML/JSON: "
+                "inputs [{name, dtype, shape, fill}], outputs [names], dims {name: {min, opt, "
+                "max}}, optional audio {output, sample_rate} and parity {sizes, atol}."
+            ),
         ),
     ] = None,
     rewrite: Annotated[
@@ -247,7 +265,7 @@ def export(
         ctx = _artifact_context(parent, data, threads)
         stage = _export_stage(settings, opset, exporter, skip_parity)
         artifact = execute(stage, parent, output, ctx, force)
-        out.print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB)")
+        out.print(f"wrote {shown(artifact.path)} ({artifact.size_bytes / 1e6:.1f} MB)")
         return
     if source is None:
         if not (model and io):
@@ -280,7 +298,7 @@ def export(
     with scratch("torch") as tmp:
         parent = execute(load, None, tmp / "torch", ctx)
         artifact = execute(stage, parent, output, ctx, force)
-    out.print(f"wrote {artifact.path} ({artifact.size_bytes / 1e6:.1f} MB)")
+    out.print(f"wrote {shown(artifact.path)} ({artifact.size_bytes / 1e6:.1f} MB)")
 
 
 @app.command()
@@ -303,9 +321,9 @@ def simplify(
     artifact = execute(make_stage("simplify", settings), parent, output, ctx, force)
     for name, report in artifact.manifest.reports["simplify"]["graphs"].items():
         before, after = report["before"], report["after"]
-        where = f" {name}" if len(artifact.manifest.graphs) > 1 else ""
+        where = f" {shown(name)}" if len(artifact.manifest.graphs) > 1 else ""
         out.print(
-            f"wrote {artifact.path}{where}: nodes {before['nodes']} -> {after['nodes']}, "
+            f"wrote {shown(artifact.path)}{where}: nodes {before['nodes']} -> {after['nodes']}, "
             f"initializers {before['initializers']} -> {after['initializers']}, "
             f"{before['bytes'] / 1e6:.1f} -> {after['bytes'] / 1e6:.1f} MB"
         )
@@ -346,10 +364,16 @@ def quantize(
     budget: Annotated[
         str | None,
         typer.Option(
-            help="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' "
-            "(mixed: the task's default, pesq>=4.0 for vocoders)."
+            help="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' (default: the "
+            "task's, pesq>=4.0 for vocoders, tensor_snr>=30 for generic models)."
         ),
     ] = None,
+    no_budget: Annotated[
+        bool,
+        typer.Option(
+            "--no-budget", help="Keep the result whatever its quality (int8, fp16, dynamic)."
+        ),
+    ] = False,
     granularity: Annotated[
         Granularity, typer.Option(help="Sensitivity and precision per module block or node.")
     ] = "block",
@@ -377,6 +401,7 @@ def quantize(
         "method": method,
         "calib_size": calib_size,
         "budget": budget,
+        "no_budget": no_budget,
         "granularity": granularity,
         "keep_float": keep_float or [],
         "per_channel": per_channel,
@@ -395,7 +420,7 @@ def quantize(
     quality = reports["quality"]
     figures = ", ".join(f"{k} {v:.3f}" for k, v in quality["metrics"].items() if v is not None)
     out.print(
-        f"wrote {artifact.path} ({artifact.manifest.precision}, "
+        f"wrote {shown(artifact.path)} ({artifact.manifest.precision}, "
         f"{artifact.size_bytes / 1e6:.1f} MB, {' / '.join(ratios)} of the parent): {figures}; "
         f"{quality['verdict']}"
     )
@@ -477,7 +502,7 @@ def compile_(
     artifact = execute(stage, parent, output, _artifact_context(parent, data, threads), force)
     manifest = artifact.manifest
     out.print(
-        f"wrote {artifact.path} ({manifest.kind}, {manifest.precision}, "
+        f"wrote {shown(artifact.path)} ({manifest.kind}, {manifest.precision}, "
         f"{artifact.size_bytes / 1e6:.1f} MB)"
     )
     for report in manifest.reports["compile"].values():
@@ -495,10 +520,14 @@ def infer(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
     no_verify: NoVerify = False,
+    trust: Trust = False,
     force: Force = False,
+    force_file: ForceFile = False,
 ) -> None:
     """Run an artifact on one example so a person can listen to it."""
-    check_writable(output, force, marker=None)
+    if trust:
+        runtime.trust_code()
+    check_file_writable(output, force, force_file, written_by_speedy)
     model = runtime.load(artifact, device=device, threads=threads, verify=not no_verify)
     task = task_for(model.manifest.model)
     if input.suffix.lower() not in task.data_suffixes:
@@ -516,7 +545,7 @@ def infer(
         )
     rate = model.manifest.model.audio.sample_rate
     write_audio(output, waves[0], rate)
-    out.print(f"wrote {output} ({waves[0].size / rate:.2f} s at {rate} Hz)")
+    out.print(f"wrote {shown(output)} ({waves[0].size / rate:.2f} s at {rate} Hz)")
 
 
 @app.command()
@@ -548,13 +577,17 @@ def synth(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
     no_verify: NoVerify = False,
+    trust: Trust = False,
     force: Force = False,
+    force_file: ForceFile = False,
 ) -> None:
     """Text to wave: an acoustic model's mels through a vocoder, or a text-to-wave voice, with
     per-stage RTF."""
     from speedy.chain import Chain
 
-    check_writable(output, force, marker=None)
+    if trust:
+        runtime.trust_code()
+    check_file_writable(output, force, force_file, written_by_speedy)
     chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
     asked = {
         "emotion": emotion,
@@ -572,7 +605,7 @@ def synth(
     write_audio(output, result.audio, result.sample_rate)
     rtf = ", ".join(f"{stage} {value:.3f}" for stage, value in result.rtf().items())
     seconds = f"{result.audio_seconds:.2f} s at {result.sample_rate} Hz"
-    out.print(f"wrote {output} ({seconds}; RTF {rtf})")
+    out.print(f"wrote {shown(output)} ({seconds}; RTF {rtf})")
 
 
 @app.command()
@@ -612,12 +645,15 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (MB).")] = 16.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     no_verify: NoVerify = False,
+    trust: Trust = False,
 ) -> None:
     """Serve artifacts over HTTP: POST /v1/tts and /v1/vocode, GET /v1/models, /health,
     /metrics, and a page at / that plays two voices side by side."""
     from speedy.serve import ServeOptions
     from speedy.serve import serve as run_server
 
+    if trust:
+        runtime.trust_code()
     run_server(
         ServeOptions(
             artifacts=artifacts,
@@ -648,9 +684,10 @@ def inspect(
     out.print_json(manifest.model_dump_json())
     checkpoint = manifest.model.checkpoint
     label = "source" if manifest.model.family == IMPORTED else "checkpoint"
-    out.print(f"{label}: {checkpoint.describe() if checkpoint else 'none (seeded weights)'}")
+    out.print(f"{label}: {shown(checkpoint.describe()) if checkpoint else 'none (seeded weights)'}")
     for name, entry in manifest.graphs.items():
-        out.print(f"graph {name}: {entry.kind}, {entry.precision}, {', '.join(entry.files)}")
+        files = shown(", ".join(entry.files))
+        out.print(f"graph {shown(name)}: {entry.kind}, {shown(entry.precision)}, {files}")
     for name, report in graph_reports(manifest.reports).items():
         if "table" in report:
             out.print(quantization_table(report, name))
@@ -703,13 +740,17 @@ def bench(
             "wave, with RTF per stage and the audio's quality figures."
         ),
     ] = None,
+    trust: Trust = False,
     force: Force = False,
+    force_file: ForceFile = False,
 ) -> None:
     """Measure artifacts side by side on the same data, each in its own process: size, load
     time, memory, latency, RTF, throughput, streaming, DNSMOS and quality against a reference."""
     from speedy.bench.command import BenchOptions
     from speedy.bench.command import bench as run_bench
 
+    if trust:
+        runtime.trust_code()  # bench workers inherit it
     run_bench(
         BenchOptions(
             artifacts=artifacts,
@@ -727,6 +768,7 @@ def bench(
             tolerance=tolerance,
             save_baseline=save_baseline,
             force=force,
+            force_file=force_file,
             vocoder=vocoder,
         )
     )
@@ -735,16 +777,11 @@ def bench(
 INTERRUPTED = 130
 
 
-def printable(text: str) -> str:
-    """`text` with control characters (terminal escape sequences in a file name) spelled out."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def error_line(exc: Exception) -> str:
     """The one line a failure gets: a SpeedyError's own message (problem and fix), or the
     exception's type and first line with how to learn more."""
     if isinstance(exc, SpeedyError):
-        return f"[red]error:[/] {escape(printable(str(exc)))}"  # [extra] stays
+        return f"[red]error:[/] {shown(exc)}"  # [extra] stays
     first = printable(next(iter(str(exc).splitlines()), ""))
     if isinstance(exc, MemoryError):
         return (
@@ -753,7 +790,7 @@ def error_line(exc: Exception) -> str:
         )
     if isinstance(exc, OSError) and exc.filename:
         return (
-            f"[red]error:[/] cannot use {escape(printable(str(exc.filename)))}: "
+            f"[red]error:[/] cannot use {shown(exc.filename)}: "
             f"{escape(str(exc.strerror))} "
             "(fix: check its permissions and the free disk space)"
         )

@@ -1,6 +1,9 @@
 """Files of a data source (audio, .npy features, text) and their cached front-end features."""
 
+import math
+import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from importlib.resources import files
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +25,11 @@ def data_files(
     """`what` files in `source` (a directory or one file): those ending in `suffixes`, sorted."""
     if not source.exists():
         raise SpeedyError(f"data source not found: {source}", "pass an existing file or directory")
+    if not (source.is_file() or source.is_dir()):
+        raise SpeedyError(
+            f"data source {source} is neither a regular file nor a directory (a pipe or a device)",
+            "pass a file, or a directory of them",
+        )
     found = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
     found = [p for p in found if p.suffix.lower() in suffixes]
     if not found:
@@ -50,18 +58,55 @@ def audio_features(
             cache.get(
                 path,
                 settings,
-                lambda p=path: front_end(read_audio(p, audio.sample_rate)),
+                lambda p=path: audio_example(p, audio.sample_rate, front_end),
             )
         )
     return features
 
 
+def audio_example(
+    source: Path | BinaryIO,
+    sample_rate: int,
+    front_end: Callable[[np.ndarray], np.ndarray],
+    name: str | None = None,
+) -> np.ndarray:
+    """`front_end`'s features of an audio file (or an open one, called `name`) at `sample_rate`,
+    refused where they are not finite as float32 (samples so large their spectrum overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflows is refused below
+        features = front_end(read_audio(source, sample_rate, name))
+    return check_finite(features, f"{name or f'audio file {source}'}, through the front end,")
+
+
+def _check_declared_size(file: BinaryIO, what: str) -> None:
+    """Refuse a .npy whose header declares more data than the file holds, before numpy
+    allocates room for it."""
+    start = file.tell()
+    version = np.lib.format.read_magic(file)
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = read_header(file)
+    data_start = file.tell()
+    held = file.seek(0, os.SEEK_END) - data_start
+    file.seek(start)
+    if (declared := math.prod(shape) * dtype.itemsize) > held:
+        raise SpeedyError(
+            f"{what} declares {dtype} values of shape {shape} ({declared:,} bytes), the file "
+            f"holds {held:,}",
+            "the file is truncated or corrupt: save it again with numpy.save",
+        )
+
+
 def read_array(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
     """A .npy file (or an open one, called `name`) of real numbers as float32 (never pickled
-    objects); finite values only."""
+    objects); values finite as float32 only."""
     what = name or str(source)
     try:
-        array = np.load(source, allow_pickle=False)
+        with source.open("rb") if isinstance(source, Path) else nullcontext(source) as file:
+            _check_declared_size(file, what)
+            array = np.load(file, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise SpeedyError(
             f"cannot read {what} as a .npy array: {str(exc).splitlines()[0]}",
@@ -71,8 +116,7 @@ def read_array(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
         raise SpeedyError(
             f"{what} holds {array.dtype} values", "pass real numbers (float32 log-mels)"
         )
-    check_finite(array, what)
-    return array.astype(np.float32)
+    return check_finite(array, what)
 
 
 def text_lines(source: Path) -> list[tuple[str, str]]:

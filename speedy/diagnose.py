@@ -219,15 +219,27 @@ def _code(site: Site) -> str:
     return f": `{code}`"
 
 
-def onnx_node_site(node: onnx.NodeProto, network: torch.nn.Module) -> Site:
-    """Module and source line of an exported ONNX node: the dynamo exporter's metadata, or
-    the torchscript exporter's scoped node name ("/rnn/LSTM")."""
+def scope_path(node: onnx.NodeProto) -> str | None:
+    """The dotted path of the module the dynamo exporter placed a node in ("" for the top
+    level): the innermost of its name scopes (each a full path, the last one the node's own
+    name); None for a node without them."""
     meta = {p.key: p.value for p in node.metadata_props}
-    if "pkg.torch.onnx.name_scopes" in meta:
-        scopes = [s for s in ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])[:-1] if s]
-        path = ".".join(scopes)
-    else:
-        path = ".".join(node.name.strip("/").split("/")[:-1])
+    if (scopes := meta.get("pkg.torch.onnx.name_scopes")) is None:
+        return None
+    return next((s for s in reversed(ast.literal_eval(scopes)[:-1]) if s), "")
+
+
+def module_path(node: onnx.NodeProto) -> str:
+    """The dotted path of the module an exported ONNX node belongs to: its name scope, else the
+    torchscript exporter's scoped node name ("/rnn/LSTM")."""
+    path = scope_path(node)
+    return ".".join(node.name.strip("/").split("/")[:-1]) if path is None else path
+
+
+def onnx_node_site(node: onnx.NodeProto, network: torch.nn.Module) -> Site:
+    """Module and source line of an exported ONNX node."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    path = module_path(node)
     try:
         kind = type(network.get_submodule(path)).__name__
     except AttributeError:

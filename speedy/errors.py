@@ -15,6 +15,10 @@ class SpeedyError(Exception):
         return f"{self.problem} (fix: {self.fix})" if self.fix else self.problem
 
 
+class GraphRunError(SpeedyError):
+    """A backend failed to run a graph on inputs that passed the feed checks."""
+
+
 class ParityError(SpeedyError):
     """An artifact's outputs differ from its parent's beyond the tolerance."""
 
@@ -23,4 +27,5 @@ def first_invalid(exc: ValidationError, whole: str = "") -> str:
     """'where: what' of a validation error's first complaint (`whole`: where, when it is about
     the whole object)."""
     first = exc.errors()[0]
-    return f"{'.'.join(map(str, first['loc'])) or whole}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")  # our validators' own words
+    return f"{'.'.join(map(str, first['loc'])) or whole}: {message}"

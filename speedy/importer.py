@@ -18,10 +18,11 @@ from speedy.artifact import file_digest
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.audio.mel import AudioSpec, standard_audio
 from speedy.compile.profiles import parse_shapes
+from speedy.dim_ties import dim_name, tied_dims
 from speedy.errors import SpeedyError
 from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
 from speedy.onnx_io import load_onnx
-from speedy.specs import DimRange, TensorSpec, symbol_sizes, symbols
+from speedy.specs import DimRange, TensorSpec, base, symbol_sizes, symbols
 from speedy.tasks import Imported, task_class, task_for
 from speedy.tasks.base import Task
 
@@ -31,8 +32,9 @@ GRAPH = "model"  # the one graph of an imported artifact
 
 def graph_io(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The graph's inputs (initializers left out) and outputs; an unnamed dynamic dim is called
-    `<tensor>_d<axis>`."""
+    `<tensor>_d<axis>`, and dims the graph proves equal share one name (`tied_dims`)."""
     weights = {t.name for t in model.graph.initializer}
+    ties = tied_dims(model)
 
     def spec(value: onnx.ValueInfoProto) -> TensorSpec:
         tensor = value.type.tensor_type
@@ -43,7 +45,7 @@ def graph_io(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]
             )
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
         shape: list[int | str] = [
-            d.dim_value if d.HasField("dim_value") else d.dim_param or f"{value.name}_d{axis}"
+            d.dim_value if d.HasField("dim_value") else _tied_name(value, axis, d, ties)
             for axis, d in enumerate(tensor.shape.dim)
         ]
         return TensorSpec(name=value.name, dtype=dtype, shape=shape)
@@ -52,14 +54,25 @@ def graph_io(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]
     return inputs, [spec(v) for v in model.graph.output]
 
 
+def _tied_name(
+    value: onnx.ValueInfoProto,
+    axis: int,
+    dim: onnx.TensorShapeProto.Dimension,
+    ties: Mapping[str, str],
+) -> str:
+    name = dim_name(value, axis, dim)
+    return ties.get(name, name)
+
+
 def name_free_dims(model: onnx.ModelProto, specs: list[TensorSpec]) -> None:
-    """Write the names `graph_io` gave unnamed dims into the graph, so file and manifest agree."""
+    """Write the names `graph_io` gave dynamic dims (free or tied) into the graph, so file and
+    manifest agree."""
     values = {v.name: v for v in [*model.graph.input, *model.graph.output]}
     for spec in specs:
         for dim, proto in zip(
             spec.shape, values[spec.name].type.tensor_type.shape.dim, strict=True
         ):
-            if isinstance(dim, str) and not proto.dim_param:
+            if isinstance(dim, str):
                 proto.dim_param = dim
 
 
@@ -78,7 +91,7 @@ def read_config(path: Path | None) -> dict[str, Any] | None:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpeedyError(f"config not found: {path}", "pass an existing --config file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SpeedyError(
             f"config {path} is not JSON ({exc})", "pass the model's JSON config"
         ) from exc
@@ -133,21 +146,34 @@ def _config_rate(config: dict[str, Any] | None) -> int | None:
 def data_ranges(
     task: Task, inputs: list[TensorSpec], missing: list[str], data: Path | None
 ) -> dict[str, DimRange]:
-    """Ranges of `missing` symbols from the examples: smallest, median and largest size."""
-    fix = f"give its range: --shapes {missing[0]}:MIN,OPT,MAX"
+    """Ranges of `missing` symbols from the examples (smallest, median and largest size); one
+    error naming every symbol the examples do not size, where it appears, and a fix for each."""
     try:
         examples = task.read_data(data or task.default_data, FeatureCache(default_cache_dir()))
         seen = [
             symbol_sizes(inputs, {k: v.shape for k, v in task.inputs(e).items()}) for e in examples
         ]
-    except KeyError as exc:
-        raise SpeedyError(
-            f"dim {exc.args[0]!r} has no range and the data does not give it", fix
-        ) from exc
+    except KeyError:  # the examples cannot be made without the sizes
+        seen = []
     ranges = {}
     for symbol in missing:
-        sizes = [s[symbol] for s in seen if symbol in s]
-        if not sizes:
-            raise SpeedyError(f"dim {symbol!r} has no range and the data does not give it", fix)
-        ranges[symbol] = DimRange(min=min(sizes), opt=statistics.median_low(sizes), max=max(sizes))
+        if sizes := [s[symbol] for s in seen if symbol in s]:
+            low, typical, high = min(sizes), statistics.median_low(sizes), max(sizes)
+            ranges[symbol] = DimRange(min=low, opt=typical, max=high)
+    if unsized := [symbol for symbol in missing if symbol not in ranges]:
+        where = "; ".join(f"{symbol}: {_places(symbol, inputs)}" for symbol in unsized)
+        raise SpeedyError(
+            f"{len(unsized)} dim(s) have no range and the data does not give them ({where})",
+            " ".join(f"--shapes {symbol}:MIN,OPT,MAX" for symbol in unsized),
+        )
     return ranges
+
+
+def _places(symbol: str, inputs: list[TensorSpec]) -> str:
+    """Where `symbol` sizes the inputs: 'axis 0 of input, axis 1 of state'."""
+    return ", ".join(
+        f"axis {axis} of {spec.name}"
+        for spec in inputs
+        for axis, dim in enumerate(spec.shape)
+        if isinstance(dim, str) and base(dim) == symbol
+    )

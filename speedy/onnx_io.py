@@ -31,24 +31,41 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors
-            for subgraph in [attribute.g] if attribute.HasField("g") else attribute.graphs:
-                yield from _tensors(subgraph)
+        for subgraph in node_graphs(node):
+            yield from _tensors(subgraph)
+
+
+def node_graphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs a node holds as attributes (If branches, Loop and Scan bodies)."""
+    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else a.graphs)]
+
+
+def subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """Every graph nested in `graph`, each before the graphs nested in it."""
+    for node in graph.node:
+        for inner in node_graphs(node):
+            yield inner
+            yield from subgraphs(inner)
 
 
 def external_tensors(model: onnx.ModelProto) -> list[tuple[onnx.TensorProto, str]]:
     """The tensors stored outside the .onnx file, with their locations."""
-    return [
-        (tensor, next((e.value for e in tensor.external_data if e.key == "location"), ""))
-        for tensor in _tensors(model.graph)
-        if uses_external_data(tensor)
-    ]
+    return [(t, _location(t)) for t in _tensors(model.graph) if uses_external_data(t)]
 
 
-def check_external_data(model: onnx.ModelProto, directory: Path) -> None:
-    """Refuse external-data locations that escape the model's directory (those of any tensor,
-    wherever it sits in the graph)."""
+def _location(tensor: onnx.TensorProto) -> str:
+    return next((e.value for e in tensor.external_data if e.key == "location"), "")
+
+
+def check_tensors(model: onnx.ModelProto, directory: Path) -> None:
+    """Refuse tensors (any, wherever they sit in the graph) that declare more values than they
+    hold, and external-data locations that escape the model's directory."""
     root = directory.resolve()
-    for tensor, location in external_tensors(model):
+    for tensor in _tensors(model.graph):
+        if not uses_external_data(tensor):
+            _check_inline(tensor)
+            continue
+        location = _location(tensor)
         target = (root / location).resolve()
         if not target.is_relative_to(root):
             raise SpeedyError(
@@ -68,14 +85,41 @@ def _check_size(tensor: onnx.TensorProto, location: str, file_bytes: int) -> Non
     anything is allocated for it)."""
     fields = {e.key: e.value for e in tensor.external_data}
     itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-    declared = math.prod(tensor.dims) * itemsize
+    length = int(fields.get("length", 0) or 0)
+    declared = max(math.prod(tensor.dims) * itemsize, length)  # its shape's bytes, or `length`
     available = file_bytes - int(fields.get("offset", 0) or 0)
-    if declared > available or int(fields.get("length", 0) or 0) > available:
+    if declared > available:
+        by = "its length field" if length == declared else "its shape"
         raise SpeedyError(
-            f"tensor '{tensor.name}' declares {declared:,} bytes, its data file {location} "
-            f"holds {max(available, 0):,} from its offset",
+            f"tensor '{tensor.name}' declares {declared:,} bytes ({by}), its data file "
+            f"{location} holds {max(available, 0):,} from its offset",
             f"the model is corrupt or truncated: {RECREATE}",
         )
+
+
+def _check_inline(tensor: onnx.TensorProto) -> None:
+    """Refuse a tensor stored in the .onnx file that holds fewer values than its shape declares
+    (onnx's exact check, run only where a quick count falls short: a packed type or a corrupt
+    tensor)."""
+    declared = math.prod(tensor.dims)
+    try:
+        if tensor.HasField("raw_data"):
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            enough = len(tensor.raw_data) >= declared * itemsize
+        else:
+            field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+            enough = len(getattr(tensor, field)) >= declared
+    except KeyError:  # no such data type: onnx's check says so
+        enough = False
+    if enough and min(tensor.dims, default=0) >= 0:
+        return
+    try:
+        onnx.checker.check_tensor(tensor)
+    except onnx.checker.ValidationError as exc:
+        raise SpeedyError(
+            f"tensor '{tensor.name}' is malformed: {str(exc).splitlines()[0]}",
+            f"the model is corrupt: {RECREATE}",
+        ) from exc
 
 
 def load_onnx(path: Path, with_weights: bool = True) -> onnx.ModelProto:
@@ -91,7 +135,7 @@ def load_onnx(path: Path, with_weights: bool = True) -> onnx.ModelProto:
         ) from exc
     if len(model.graph.node) == 0:
         raise SpeedyError(f"{path} has an empty graph", RECREATE)
-    check_external_data(model, path.parent)
+    check_tensors(model, path.parent)
     if with_weights:
         load_external_data_for_model(model, str(path.parent))
     return model

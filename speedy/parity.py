@@ -53,13 +53,12 @@ class ParityReport(BaseModel):
 
 
 def max_abs_error(reference: np.ndarray, test: np.ndarray) -> float:
-    """Largest element-wise difference; infinite when the shapes differ or `test` holds a
-    non-finite value the reference does not (NaN never passes)."""
+    """Largest element-wise difference; infinite when the shapes differ or either side holds a
+    NaN or infinite value (a broken output never passes, whatever its parent did)."""
     if reference.shape != test.shape:
         return math.inf
-    difference = np.abs(reference.astype(np.float64) - test)
-    same_special = (reference == test) | (np.isnan(reference) & np.isnan(test))
-    difference[same_special] = 0.0
+    with np.errstate(invalid="ignore"):  # inf - inf
+        difference = np.abs(reference.astype(np.float64) - test)
     return float(np.max(difference, initial=0.0)) if np.all(np.isfinite(difference)) else math.inf
 
 

@@ -10,7 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
-from speedy.console import console
+from speedy.console import console, shown
 from speedy.errors import SpeedyError, first_invalid
 from speedy.model_spec import ModelSpec
 from speedy.recipe import Recipe
@@ -118,7 +118,7 @@ def run_recipe(
                 if built is None
                 else (f"built in {seconds:.1f} s")
             )
-            console.print(f"[green]✓[/] {stage.name}: {out_dir} {state}")
+            console.print(f"[green]✓[/] {stage.name}: {shown(out_dir)} {state}")
             outcomes.append(Outcome(stage.name, artifact, built is None, seconds))
             parent = artifact
     return outcomes, ctx

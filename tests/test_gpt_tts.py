@@ -160,7 +160,7 @@ def test_dynamic_int8_reports_agreement_and_kl(gpt_build: dict, tmp_path: Path) 
     from speedy.pipeline import make_stage
     from speedy.stages.base import execute
 
-    stage = make_stage("quantize", {"precision": "dynamic"})
+    stage = make_stage("quantize", {"precision": "dynamic", "no_budget": True})  # seeded weights
     artifact = execute(stage, gpt_build["export"], tmp_path / "int8", gpt_build["ctx"])
     graphs = artifact.manifest.graphs
     assert {g.precision for g in graphs.values()} == {"int8-dynamic"}

@@ -18,15 +18,15 @@ import yaml
 from speedy.artifact import (
     MANIFEST,
     Artifact,
-    atomic_dir,
     directory_files,
     files_digest,
 )
 from speedy.audio.io import write_audio
 from speedy.cli import error_line
 from speedy.errors import SpeedyError
+from speedy.outputs import atomic_dir
 from speedy.parity import ParityCase, ParityReport, max_abs_error
-from speedy.scratch import scratch
+from speedy.scratch import claim, scratch
 from tests.conftest import TINY_RECIPE
 from tests.test_cli_errors import assert_clean_error
 from tests.test_integrity import _copy
@@ -163,7 +163,7 @@ def test_force_replaces_only_speedys_outputs(speedy_cli, tiny_build: dict, tmp_p
     (mine / "src").mkdir(parents=True)
     (mine / "notes.txt").write_text("keep")
     code, _, err = speedy_cli("simplify", tiny_build["export"].path, "-o", mine, "--force")
-    assert_clean_error(code, err, "speedy did not write it", "move that one away")
+    assert_clean_error(code, err, "speedy cannot prove it wrote it", "move that one away")
     assert (mine / "notes.txt").read_text() == "keep" and (mine / "src").is_dir()
 
 
@@ -194,14 +194,18 @@ def test_leftovers_of_dead_writers_are_removed(tmp_path: Path) -> None:
     dead = _dead_pid()
     partial = tmp_path / f".out.{dead}.x1y2.partial"
     partial.mkdir()
+    claim(partial, dead)
     live = tmp_path / f".out.{os.getppid()}.z3.partial"  # a running writer's: kept
     live.mkdir()
-    old = tmp_path / f".out.{dead}.old"  # killed while replacing out: out is put back
-    old.mkdir()
-    (old / MANIFEST).write_text("previous")
+    claim(live, os.getppid())
+    replacing = tmp_path / f".out.{dead}.r5.partial"  # killed while replacing out: put back
+    (replacing / "old").mkdir(parents=True)
+    claim(replacing, dead)
+    previous = '{"files": {}}'
+    (replacing / "old" / MANIFEST).write_text(previous)
     with pytest.raises(SpeedyError, match="already exists"), atomic_dir(tmp_path / "out", False):
         pass
-    assert (tmp_path / "out" / MANIFEST).read_text() == "previous"
+    assert (tmp_path / "out" / MANIFEST).read_text() == previous
     with atomic_dir(tmp_path / "out", force=True) as work:
         (work / MANIFEST).write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
@@ -213,7 +217,8 @@ def test_scratch_directories_of_dead_processes_are_removed(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     stale = tmp_path / f"speedy-torch-{_dead_pid()}-abc"
     stale.mkdir()
-    other = tmp_path / "speedy-notes"  # no process id: not ours to judge
+    claim(stale, int(stale.name.split("-")[2]))
+    other = tmp_path / "speedy-notes"  # not claimed: not ours to judge
     other.mkdir()
     with scratch("bench") as work:
         assert work.name.startswith(f"speedy-bench-{os.getpid()}-")

@@ -14,6 +14,7 @@ def test_naive_int8_collapses_and_its_report_says_so(real_build: dict, tmp_path)
         "method": "minmax",
         "calib_size": 2,
         "crop": {"frames": 128},  # short crops keep calibration cheap; the collapse is robust
+        "no_budget": True,  # kept, to show its report says it collapsed
     }
     artifact = execute(
         make_stage("quantize", options),

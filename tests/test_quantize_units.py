@@ -116,11 +116,10 @@ def test_int8_weights_are_symmetric_per_channel() -> None:
 
 def test_budgets_for_a_vocoder() -> None:
     task = task_for(load_recipe(str(TINY_RECIPE)).model_spec())
-    assert task.budgets(None, required=False) == []
-    assert task.budgets(None, required=True) == [Budget("pesq", ">=", 4.0)]
-    assert task.budgets("mel<=0.2", required=True) == [Budget("mel", "<=", 0.2)]
+    assert task.budgets(None) == [Budget("pesq", ">=", 4.0)]
+    assert task.budgets("mel<=0.2") == [Budget("mel", "<=", 0.2)]
     with pytest.raises(SpeedyError, match="unknown quality metric 'loudness'"):
-        task.budgets("loudness>=3", required=True)
+        task.budgets("loudness>=3")
 
 
 def test_unmet_collapse_and_nan_means() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 import soundfile as sf
 from scipy.signal import resample_poly
 
@@ -13,6 +14,8 @@ from speedy.console import notice
 from speedy.errors import SpeedyError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+_told: set[str] = set()  # resampling notices given in this process
+SOFTWARE = "openspeedy"  # the `software` field of the WAVs speedy writes
 
 
 def read_audio(source: Path | BinaryIO, sample_rate: int, name: str | None = None) -> np.ndarray:
@@ -33,7 +36,10 @@ def read_audio(source: Path | BinaryIO, sample_rate: int, name: str | None = Non
         raise SpeedyError(f"{what} is empty", "pass a file with samples in it")
     check_finite(audio, what)
     if file_rate != sample_rate:
-        notice(f"{short}: resampled {file_rate} Hz -> {sample_rate} Hz")
+        told = f"{short}: resampled {file_rate} Hz -> {sample_rate} Hz"
+        if told not in _told:  # once per file, however often a run reads it
+            _told.add(told)
+            notice(told)
         g = gcd(int(file_rate), sample_rate)
         audio = resample_poly(audio, sample_rate // g, int(file_rate) // g).astype(np.float32)
     return audio
@@ -44,13 +50,18 @@ def nonfinite(values: np.ndarray) -> int:
     return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
-def check_finite(values: np.ndarray, what: str) -> None:
-    """Refuse NaN and infinite values, naming how many there are."""
-    if bad := nonfinite(values):
+def check_finite(values: np.ndarray, what: str, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+    """`values` as `dtype` (what the model takes), refused where any is NaN or infinite before
+    or after the cast (a float64 1e300 is infinite as float32)."""
+    values = np.asarray(values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = values.astype(dtype, copy=False)
+    if bad := max(nonfinite(values), nonfinite(cast)):
         raise SpeedyError(
-            f"{what} holds {bad} NaN or infinite value(s) of {values.size}",
-            "pass finite values (re-create the file from its source)",
+            f"{what} holds {bad} NaN or infinite value(s) of {cast.size} as {cast.dtype}",
+            f"pass finite values within {cast.dtype}'s range",
         )
+    return cast
 
 
 def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -64,8 +75,9 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        sf.write(str(partial), np.clip(audio.reshape(-1), -1.0, 1.0), sample_rate,
-                 subtype="PCM_16", format="WAV")  # fmt: skip
+        with sf.SoundFile(str(partial), "w", sample_rate, 1, "PCM_16", format="WAV") as wav:
+            wav.software = SOFTWARE  # how `--force` tells speedy's WAVs from the user's files
+            wav.write(np.clip(audio.reshape(-1), -1.0, 1.0))
         partial.replace(path)
     except (sf.LibsndfileError, OSError) as exc:
         raise SpeedyError(
@@ -73,6 +85,15 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
         ) from exc
     finally:
         partial.unlink(missing_ok=True)
+
+
+def written_by_speedy(path: Path) -> bool:
+    """Whether `path` is a WAV that `write_audio` wrote (its `software` field says so)."""
+    try:
+        with sf.SoundFile(str(path)) as wav:
+            return wav.format == "WAV" and (wav.software or "").startswith(SOFTWARE)
+    except (sf.LibsndfileError, OSError, RuntimeError):
+        return False
 
 
 def list_audio(directory: Path) -> list[Path]:

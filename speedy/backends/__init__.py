@@ -22,6 +22,11 @@ KINDS: dict[str, str] = {
     "trt": "speedy.backends.trt.session",
 }
 
+# Kinds whose files hold code that runs when they load: loaded only when the user trusts them.
+RUNS_CODE: dict[str, str] = {
+    "aoti": "an AOTInductor package (.pt2), whose native code runs when it loads",
+}
+
 
 def session_module(kind: str):
     """The session module of a kind, imported only when an artifact of that kind is opened."""

@@ -5,12 +5,12 @@ from pathlib import Path
 
 from rich.table import Table as RichTable
 
-from speedy.artifact import check_writable
 from speedy.bench import gate, plots
 from speedy.bench.report import REPORT_FILE, Table, summary_table, write_report
 from speedy.bench.runner import prepare, run_bench
-from speedy.console import notice, out
+from speedy.console import notice, out, shown
 from speedy.errors import SpeedyError
+from speedy.outputs import check_file_writable, check_writable
 
 
 @dataclass
@@ -33,22 +33,26 @@ class BenchOptions:
     tolerance: str | None = None
     save_baseline: Path | None = None
     force: bool = False
+    force_file: bool = False  # --save-baseline may replace a file speedy did not write
     vocoder: Path | None = None  # chained after the artifacts: text to wave
 
 
 def _rich(table: Table) -> RichTable:
-    shown = RichTable(title=table.title)
+    """The table for the terminal, its cells (artifact names among them) printed as they are."""
+    rich = RichTable(title=shown(table.title))
     for column in table.header:
-        shown.add_column(column, justify="right" if shown.columns else "left")
+        rich.add_column(shown(column), justify="right" if rich.columns else "left")
     for row in table.rows:
-        shown.add_row(*row)
-    return shown
+        rich.add_row(*map(shown, row))
+    return rich
 
 
 def _check_options(options: BenchOptions) -> None:
     check_writable(options.output, options.force, REPORT_FILE)
     if options.save_baseline is not None:
-        check_writable(options.save_baseline, options.force, marker=None)
+        check_file_writable(
+            options.save_baseline, options.force, options.force_file, gate.is_baseline
+        )
     if options.warmup < 0 or options.repeat < 1:
         raise SpeedyError(
             f"--warmup {options.warmup} --repeat {options.repeat}: need warmup >= 0, repeat >= 1",
@@ -82,9 +86,9 @@ def bench(options: BenchOptions) -> None:
     if run.report.gate is not None:
         failed = sum(not c["passed"] for c in run.report.gate["checks"])
         out.print(f"gate: {len(run.report.gate['checks'])} checks, {failed} regressed")
-    out.print(f"wrote {options.output}/" + ("index.html" if options.html else "bench.md"))
+    out.print(f"wrote {shown(options.output)}/" + ("index.html" if options.html else "bench.md"))
     if options.save_baseline is not None:
         gate.save_baseline(run.report, options.save_baseline)
-        out.print(f"wrote baseline {options.save_baseline}")
+        out.print(f"wrote baseline {shown(options.save_baseline)}")
     if checks is not None:
         gate.enforce(checks)

@@ -133,6 +133,14 @@ def save_baseline(report: BenchReport, path: Path) -> None:
     partial.replace(path)
 
 
+def is_baseline(path: Path) -> bool:
+    """Whether `path` is a baseline file `save_baseline` wrote (its format says so)."""
+    try:
+        return json.loads(path.read_text()).get("format") == BASELINE_FORMAT
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        return False
+
+
 def load_baseline(path: Path) -> Baseline:
     """Read a baseline file, with a clear error when it is missing, foreign or incompatible."""
     if not path.is_file():

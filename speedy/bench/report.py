@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from speedy.artifact import atomic_dir
+from speedy.artifact import directory_files
 from speedy.audio.io import write_audio
 from speedy.audio.mel import AudioSpec
 from speedy.bench import plots
 from speedy.bench.results import BenchReport
 from speedy.bench.runner import BenchRun
+from speedy.outputs import atomic_dir
 
 SOURCE = "recording"
 
@@ -308,12 +309,12 @@ def write_report(run: BenchRun, audio: AudioSpec, out_dir: Path, force: bool, ht
     """Write the report directory atomically: JSON and Markdown, and with `html_page` the page,
     its figures and the audio it plays."""
     with atomic_dir(out_dir, force, REPORT_FILE) as tmp:
-        (tmp / REPORT_FILE).write_text(run.report.model_dump_json(indent=2) + "\n")
         (tmp / "bench.md").write_text(markdown(run.report))
-        if not html_page:
-            return
-        paths = _write_audio(run, tmp)
-        versions = ({SOURCE: run.recordings} if run.recordings else {}) | run.audio
-        clips = [{name: waves[i] for name, waves in versions.items()} for i in range(len(paths))]
-        plots.draw_all(run.report, clips, audio, tmp / "figures")
-        (tmp / "index.html").write_text(page(run.report, paths))
+        if html_page:
+            paths = _write_audio(run, tmp)
+            versions = ({SOURCE: run.recordings} if run.recordings else {}) | run.audio
+            clips = [{name: w[i] for name, w in versions.items()} for i in range(len(paths))]
+            plots.draw_all(run.report, clips, audio, tmp / "figures")
+            (tmp / "index.html").write_text(page(run.report, paths))
+        run.report.files = directory_files(tmp, REPORT_FILE)  # what --force may later replace
+        (tmp / REPORT_FILE).write_text(run.report.model_dump_json(indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 REPORT_FORMAT = "speedy-bench"
 REPORT_VERSION = 3
@@ -101,3 +101,4 @@ class BenchReport(Record):
     source_quality: dict[str, float | None] | None  # DNSMOS of the data's own recordings
     artifacts: dict[str, ArtifactResult]
     gate: dict[str, Any] | None = None
+    files: dict[str, str] = Field(default_factory=dict)  # the report's other files -> SHA-256

@@ -13,7 +13,7 @@ from speedy.audio.mel import AudioSpec
 from speedy.errors import SpeedyError, first_invalid
 from speedy.families.base import Family, GraphDef, read_state_dict
 from speedy.families.codec_12hz import Codec12Hz
-from speedy.families.custom import Custom, read_io_spec, with_outputs
+from speedy.families.custom import Custom, check_input_names, read_io_spec, with_outputs
 from speedy.families.gpt_tts import GptTts
 from speedy.families.hifigan import HiFiGAN
 from speedy.families.sambert import SambertFamily
@@ -152,7 +152,9 @@ def custom_spec(io: str, factory: str, checkpoint: Path | None) -> ModelSpec:
     from speedy.recipe import checkpoint_info
 
     spec = read_io_spec(io)
-    spec = with_outputs(spec, call_factory(factory).eval())
+    network = call_factory(factory).eval()
+    check_input_names(spec, network)
+    spec = with_outputs(spec, network)
     return describe(
         recipe=factory,
         family=Custom.name,

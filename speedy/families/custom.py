@@ -13,6 +13,7 @@ Its task is `generic`; each output's dims are named `<output>_d0`, `<output>_d1`
 rank read by running the network once at the `opt` sizes.
 """
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from speedy.audio.mel import AudioSpec, standard_audio
 from speedy.errors import SpeedyError, first_invalid
 from speedy.families.base import SINGLE, Family, GraphDef
 from speedy.model_spec import ParityOptions
+from speedy.plain_data import load_yaml
 from speedy.specs import DimRange, Feeds, TensorSpec, symbols
 from speedy.tasks.generic import GenericInput, GenericSettings
 
@@ -96,12 +98,14 @@ def read_io_spec(text: str) -> IOSpec:
     if not _is_file(text) and text.endswith((".yaml", ".yml", ".json")):
         raise SpeedyError(f"--io file not found: {text}", "check the path")
     try:
-        raw = yaml.safe_load(Path(text).read_text() if _is_file(text) else text)
+        raw = load_yaml(Path(text).read_text() if _is_file(text) else text)
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         raise SpeedyError(
             f"--io is neither a readable YAML file nor valid YAML/JSON ({type(exc).__name__})",
             "pass the path of a YAML file, or the spec inline",
         ) from exc
+    except SpeedyError as exc:
+        raise SpeedyError(f"--io: {exc.problem}", exc.fix) from exc
     if not isinstance(raw, dict):
         raise SpeedyError(
             f"--io {text!r} is not a file and holds no settings",
@@ -156,6 +160,24 @@ class Custom(Family):
     def dummy_feeds(self, graph: str, sizes: dict[str, int], seed: int = 0) -> Feeds:
         rng = np.random.default_rng(seed)
         return {i.name: i.make(i.resolve(sizes), rng) for i in self.params.inputs}
+
+
+def check_input_names(io: IOSpec, network: torch.nn.Module) -> None:
+    """A SpeedyError unless `io` names its inputs as `forward` names its parameters, in order
+    (the exporter gives each parameter its dynamic dims by name); a `*args` forward takes any."""
+    parameters = inspect.signature(network.forward).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return
+    positional = [
+        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    names = [i.name for i in io.inputs]
+    if names != positional[: len(names)]:
+        raise SpeedyError(
+            f"--io names the inputs {', '.join(names)}, but the network's forward takes "
+            f"({', '.join(positional)})",
+            "name --io's inputs after forward's parameters, in the same order",
+        )
 
 
 def with_outputs(io: IOSpec, network: torch.nn.Module) -> IOSpec:

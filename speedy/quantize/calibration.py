@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from speedy.audio.cache import FeatureCache
 from speedy.data_source import data_files
 from speedy.errors import SpeedyError
+from speedy.plain_data import load_yaml
 from speedy.tasks import Task
 
 PACKAGED_SETS = Path(str(files("speedy") / "data" / "calibration"))
@@ -80,12 +81,14 @@ def _sha256(path: Path) -> str:
 
 def _set_files(path: Path, name: str) -> list[Path]:
     try:
-        entry = CalibrationSet.model_validate(yaml.safe_load(path.read_text()))
+        entry = CalibrationSet.model_validate(load_yaml(path.read_text()))
     except (yaml.YAMLError, ValidationError) as exc:
         raise SpeedyError(
             f"calibration set {path} is not valid: {str(exc).splitlines()[0]}",
             "list its files as `files: {NAME: sha256:HEX}` (see calibration/README.md)",
         ) from exc
+    except SpeedyError as exc:
+        raise SpeedyError(f"calibration set {path}: {exc.problem}", exc.fix) from exc
     root = (path.parent / entry.root).resolve()
     files = []
     for file_name, digest in entry.files.items():

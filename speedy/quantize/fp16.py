@@ -2,14 +2,18 @@
 
 Uses ONNX Runtime's bundled converter (`onnxruntime.transformers.float16`, the same code as
 `onnxconverter-common`'s), so FP16 needs no extra dependency. Blocked op types and nodes stay
-float32, with casts around them.
+float32, with casts around them. The converter wants every initializer name unique across the
+model's graphs; onnxslim copies a weight that two If branches share into each, so such copies
+are renamed first.
 """
 
+import itertools
 from collections.abc import Collection
 
 import onnx
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+from speedy.onnx_io import node_graphs, subgraphs
 from speedy.quantize.progress import quiet_ort
 
 
@@ -18,7 +22,36 @@ def to_fp16(model: onnx.ModelProto, block: Collection[str] = ()) -> onnx.ModelPr
     op_types = {n.op_type for n in model.graph.node}
     blocked_ops = [*DEFAULT_OP_BLOCK_LIST, *(b for b in block if b in op_types)]
     blocked_nodes = [b for b in block if b not in op_types]
+    unique_initializers(model)
     with quiet_ort():
         return convert_float_to_float16(
             model, keep_io_types=True, op_block_list=blocked_ops, node_block_list=blocked_nodes
         )
+
+
+def unique_initializers(model: onnx.ModelProto) -> None:
+    """Rename, in place, each subgraph initializer whose name an earlier graph's initializer
+    already has (and its uses in that subgraph)."""
+    seen = {t.name for t in model.graph.initializer}
+    for graph in subgraphs(model.graph):
+        for tensor in graph.initializer:
+            if tensor.name in seen:
+                new = next(n for i in itertools.count(1) if (n := f"{tensor.name}.{i}") not in seen)
+                _rename_uses(graph, tensor.name, new)
+                tensor.name = new
+            seen.add(tensor.name)
+
+
+def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename the input `old` of `graph`'s nodes, and of nested graphs that do not define it."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        for inner in node_graphs(node):
+            if old not in _defined(inner):
+                _rename_uses(inner, old, new)
+
+
+def _defined(graph: onnx.GraphProto) -> set[str]:
+    """Names `graph` itself defines: its inputs, initializers and node outputs."""
+    outputs = {name for node in graph.node for name in node.output}
+    return outputs | {v.name for v in graph.input} | {t.name for t in graph.initializer}

@@ -10,18 +10,20 @@ grouped producer, so a residual add goes with the block whose branch it closes.
 import copy
 import tempfile
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from speedy.onnx_io import save_onnx
+from speedy.onnx_io import save_onnx, subgraphs
 from speedy.quantize.ranges import outputs_session
 from speedy.specs import Feeds
 from speedy.stages.options import Granularity
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+FIXED = "dft_"  # weights `<module>.dft_*` are exact transforms (the STFT/ISTFT rewrites' bases)
 QUANTIZED_OPS = frozenset(
     {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger"}
     | {"MatMulInteger", "QLinearConv", "QLinearMatMul", "QLinearAdd", "MatMulNBits"}
@@ -87,6 +89,33 @@ def quantized_reason(model: onnx.ModelProto) -> str | None:
     if any(t.data_type in half for t in model.graph.initializer):
         return "its weights are 16-bit floats"
     return None
+
+
+def fixed_layers(model: onnx.ModelProto) -> set[str]:
+    """The weighted nodes whose weight is a fixed transform (named `FIXED...`): kept float32,
+    weights included, since rounding a DFT basis adds error to every frame."""
+    initializers = {t.name for t in model.graph.initializer}
+    return {
+        node.name
+        for node in model.graph.node
+        if (weight := _weight(node, initializers)) and weight.rpartition(".")[2].startswith(FIXED)
+    }
+
+
+def unquantizable(model: onnx.ModelProto, info: GraphInfo, kept: Collection[str]) -> str | None:
+    """Why quantizing `model` would change none of its compute nodes (every layer of `info` in
+    the `kept` groups, or none at the top level); None when some layer can be quantized."""
+    if any(layer.group not in kept for layer in info.layers):
+        return None
+    if info.layers:
+        return "--keep-float keeps every weighted layer float"
+    nested = sum(n.op_type in WEIGHTED_OPS for graph in subgraphs(model.graph) for n in graph.node)
+    if nested:
+        return (
+            f"its {nested} weighted layer(s) sit inside If/Loop/Scan branches, which quantization "
+            "does not reach"
+        )
+    return f"it has no {', '.join(sorted(WEIGHTED_OPS))} with a constant weight"
 
 
 def _weight(node: onnx.NodeProto, initializers: set[str]) -> str | None:

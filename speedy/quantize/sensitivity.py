@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from speedy.console import console
+from speedy.console import console, shown
 from speedy.quantize.candidates import Builder
 from speedy.quantize.progress import steps
 from speedy.quantize.scoring import Scorer
@@ -39,6 +39,8 @@ def measure(
             scores = scorer.score(builder.build([group], workdir / "candidate.onnx"))
             results.append(Sensitivity(group, info.op_types(group), info.share(group), scores))
             figures = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None)
-            console.print(f"  {group} ({info.share(group):.1%} of MACs) alone in INT8: {figures}")
+            console.print(
+                f"  {shown(group)} ({info.share(group):.1%} of MACs) alone in INT8: {figures}"
+            )
             advance(group)
     return results

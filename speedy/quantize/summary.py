@@ -4,6 +4,8 @@ from typing import Any
 
 from rich.table import Table
 
+from speedy.console import shown
+
 STORAGE = {"w8": "int8 (w8)", "w16": "float16 (w16)", "w32": "float32 (w32)"}
 
 
@@ -18,9 +20,8 @@ def quantization_table(report: dict[str, Any], graph: str) -> Table:
     if report.get("budget"):
         title += f", budget {', '.join(report['budget'])}"
     stored = [text for label, text in STORAGE.items() if any(label in r["precision"] for r in rows)]
-    table = Table(
-        title=title, caption=f"float: float compute, weights stored as {', '.join(stored)}"
-    )
+    caption = f"float: float compute, weights stored as {', '.join(stored)}"
+    table = Table(title=shown(title), caption=caption)
     table.add_column(report.get("granularity", "group"))
     table.add_column("op types")
     table.add_column("MACs", justify="right")
@@ -30,10 +31,10 @@ def quantization_table(report: dict[str, Any], graph: str) -> Table:
     for row in rows:
         scores = row["sensitivity"] or {}
         table.add_row(
-            row["group"],
-            row["op_types"],
+            shown(row["group"]),
+            shown(row["op_types"]),
             f"{row['mac_share']:.1%}",
             *(f"{scores[m]:.3f}" if scores.get(m) is not None else "-" for m in metrics),
-            row["precision"],
+            shown(row["precision"]),
         )
     return table

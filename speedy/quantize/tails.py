@@ -32,12 +32,14 @@ def tail_nodes(model: onnx.ModelProto, prefixes: Sequence[str]) -> set[str]:
 
 
 def without(info: GraphInfo, nodes: Collection[str]) -> GraphInfo:
-    """`info` with `nodes` left out of its layers and groups (groups left empty disappear)."""
+    """`info` with `nodes` left out of its layers and groups (groups left without a layer
+    disappear, the nodes that followed them into it too)."""
     gone = set(nodes)
-    members = {
-        group: kept
-        for group, names in info.members.items()
-        if (kept := [n for n in names if n not in gone])
-    }
     layers = [layer for layer in info.layers if layer.node not in gone]
+    grouped = {layer.group for layer in layers}
+    members = {
+        group: [n for n in names if n not in gone]
+        for group, names in info.members.items()
+        if group in grouped
+    }
     return GraphInfo(layers=layers, members=members)

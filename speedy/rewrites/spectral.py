@@ -1,5 +1,6 @@
 """STFT and inverse STFT on real tensors: DFT bases as convolutions, so that a graph holds no
-complex values (which no ONNX exporter converts) and keeps a dynamic number of frames."""
+complex values (which no ONNX exporter converts) and keeps a dynamic number of frames. The bases
+are buffers named `dft_*`, which quantization keeps float32 (`speedy.quantize.graph.FIXED`)."""
 
 import math
 
@@ -35,12 +36,12 @@ class RealSTFT(nn.Module):
         cos, sin = _bases(n_fft)
         frame = _frame_window(window, n_fft, win_length)
         kernel = torch.cat([cos * frame, -sin * frame])  # (2 * bins, n_fft)
-        self.register_buffer("kernel", kernel.float()[:, None, :], persistent=False)
+        self.register_buffer("dft_basis", kernel.float()[:, None, :], persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pad = self.n_fft // 2
         padded = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect")
-        spec = F.conv1d(padded, self.kernel, stride=self.hop_length)
+        spec = F.conv1d(padded, self.dft_basis, stride=self.hop_length)
         return spec.chunk(2, dim=1)
 
 
@@ -61,14 +62,14 @@ class RealISTFT(nn.Module):
             weight[-1] = 1.0  # DC and Nyquist appear once in a onesided spectrum
         frame = _frame_window(window, n_fft, win_length)
         kernel = torch.cat([weight * cos, -weight * sin]) * frame / n_fft
-        self.register_buffer("kernel", kernel.float()[:, None, :], persistent=False)
-        self.register_buffer("envelope", (frame**2).float()[None, None, :], persistent=False)
+        self.register_buffer("dft_basis", kernel.float()[:, None, :], persistent=False)
+        self.register_buffer("dft_envelope", (frame**2).float()[None, None, :], persistent=False)
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
         frames = torch.cat([real, imag], dim=1)
-        audio = F.conv_transpose1d(frames, self.kernel, stride=self.hop_length)
+        audio = F.conv_transpose1d(frames, self.dft_basis, stride=self.hop_length)
         ones = torch.ones_like(real[:1, :1])
-        envelope = F.conv_transpose1d(ones, self.envelope, stride=self.hop_length)
+        envelope = F.conv_transpose1d(ones, self.dft_envelope, stride=self.hop_length)
         pad = self.n_fft // 2
         end = audio.shape[-1] - pad
         audio = audio[..., pad:end] / envelope[..., pad:end].clamp(min=1e-11)

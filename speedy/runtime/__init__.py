@@ -7,19 +7,39 @@
 Opening an ONNX artifact imports onnxruntime, not torch or the model families.
 """
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from speedy.artifact import Artifact, Manifest
-from speedy.backends import session_module
+from speedy.backends import RUNS_CODE, session_module
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
 from speedy.runtime.base import Session, check_feeds
 from speedy.specs import Feeds, TensorSpec
 
-__all__ = ["Model", "Session", "check_feeds", "load"]
+__all__ = ["Model", "Session", "check_feeds", "load", "trust_code"]
+TRUST_CODE = "SPEEDY_TRUST_CODE"  # "1": load artifacts whose files run code (inherited by workers)
+
+
+def trust_code() -> None:
+    """Trust artifacts whose files run code when they load, in this process and its children."""
+    os.environ[TRUST_CODE] = "1"
+
+
+def check_trusted(artifact: Artifact) -> None:
+    """Refuse an artifact with a graph whose files run code, unless the user trusts such code."""
+    if os.environ.get(TRUST_CODE) == "1":
+        return
+    for name, graph in artifact.manifest.graphs.items():
+        if graph.kind in RUNS_CODE:
+            raise SpeedyError(
+                f"graph '{name}' of {artifact.path} is {RUNS_CODE[graph.kind]}; speedy loads "
+                "such files only when you trust them",
+                f"pass --trust (or set {TRUST_CODE}=1) if you built it or trust who did",
+            )
 
 
 class Model:
@@ -77,12 +97,19 @@ class Model:
 
 
 def load(
-    path: str | Path, device: str = "cpu", threads: int | None = None, verify: bool = True
+    path: str | Path,
+    device: str = "cpu",
+    threads: int | None = None,
+    verify: bool = True,
+    trust: bool = False,
 ) -> Model:
     """Open the artifact at `path` (its directory, or one of its model files) on `device`;
-    `verify` checks every file against the manifest's digests first."""
+    `verify` checks every file against the manifest's digests first. Graphs whose files run code
+    when they load (AOTInductor) need `trust` or `trust_code()`."""
     path = Path(path)
     artifact = Artifact.open(path if path.is_dir() else path.parent, verify)
+    if not trust:
+        check_trusted(artifact)
     device = check_device(device)
     by_kind: dict[str, list[str]] = {}
     for name, graph in artifact.manifest.graphs.items():

@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from speedy import interrupt
 from speedy.artifact import GraphEntry
 from speedy.errors import SpeedyError
 from speedy.specs import DimRange, Feeds, TensorSpec, derived
@@ -92,10 +93,16 @@ class Session(ABC):
         return check_feeds(self.inputs, self.dims, feeds)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
-        """Check `feeds`, then run the backend."""
+        """Check `feeds`, then run the backend (interruptible by SIGINT/SIGTERM at once)."""
         self.check(feeds)
-        return self._run({name: np.ascontiguousarray(value) for name, value in feeds.items()})
+        contiguous = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
+        return interrupt.interruptible(lambda: self._run(contiguous), self.stop)
 
     @abstractmethod
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
         """Run checked feeds through the backend."""
+
+    def stop(self) -> None:
+        """Ask the runs in progress to end early (after an interrupt); where a backend cannot,
+        they are abandoned."""
+        return

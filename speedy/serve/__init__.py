@@ -8,7 +8,7 @@ import signal
 import socket
 from dataclasses import dataclass
 
-from speedy.console import out
+from speedy.console import out, shown
 from speedy.errors import SpeedyError
 
 
@@ -75,7 +75,7 @@ def serve(options: ServeOptions) -> None:
     sock = listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
     names = ", ".join([*catalog.voices, *catalog.uploads])
-    out.print(f"serving {names} on http://{host}:{port}/ (Ctrl-C stops)", soft_wrap=True)
+    out.print(f"serving {shown(names)} on http://{host}:{port}/ (Ctrl-C stops)", soft_wrap=True)
     for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn drains on them, then raises them again
         signal.signal(sig, signal.SIG_IGN)
     server.run(sockets=[sock])

@@ -79,7 +79,7 @@ def _fields(body: bytes, limits: Limits) -> dict[str, Any]:
     """A JSON object's fields; 400 when it is not one, 413 for text over the limit."""
     try:
         fields = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise Problem(400, f"malformed JSON: {exc}", 'send {"text": "..."}') from None
     if not isinstance(fields, dict):
         raise Problem(400, "the JSON body is not an object", 'send {"text": "..."}')

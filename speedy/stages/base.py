@@ -15,7 +15,6 @@ from speedy.artifact import (
     GraphEntry,
     Lineage,
     Manifest,
-    atomic_dir,
     directory_files,
     files_digest,
     now,
@@ -24,6 +23,7 @@ from speedy.artifact import (
 )
 from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
+from speedy.outputs import atomic_dir
 from speedy.stages.options import GraphOptions, Options
 from speedy.tasks import Task
 

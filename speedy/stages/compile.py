@@ -209,8 +209,8 @@ class CompileStage(Stage):
         assert parent is not None
         chosen = selected_graphs(self.options, parent)
         reference = runtime.load(parent.path, threads=ctx.threads, verify=False)
-        candidate = runtime.load(
-            artifact.path, device=self.options.target, threads=ctx.threads, verify=False
+        candidate = runtime.load(  # built by this stage: its own code, trusted
+            artifact.path, device=self.options.target, threads=ctx.threads, verify=False, trust=True
         )
         what = f"the {self.options.backend} artifact"
         precision = artifact.manifest.precision

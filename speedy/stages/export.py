@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from speedy import interrupt, onnx_io, rewrites, runtime
 from speedy.artifact import Artifact, GraphEntry
 from speedy.console import notice
-from speedy.diagnose import Cause, diagnose
+from speedy.diagnose import Cause, diagnose, rewrite_fix, scope_path
 from speedy.errors import SpeedyError
 from speedy.families import Family, GraphDef, load_network, resolve
 from speedy.model_spec import ModelSpec
@@ -151,6 +152,32 @@ def failure(*causes: tuple[Exporter, Cause | SpeedyError]) -> SpeedyError:
     return SpeedyError(f"export failed: {'; '.join(parts)}", causes[0][1].fix)
 
 
+def recurrent_failure(
+    cause: tuple[Exporter, Cause | SpeedyError], network: torch.nn.Module, layers: list[str]
+) -> SpeedyError:
+    """An export of a network with recurrent layers that failed: the layers named, and the
+    rewrite that keeps their batch and length dynamic."""
+    first = network.get_submodule(layers[0])
+    more = f" and {len(layers) - 1} more recurrent layer(s)" if len(layers) > 1 else ""
+    return SpeedyError(
+        f"{failure(cause).problem}; the network runs {rewrites.where(layers[0], first)}{more} "
+        "over a dynamic length, which the exporters freeze",
+        rewrite_fix("lstm", ""),
+    )
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Name each node the dynamo exporter placed in a module after that module, as the
+    torchscript exporter does ("/backbone.pwconv1/MatMul"): quantization then groups and names
+    layers by module path where the exporter named a weight `val_5`."""
+    counts: Counter[str] = Counter()
+    for node in model.graph.node:
+        if path := scope_path(node):
+            base = f"/{path}/{node.op_type}"
+            node.name = f"{base}_{counts[base]}" if counts[base] else base
+            counts[base] += 1
+
+
 def name_dims(
     model: onnx.ModelProto,
     graph: str,
@@ -231,12 +258,17 @@ class ExportStage(Stage):
             )
         family = resolve(spec)
         network = load_network(spec, parent.file(next(iter(parent.manifest.graphs))))
-        graphs, exporters, rewritten = {}, {}, {}
+        modules, rewritten, inputs = {}, {}, {}
         for graph in family.graphs():
-            module = family.graph_module(network, graph.name)
             feeds = family.dummy_feeds(graph.name, trace)
-            args = tuple(torch.from_numpy(feeds[s.name]) for s in graph.inputs)
-            module, rewritten[graph.name] = rewrites.apply(module, self.options.rewrites, args)
+            inputs[graph.name] = tuple(torch.from_numpy(feeds[s.name]) for s in graph.inputs)
+            modules[graph.name], rewritten[graph.name] = rewrites.apply(
+                family.graph_module(network, graph.name), self.options.rewrites, inputs[graph.name]
+            )
+        rewrites.check_found(self.options.rewrites, rewritten)
+        graphs, exporters = {}, {}
+        for graph in family.graphs():
+            module, args = modules[graph.name], inputs[graph.name]
             path = workdir / f"{graph.name}.onnx"
             with tempfile.TemporaryDirectory(dir=workdir) as raw:
                 # the exporter's own file (and any weights it put beside it) stays behind
@@ -244,6 +276,7 @@ class ExportStage(Stage):
                 check = LengthCheck(family, graph, trace, spec.dims)
                 exporters[graph.name] = self._export(module, args, graph, spec, exported, check)
                 model = onnx.load(str(exported))
+            name_nodes(model)
             name_dims(model, graph.name, graph.inputs, graph.outputs, spec)
             files = save_onnx(model, path)  # past 2 GB, with its weights beside it
             onnx.checker.check_model(str(path))
@@ -253,7 +286,6 @@ class ExportStage(Stage):
                 inputs=graph.inputs,
                 outputs=graph.outputs,
             )
-        rewrites.check_found(self.options.rewrites, rewritten)
         if done := [entry for entries in rewritten.values() for entry in entries]:
             notice(f"rewrote {', '.join(done)}")
         return Draft(graphs, reports={"exporter": exporters, "rewrites": rewritten})
@@ -275,6 +307,8 @@ class ExportStage(Stage):
             return exporter
         except Exception as exc:
             first = _cause(exc, module, args)
+            if recurrent := rewrites.lstm.targets(module):  # what fails here fails the fallback too
+                raise recurrent_failure((exporter, first), module, recurrent) from exc
             if not (self.options.fallback and exporter == "dynamo"):
                 raise failure((exporter, first)) from exc
         notice(f"dynamo exporter failed ({_short(first)}); falling back to torchscript")

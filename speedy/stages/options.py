@@ -77,7 +77,8 @@ class QuantizeOptions(GraphOptions):
     method: Method = "mse"
     calib_size: PositiveInt = 16  # calibration crops
     per_channel: bool = True
-    budget: str | None = None  # e.g. "pesq>=4.0,mel<=0.2"; mixed: the task's default
+    budget: str | None = None  # e.g. "pesq>=4.0,mel<=0.2"; default: the task's
+    no_budget: bool = False  # keep the result whatever its quality (not with mixed or budget)
     granularity: Granularity = "block"
     crop: dict[str, PositiveInt] = Field(default_factory=dict)  # default: half of each dim's opt
     probes: PositiveInt = 4  # held-out crops that score candidates (mixed)
@@ -95,6 +96,18 @@ class QuantizeOptions(GraphOptions):
         if value is not None:
             parse_budget(value, known=None)  # a SpeedyError naming the bad term
         return value
+
+    @model_validator(mode="after")
+    def _no_budget(self) -> "QuantizeOptions":
+        """`no_budget` goes with neither a budget nor `mixed`, which searches under one."""
+        if self.no_budget and self.budget is not None:
+            raise SpeedyError("--no-budget and --budget contradict each other", "pass one of them")
+        if self.no_budget and self.precision == "mixed":
+            raise SpeedyError(
+                "--no-budget: mixed precision searches under a quality budget",
+                "drop --no-budget, or use --precision int8, fp16 or dynamic",
+            )
+        return self
 
 
 class CompileOptions(GraphOptions):

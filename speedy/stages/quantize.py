@@ -5,11 +5,14 @@ task's metric finds most harmful in float until the quality budget holds on held
 data; `fp16` halves the weights; `dynamic` suits MatMul-heavy graphs. A model of several graphs
 is quantized graph by graph (`--graph` picks some; the others stay as they are), each calibrated
 on what it receives when the float model runs the calibration examples. Every result records its
-quality against its parent on the run's data, end to end, and an unmet budget fails the stage.
+quality against its parent on the run's data, end to end, in the task's metrics and those of its
+budget (`--budget`, else the task's default); an unmet budget fails the stage unless `no_budget`
+keeps it. Layers of fixed transforms (DFT bases) stay float32 in every precision.
 """
 
 import hashlib
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +21,7 @@ import onnx
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.audio.cache import FeatureCache, default_cache_dir
+from speedy.audio.io import nonfinite
 from speedy.backends.ort.session import OnnxSession
 from speedy.console import console, notice
 from speedy.errors import SpeedyError
@@ -33,7 +37,13 @@ from speedy.quantize.candidates import Builder
 from speedy.quantize.crops import Crop, crop_sizes, select_crops
 from speedy.quantize.dynamic import quantize_dynamic_int8
 from speedy.quantize.fp16 import to_fp16
-from speedy.quantize.graph import GraphInfo, analyze, quantized_reason
+from speedy.quantize.graph import (
+    GraphInfo,
+    analyze,
+    fixed_layers,
+    quantized_reason,
+    unquantizable,
+)
 from speedy.quantize.metrics import unmet
 from speedy.quantize.mixed import Evaluation
 from speedy.quantize.plan import Plan, plan_mixed, table
@@ -66,6 +76,28 @@ CONV_HEAVY = 0.5  # share of MACs in convolutions above which dynamic INT8 is sl
 
 class QualityBudgetError(SpeedyError):
     """The quantized artifact misses the quality budget on the run's data."""
+
+
+def check_finite_outputs(parent: Model, ctx: StageContext) -> None:
+    """Refuse a parent that computes NaN or infinite outputs on the run's data (a NaN weight, an
+    overflow): no INT8 scale holds them, and no quality can be measured against them."""
+    outputs = ctx.task.run(parent, ctx.task.sized_inputs(ctx.examples, ctx.spec.sizes()))
+    if bad := next((name for name, value in outputs.items() if nonfinite(value)), None):
+        raise SpeedyError(
+            f"the parent's output '{bad}' holds {nonfinite(outputs[bad])} NaN or infinite "
+            "value(s) on the run's data",
+            "check the parent (its weights, `speedy infer` on an example) and quantize a parent "
+            "whose outputs are finite",
+        )
+
+
+def float_nodes(model: onnx.ModelProto, task: Task, graph: str) -> dict[str, list[str]]:
+    """The nodes every precision keeps float32, weights included: the task's float tail, and
+    the layers of fixed transforms (the DFT bases of the istft rewrite)."""
+    return {
+        "float_tail": sorted(tail_nodes(model, task.float_tails(graph))),
+        "fixed_float": sorted(fixed_layers(model)),
+    }
 
 
 def check_float_parent(parent: Artifact | None, graphs: list[str]) -> Artifact:
@@ -161,8 +193,8 @@ class QuantizeStage(Stage):
         return "sha256:" + combined.hexdigest()
 
     def budgets(self, task: Task) -> list[Budget]:
-        """The quality budget (for `mixed`, the task's default when none is given)."""
-        return task.budgets(self.options.budget, required=self.options.precision == "mixed")
+        """The quality budget: the one given, else the task's default; none with `no_budget`."""
+        return [] if self.options.no_budget else task.budgets(self.options.budget)
 
     def rank_by(self, task: Task) -> tuple[str, bool]:
         """The metric sensitivities are ranked by, and whether higher is better."""
@@ -183,6 +215,7 @@ class QuantizeStage(Stage):
         others = [g for g in parent.manifest.graphs if g not in chosen]
         graphs = carry_over(parent, workdir, others)
         model = runtime.load(parent.path, threads=ctx.threads, verify=False)
+        check_finite_outputs(model, ctx)
         reports = {}
         for name in chosen:
             entry = parent.manifest.graphs[name]
@@ -190,11 +223,10 @@ class QuantizeStage(Stage):
             if o.precision == "fp16":
                 source = load_onnx(parent.file(name))
                 blocked = self._fp16_blocked(source, ctx)
-                tail = sorted(tail_nodes(source, ctx.task.float_tails(name)))
-                save_onnx(to_fp16(source, blocked + tail), out)
-                report: dict[str, Any] = {
+                floats = float_nodes(source, ctx.task, name)
+                save_onnx(to_fp16(source, [*blocked, *chain(*floats.values())]), out)
+                report: dict[str, Any] = floats | {
                     "keep_float": o.keep_float,
-                    "float_tail": tail,
                     "float32_nodes_or_ops": blocked,
                 }
             else:
@@ -224,19 +256,27 @@ class QuantizeStage(Stage):
         o, float_model = self.options, tmp / "float.onnx"
         source = model.artifact.file(name)
         processed = preprocess(source, float_model)
-        tail = sorted(tail_nodes(processed, ctx.task.float_tails(name)))  # float, weights too
+        floats = float_nodes(processed, ctx.task, name)
+        always = list(chain(*floats.values()))
         typical = ctx.task.sized_inputs(ctx.examples, ctx.spec.sizes())
         (feeds,) = graph_feeds(ctx.task, model, typical, limit=1)[name]
-        info = without(analyze(processed, ctx.spec.sizes(), o.granularity, feeds), tail)
+        info = without(analyze(processed, ctx.spec.sizes(), o.granularity, feeds), always)
         kept = kept_groups(info, o.keep_float)
-        exclude = [node for group in kept for node in info.members[group]] + tail
+        if reason := unquantizable(processed, info, kept):
+            raise SpeedyError(
+                f"--precision {o.precision} would change no compute node of graph {name}: {reason}",
+                "use --precision fp16, or keep fewer layers float",
+            )
+        exclude = [node for group in kept for node in info.members[group]] + always
         if o.precision == "dynamic":
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
-            return {"table": table(info, kept, float_weights="fp32"), "float_tail": tail}
+            return floats | {"table": table(info, kept, float_weights="fp32")}
         setup = self.calibrate(model, name, float_model, info, ctx)
-        report: dict[str, Any] = {"calibration": setup.describe(), "granularity": o.granularity}
-        report["float_tail"] = tail
+        report: dict[str, Any] = floats | {
+            "calibration": setup.describe(),
+            "granularity": o.granularity,
+        }
         if o.precision == "int8":
             quantize_qdq(
                 float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
@@ -339,7 +379,7 @@ class QuantizeStage(Stage):
         o, info = self.options, builder.info
         if o.plan is None or o.search:
             return None
-        found_under = [str(b) for b in ctx.task.budgets(o.plan.budget, required=True)]
+        found_under = [str(b) for b in ctx.task.budgets(o.plan.budget)]
         if found_under != [str(b) for b in budgets]:
             notice(f"the stored plan met {o.plan.budget}, this run asks {budgets}: searching")
             return None
@@ -363,7 +403,7 @@ class QuantizeStage(Stage):
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
-        report = quality_report(parent, artifact, ctx)
+        report = quality_report(parent, artifact, ctx, self.budgets(ctx.task))
         seen = {
             digest
             for graph in graph_reports(artifact.manifest.reports).values()
@@ -381,7 +421,7 @@ class QuantizeStage(Stage):
                 f"quantized model misses the quality budget on {report['examples']} examples: "
                 + "; ".join(missed),
                 "relax --budget, keep more layers in float (--precision mixed, --keep-float), "
-                "add calibration data, or use --precision fp16",
+                "add calibration data, use --precision fp16, or keep it anyway with --no-budget",
             )
         return {"quality": report}
 

@@ -74,7 +74,7 @@ class Task(ABC):
     report_metrics: ClassVar[tuple[str, ...]]  # what a quantized artifact's report holds
     bench_metrics: ClassVar[tuple[str, ...]]  # what bench compares with the reference
     rank_by: ClassVar[str]  # the metric quantization sensitivity is ranked by by default
-    default_budget: ClassVar[str | None] = None  # a quantized model's, when none is given
+    default_budget: ClassVar[str]  # what a quantized model must meet when no budget is given
     crop_dims: ClassVar[tuple[str, ...] | None] = None  # dims calibration may cut (None: all)
     batch_dim: ClassVar[str] = "batch"  # the dim that counts the items of a run
     runs_note: ClassVar[str | None] = None  # how runs on data differ from requests, for reports
@@ -173,19 +173,9 @@ class Task(ABC):
         float by default, to its outputs (a codec's nearest-codebook search); none by default."""
         return []
 
-    def budgets(self, text: str | None, required: bool) -> list[Budget]:
-        """A quality budget on this task's metrics; its default when `text` is None and one
-        is `required`."""
-        if text is None:
-            if not required:
-                return []
-            if self.default_budget is None:
-                raise SpeedyError(
-                    f"no default quality budget for a {self.name} model",
-                    f"pass --budget on {', '.join(self.metrics)}",
-                )
-            text = self.default_budget
-        return parse_budget(text, self.metrics)
+    def budgets(self, text: str | None) -> list[Budget]:
+        """A quality budget on this task's metrics: `text`, else the task's default."""
+        return parse_budget(text or self.default_budget, self.metrics)
 
     # Speed, streaming and controls.
     def measure(self, model: Model, inputs: Feeds) -> dict[str, float]:

@@ -109,7 +109,7 @@ class Codec(AudioOut):
     report_metrics: ClassVar[tuple[str, ...]] = ("codes", "snr", "mel", "stft", "pesq")
     bench_metrics: ClassVar[tuple[str, ...]] = ("codes", "snr", "mel", "mcd", "pesq", "stoi")
     rank_by: ClassVar[str] = "mel"
-    default_budget: ClassVar[str | None] = "pesq>=4.0"  # PESQ-WB of the resynthesis
+    default_budget: ClassVar[str] = "pesq>=4.0"  # PESQ-WB of the resynthesis
 
     @property
     def codec(self) -> CodecSettings:

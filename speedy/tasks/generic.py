@@ -2,30 +2,37 @@
 embedding model, a network exported without a family).
 
 Each input says how its example values are made (`fill`): `audio` takes the data's clips at the
-model's rate (the waveform along the input's last axis), `normal` and `uniform:LO,HI` draw seeded
-floats, `int:LO,HI` seeded integers (HI excluded), `value:V` a constant. A `.npz` file of the data
-gives every input of one example by name. Quality is the tensor error over every output (SNR in
-dB, largest and relative error); an output named as audio adds the audio metrics.
+model's rate (the waveform along the input's last axis), `mel` their log-mels at the model's mel
+settings ([..., n_mels, frames]), `normal` and `uniform:LO,HI` draw seeded floats, `int:LO,HI`
+seeded integers (HI excluded), `value:V` a constant; integer scalars must be given a rule. A
+`.npz` file of the data gives every input of one example by name. Quality is the tensor error
+over every output (SNR in dB, largest and relative error); an output named as audio adds the
+audio metrics.
 """
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.audio.io import AUDIO_SUFFIXES, check_finite, read_audio
+from speedy.audio.mel import log_mel
 from speedy.data_source import DEFAULT_CLIPS, data_files
-from speedy.errors import SpeedyError
+from speedy.errors import GraphRunError, SpeedyError, first_invalid
 from speedy.quality import AUDIO_METRICS, measure
+from speedy.runtime import Model
 from speedy.specs import Feeds, TensorSpec, symbol_sizes
 from speedy.tasks.base import AUDIO, Figures, Imported, Task
 
-FILL = re.compile(r"normal|audio|uniform:[-+.\deE]+,[-+.\deE]+|int:-?\d+,-?\d+|value:[-+.\deE]+")
-FILL_HELP = "normal, audio, uniform:LO,HI, int:LO,HI or value:V"
+NUMBER = r"[-+.\deE]+"
+FILL = re.compile(rf"normal|audio|mel|uniform:{NUMBER},{NUMBER}|int:-?\d+,-?\d+|value:{NUMBER}")
+FILL_HELP = "normal, audio, mel, uniform:LO,HI, int:LO,HI or value:V"
+CLIP_FILLS = ("audio", "mel")  # inputs the data's clips feed: waveforms, or their log-mels
 TENSOR_METRICS = {"tensor_snr": True, "max_error": False, "rel_error": False}
 SNR_CAP_DB = 200.0
 
@@ -41,6 +48,23 @@ class GenericInput(TensorSpec):
         if not FILL.fullmatch(fill):
             raise ValueError(f"fill {fill!r} is not one of {FILL_HELP}")
         return fill
+
+    @model_validator(mode="after")
+    def _makes_values(self) -> "GenericInput":
+        """The rule must make values of the input's dtype: LO below HI, an `int` rule's numbers
+        within int64, and every number within the dtype's range (finite as a float)."""
+        try:
+            with np.errstate(all="ignore"):
+                self.make((1,), np.random.default_rng(0))
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise ValueError(f"{self.fill!r} makes no {self.dtype} values ({exc})") from exc
+        dtype = np.dtype(self.dtype)
+        if dtype.kind in "iuf":
+            limit = float((np.finfo if dtype.kind == "f" else np.iinfo)(dtype).max)
+            numbers = [float(n) for n in self.fill.partition(":")[2].split(",") if n]
+            if not all(abs(n) <= limit for n in numbers):
+                raise ValueError(f"{self.fill!r} reaches beyond {dtype} (±{limit:.4g})")
+        return self
 
     def make(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """Values of `shape` by the fill rule (`audio`: seeded noise, for a shape no clip gave)."""
@@ -75,6 +99,8 @@ def tensor_error(reference: Feeds, test: Feeds, names: Sequence[str]) -> Figures
             f"outputs of {ref.size} and {tst.size} values differ in shape",
             "compare runs of the same inputs",
         )
+    if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(tst))):  # NaN never passes
+        return {"tensor_snr": -SNR_CAP_DB, "max_error": math.inf, "rel_error": math.inf}
     noise, power = float(np.sum((ref - tst) ** 2)), float(np.sum(ref**2))
     snr = SNR_CAP_DB if noise == 0 else min(SNR_CAP_DB, 10 * np.log10(max(power, 1e-30) / noise))
     return {
@@ -97,7 +123,7 @@ class Generic(Task):
     report_metrics: ClassVar[tuple[str, ...]] = ("tensor_snr", "max_error", "rel_error")
     bench_metrics: ClassVar[tuple[str, ...]] = ("tensor_snr", "max_error", "rel_error")
     rank_by: ClassVar[str] = "tensor_snr"
-    default_budget: ClassVar[str | None] = "tensor_snr>=30"
+    default_budget: ClassVar[str] = "tensor_snr>=30"
     settings: GenericSettings
 
     def __init__(self, spec: Any) -> None:
@@ -112,7 +138,8 @@ class Generic(Task):
 
     @classmethod
     def imported_settings(cls, graph: Imported) -> dict[str, Any]:
-        """Each input filled as `graph.fills` says (default: normal floats, integers 0..1)."""
+        """Each input filled as `graph.fills` says (default: normal floats, integers 0..1; an
+        integer scalar, a sample rate or a flag, only as given)."""
         names = [spec.name for spec in graph.inputs]
         outputs = [spec.name for spec in graph.outputs]
         if unknown := sorted(graph.fills.keys() - set(names)):
@@ -126,16 +153,35 @@ class Generic(Task):
                 f"--audio-output {graph.audio_output!r} is not an output",
                 f"use one of: {', '.join(outputs)}",
             )
+        if scalars := [
+            s.name
+            for s in graph.inputs
+            if s.name not in graph.fills
+            and not np.issubdtype(np.dtype(s.dtype), np.floating)
+            and all(d == 1 for d in s.shape)
+        ]:
+            raise SpeedyError(
+                f"integer scalar input(s) {', '.join(scalars)}: speedy cannot guess their value "
+                "(a sample rate, a flag, a count?)",
+                " ".join(f"--fill {name}=value:V" for name in scalars),
+            )
         inputs = []
         for spec in graph.inputs:
             floating = np.issubdtype(np.dtype(spec.dtype), np.floating)
             fill = graph.fills.get(spec.name, "normal" if floating else "int:0,2")
-            inputs.append(GenericInput(**spec.model_dump(), fill=fill))
+            try:
+                inputs.append(GenericInput(**spec.model_dump(), fill=fill))
+            except ValidationError as exc:
+                raise SpeedyError(
+                    f"--fill {first_invalid(exc, spec.name)}",
+                    "give numbers the input's dtype holds, LO below HI",
+                ) from exc
         return GenericSettings(inputs=inputs, audio_output=graph.audio_output).model_dump()
 
     @property
-    def audio_input(self) -> GenericInput | None:
-        return next((i for i in self.settings.inputs if i.fill == "audio"), None)
+    def clip_input(self) -> GenericInput | None:
+        """The input the data's clips feed (`audio` or `mel`), if any."""
+        return next((i for i in self.settings.inputs if i.fill in CLIP_FILLS), None)
 
     @property
     def default_data(self) -> Path:
@@ -151,9 +197,9 @@ class Generic(Task):
                 examples.append(self._complete(self._npz(path), rng))
                 continue
             given = {}
-            if (wave_input := self.audio_input) is not None:
+            if (clip_input := self.clip_input) is not None:
                 wave = read_audio(path, self.audio.sample_rate)
-                given[wave_input.name] = self._wave_tensor(wave_input, wave)
+                given[clip_input.name] = self._clip_tensor(clip_input, wave)
             examples.append(self._complete(given, rng))
         return examples
 
@@ -173,18 +219,38 @@ class Generic(Task):
                 f"name its arrays after the inputs: {', '.join(names)}",
             )
         dtypes = {i.name: i.dtype for i in self.settings.inputs}
-        return {name: value.astype(dtypes[name]) for name, value in found.items()}
+        return {
+            name: check_finite(value, f"{path}: array {name!r}", dtypes[name])
+            for name, value in found.items()
+        }
 
-    def _wave_tensor(self, spec: GenericInput, wave: np.ndarray) -> np.ndarray:
-        """The waveform along the input's last axis (cut or tiled to its size), ones elsewhere."""
-        last = spec.shape[-1]
+    def _clip_values(self, spec: GenericInput, wave: np.ndarray) -> np.ndarray:
+        """What a clip gives `spec`, along its last axis: the waveform (`audio`), or log-mels at
+        the model's mel settings with the mels on the axis before (`mel`)."""
+        if spec.fill == "audio":
+            return wave
+        mels = spec.shape[-2] if len(spec.shape) >= 2 else None
+        if mels != self.audio.n_mels:
+            raise SpeedyError(
+                f"input {spec.name!r} {spec.describe()} has no axis of {self.audio.n_mels} mels "
+                "before its last (what --fill mel makes)",
+                "use fill mel for an input [..., n_mels, frames] with the model's mel count",
+            )
+        return log_mel(wave, self.audio)
+
+    def _clip_tensor(self, spec: GenericInput, wave: np.ndarray) -> np.ndarray:
+        """A clip's values cut or tiled along the input's last axis to its size, ones elsewhere."""
+        values = self._clip_values(spec, wave)
+        last, found = spec.shape[-1], values.shape[-1]
         if isinstance(last, int):
             length = last
         else:
             limits = self.spec.dims.get(last)
-            length = wave.size if limits is None else min(max(wave.size, limits.min), limits.max)
-        wave = np.tile(wave, -(-length // wave.size))[:length]
-        return wave.reshape((1,) * (len(spec.shape) - 1) + (length,)).astype(spec.dtype)
+            length = found if limits is None else min(max(found, limits.min), limits.max)
+        values = np.tile(values, (1,) * (values.ndim - 1) + (-(-length // found),))[..., :length]
+        return values.reshape((1,) * (len(spec.shape) - values.ndim) + values.shape).astype(
+            spec.dtype
+        )
 
     def _complete(self, given: Feeds, rng: np.random.Generator) -> Feeds:
         """`given`, plus every other input made by its fill rule at sizes consistent with the
@@ -199,17 +265,35 @@ class Generic(Task):
     def inputs(self, example: Feeds) -> Feeds:
         return dict(example)
 
+    def run(self, model: Model, inputs: Feeds) -> Feeds:
+        """One run; a graph that fails on its inputs is blamed on the fill rules that made them."""
+        try:
+            return super().run(model, inputs)
+        except GraphRunError as exc:
+            rules = ", ".join(f"{i.name}={i.fill}" for i in self.settings.inputs)
+            raise GraphRunError(
+                exc.problem,
+                f"the inputs were made by the fill rules {rules}: import again with the values "
+                "the model expects (--fill NAME=RULE), or pass examples as .npz",
+            ) from exc
+
     def sized_inputs(self, examples: Sequence[Feeds], sizes: Mapping[str, int]) -> Feeds:
-        """Inputs at `sizes`: an audio input cut in turn from the examples' waveforms played end
-        to end, the others made by their fill rules."""
+        """Inputs at `sizes`: the clips' input cut in turn from the examples' waveforms (or
+        log-mels) played end to end, one piece per leading row; the others by their rules."""
         rng = np.random.default_rng(0)
         full = self.spec.sizes(dict(sizes))
         feeds = {s.name: s.make(s.resolve(full), rng) for s in self.settings.inputs}
-        if (wave_input := self.audio_input) is not None:
-            shape = wave_input.resolve(full)
-            stream = np.concatenate([e[wave_input.name].ravel() for e in examples])
-            stream = np.tile(stream, -(-int(np.prod(shape)) // stream.size))
-            feeds[wave_input.name] = stream[: int(np.prod(shape))].reshape(shape)
+        if (clip_input := self.clip_input) is not None:
+            shape = clip_input.resolve(full)
+            channels = 1 if clip_input.fill == "audio" else shape[-2]
+            rows = int(np.prod(shape)) // (channels * shape[-1])
+            stream = np.concatenate(
+                [e[clip_input.name].reshape(channels, -1) for e in examples], axis=-1
+            )
+            needed = rows * shape[-1]
+            stream = np.tile(stream, (1, -(-needed // stream.shape[-1])))[:, :needed]
+            pieces = np.moveaxis(stream.reshape(channels, rows, shape[-1]), 0, 1)
+            feeds[clip_input.name] = pieces.reshape(shape)
         return feeds
 
     def seconds(self, outputs: Feeds) -> float:

@@ -160,7 +160,7 @@ class SpeechCodes(Task):
     report_metrics: ClassVar[tuple[str, ...]] = ("agreement", "divergence", "stop_diff", "kl")
     bench_metrics: ClassVar[tuple[str, ...]] = ("agreement", "divergence", "stop_diff", "kl")
     rank_by: ClassVar[str] = "kl"
-    default_budget: ClassVar[str | None] = "agreement>=0.9"
+    default_budget: ClassVar[str] = "agreement>=0.9"
     crop_dims: ClassVar[tuple[str, ...]] = ()  # prompts and caches are never cut
 
     def __init__(self, spec: Any) -> None:

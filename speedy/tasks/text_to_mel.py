@@ -25,10 +25,16 @@ import soundfile as sf
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.audio.io import AUDIO_SUFFIXES
 from speedy.audio.mel import log_mel
 from speedy.console import notice
-from speedy.data_source import DEFAULT_CLIPS, TEXT_SUFFIXES, audio_features, text_lines
+from speedy.data_source import (
+    DEFAULT_CLIPS,
+    TEXT_SUFFIXES,
+    audio_example,
+    audio_features,
+    text_lines,
+)
 from speedy.errors import SpeedyError
 from speedy.specs import Feeds
 from speedy.tasks.base import Figures, Task
@@ -98,6 +104,7 @@ class TextToMel(Task):
     report_metrics: ClassVar[tuple[str, ...]] = ("mel",)
     bench_metrics: ClassVar[tuple[str, ...]] = ("mel", "frames_diff")
     rank_by: ClassVar[str] = "mel"
+    default_budget: ClassVar[str] = "mel<=0.3"  # log-mel distance against the float model
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
@@ -254,7 +261,7 @@ class TextToMel(Task):
                 f"{self.audio.sample_rate} Hz",
                 f"resample the clip to {self.audio.sample_rate} Hz (e.g. with sox or ffmpeg)",
             )
-        mel = self.features(read_audio(path, self.audio.sample_rate))
+        mel = audio_example(path, self.audio.sample_rate, self.features)
         limit = self.spec.dims["ref_frames"].max
         if mel.shape[1] > limit:
             notice(f"reference clip {path.name}: using its first {limit} frames")

@@ -102,7 +102,7 @@ class TextToWave(AudioOut):
     report_metrics: ClassVar[tuple[str, ...]] = ("mel", "stft", "pesq")
     bench_metrics: ClassVar[tuple[str, ...]] = ("mel", "mcd", "pesq", "stoi")
     rank_by: ClassVar[str] = "mel"
-    default_budget: ClassVar[str | None] = "pesq>=4.0"
+    default_budget: ClassVar[str] = "pesq>=4.0"
     runs_note: ClassVar[str | None] = "noise scales 0 (deterministic runs)"
     batch_dim: ClassVar[str] = "batch_size"
     settings: TextToWaveSettings

@@ -13,9 +13,15 @@ from typing import ClassVar
 import numpy as np
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES, read_audio
+from speedy.audio.io import AUDIO_SUFFIXES
 from speedy.audio.mel import log_mel
-from speedy.data_source import DEFAULT_CLIPS, audio_features, data_files, read_array
+from speedy.data_source import (
+    DEFAULT_CLIPS,
+    audio_example,
+    audio_features,
+    data_files,
+    read_array,
+)
 from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS
 from speedy.runtime import Model
@@ -38,7 +44,7 @@ class Vocoder(AudioOut):
     report_metrics: ClassVar[tuple[str, ...]] = ("snr", "mel", "stft", "pesq")
     bench_metrics: ClassVar[tuple[str, ...]] = ("snr", "mel", "mcd", "pesq", "stoi")
     rank_by: ClassVar[str] = "mel"
-    default_budget: ClassVar[str | None] = "pesq>=4.0"  # PESQ-WB against the float model
+    default_budget: ClassVar[str] = "pesq>=4.0"  # PESQ-WB against the float model
     upload_kind: ClassVar[str | None] = "a WAV/FLAC/OGG file, or a log-mel .npy"
 
     @property
@@ -71,7 +77,7 @@ class Vocoder(AudioOut):
         if data.startswith(NPY_MAGIC):
             (mel,) = self.check_mels([read_array(io.BytesIO(data), "the uploaded .npy")], "upload")
             return mel
-        return self.features(read_audio(io.BytesIO(data), self.audio.sample_rate, "the upload"))
+        return audio_example(io.BytesIO(data), self.audio.sample_rate, self.features, "the upload")
 
     def inputs(self, example: np.ndarray) -> Feeds:
         return {MEL: example[None].astype(np.float32)}

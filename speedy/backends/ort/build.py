@@ -21,7 +21,8 @@ Provider = Literal["cpu", "cuda", "tensorrt"]
 
 def optimize(source: Path, target: Path, level: Level) -> list[Path]:
     """Run ONNX Runtime's graph optimizations on `source` (CPU provider), saving to `target`
-    (and its external data beside it when the source has some); returns the files written."""
+    (and, when the source has external data, its tensors of 1 KB or more beside it); returns the
+    files written."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -41,7 +42,8 @@ def optimize(source: Path, target: Path, level: Level) -> list[Path]:
             f"ONNX Runtime cannot optimize {source}: {str(exc).splitlines()[0]}",
             "check the model loads with `speedy infer`, or try --ort-level basic",
         ) from exc
-    return [target, target.with_name(target.name + EXTERNAL_DATA_SUFFIX)] if external else [target]
+    data = target.with_name(target.name + EXTERNAL_DATA_SUFFIX)
+    return [target, data] if data.is_file() else [target]
 
 
 def tensorrt_options(

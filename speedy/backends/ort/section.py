@@ -5,7 +5,7 @@ Pure data (onnxruntime is imported only to build session options), so a manifest
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from speedy.shapes import Profile
 
@@ -14,6 +14,38 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
+}
+# Provider options a manifest may carry: settings of the run, never paths or libraries to load
+# (`trt_extra_plugin_lib_paths` would load a shared library; cache paths are the runtime's own).
+SAFE_OPTIONS: dict[str, frozenset[str]] = {
+    PROVIDERS["cpu"]: frozenset(),
+    PROVIDERS["cuda"]: frozenset(
+        [
+            "device_id",
+            "cudnn_conv_algo_search",
+            "cudnn_conv_use_max_workspace",
+            "use_tf32",
+            "arena_extend_strategy",
+            "gpu_mem_limit",
+            "do_copy_in_default_stream",
+        ]
+    ),
+    PROVIDERS["tensorrt"]: frozenset(
+        [
+            "device_id",
+            "trt_fp16_enable",
+            "trt_int8_enable",
+            "trt_max_workspace_size",
+            "trt_engine_cache_enable",
+            "trt_timing_cache_enable",
+            "trt_builder_optimization_level",
+            "trt_profile_min_shapes",
+            "trt_profile_opt_shapes",
+            "trt_profile_max_shapes",
+            "trt_min_subgraph_size",
+            "trt_max_partition_iterations",
+        ]
+    ),
 }
 
 
@@ -27,6 +59,18 @@ class OrtSettings(BaseModel):
     inter_op_num_threads: int = 1
     execution_mode: Literal["sequential", "parallel"] = "sequential"
     providers: list[tuple[str, dict[str, str]]]
+
+    @field_validator("providers")
+    @classmethod
+    def _safe_providers(
+        cls, providers: list[tuple[str, dict[str, str]]]
+    ) -> list[tuple[str, dict[str, str]]]:
+        for name, options in providers:
+            if name not in SAFE_OPTIONS:
+                raise ValueError(f"unknown provider {name!r} (known: {', '.join(SAFE_OPTIONS)})")
+            if unsafe := sorted(options.keys() - SAFE_OPTIONS[name]):
+                raise ValueError(f"{name} option {unsafe[0]!r} is not one a manifest may set")
+        return providers
 
 
 class OrtSection(BaseModel):

@@ -9,7 +9,7 @@ import onnxruntime as ort
 from speedy.artifact import Artifact, GraphEntry
 from speedy.audio.cache import default_cache_dir
 from speedy.backends.ort.section import PROVIDERS, OrtSection, OrtSettings
-from speedy.errors import SpeedyError
+from speedy.errors import GraphRunError, SpeedyError
 from speedy.onnx_io import load_onnx
 from speedy.runtime.base import Session
 from speedy.shapes import select_profile
@@ -96,13 +96,27 @@ class OnnxSession(Session):
             ) from exc
         uses_trt = PROVIDERS["tensorrt"] in self.session.get_providers()
         self.profiles = section.profiles if section and uses_trt else []
+        self.running: set[ort.RunOptions] = set()  # of the calls in progress
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
         if self.profiles:  # TensorRT provider: refuse sizes outside its explicit profiles
             shapes = {name: value.shape for name, value in feeds.items()}
             select_profile(self.profiles, symbol_sizes(self.inputs, shapes))
-        names = [spec.name for spec in self.outputs]
-        return dict(zip(names, self.session.run(names, dict(feeds)), strict=True))
+        names, options = [spec.name for spec in self.outputs], ort.RunOptions()
+        self.running.add(options)
+        try:
+            return dict(zip(names, self.session.run(names, dict(feeds), options), strict=True))
+        except Exception as exc:  # onnxruntime's own error types: a failed kernel, a bad value
+            raise GraphRunError(
+                f"ONNX Runtime failed to run graph '{self.name}': {str(exc).splitlines()[0]}",
+                "check the values fed to it",
+            ) from exc
+        finally:
+            self.running.discard(options)
+
+    def stop(self) -> None:
+        for options in list(self.running):
+            options.terminate = True
 
 
 def open_graphs(

@@ -61,6 +61,7 @@ class TrtSession(Session):
         assert isinstance(graph.runtime, TrtSection)
         check_engine_target(graph.runtime, trt.__version__, torch.cuda.get_device_name())
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime.engine_host_code_allowed = False  # an engine is data: no embedded lean runtime
         self.engine = runtime.deserialize_cuda_engine(file.read_bytes())
         if self.engine is None:
             raise SpeedyError(
