@@ -6,6 +6,7 @@ from `--shapes` (or a recipe's `dims:`), else from the data: each symbol's small
 largest size over the examples.
 """
 
+import functools
 import json
 import statistics
 from collections.abc import Mapping
@@ -54,6 +55,20 @@ def graph_io(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]
     return inputs, [spec(v) for v in model.graph.output]
 
 
+def file_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """`graph_io` of the ONNX file at `path`, worked out once per version of the file: tying
+    dims runs shape inference (seconds on a large graph), and an import asks three times."""
+    version = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return _file_io(path.resolve(), version)
+
+
+@functools.lru_cache(maxsize=4)
+def _file_io(
+    path: Path, version: tuple[int, int] | None
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    return graph_io(load_onnx(path, with_weights=False))
+
+
 def _tied_name(
     value: onnx.ValueInfoProto,
     axis: int,
@@ -78,7 +93,7 @@ def name_free_dims(model: onnx.ModelProto, specs: list[TensorSpec]) -> None:
 
 def shape_ranges(model_path: Path, shapes: list[str]) -> dict[str, DimRange]:
     """Ranges given as `--shapes NAME:MIN,OPT,MAX` for the graph's dims or inputs."""
-    inputs, _ = graph_io(load_onnx(model_path, with_weights=False))
+    inputs, _ = file_io(model_path)
     unbounded = DimRange(min=1, opt=1, max=2**31 - 1)
     return parse_shapes(shapes, inputs, dict.fromkeys(symbols(inputs), unbounded))
 
@@ -119,7 +134,7 @@ def imported_spec(
 ) -> ModelSpec:
     """The model spec of an ONNX file: I/O read from the graph, task settings from the task (and
     the config), ranges from `dims`, else from `data` (default: the task's)."""
-    inputs, outputs = graph_io(load_onnx(model_path, with_weights=False))
+    inputs, outputs = file_io(model_path)
     config = read_config(config_path)
     graph = Imported(inputs, outputs, config, dict(fills or {}), audio_output)
     spec = ModelSpec(

@@ -11,7 +11,6 @@ Proof of ownership, never a name pattern:
   process id (`speedy.scratch.claim`): only such a directory of a dead process is swept.
 """
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from speedy import interrupt
 from speedy.artifact import MANIFEST, directory_files
 from speedy.errors import SpeedyError
+from speedy.plain_data import json_object
 from speedy.scratch import abandoned, claim, remove
 
 NEW, OLD = "new", "old"  # inside a writer's scratch directory: the output, and the one it replaces
@@ -46,10 +46,7 @@ def unowned(directory: Path, marker: str) -> str | None:
     listing = directory / marker
     if listing.is_symlink() or not listing.is_file():
         return f"no {marker} in it"
-    try:
-        listed = json.loads(listing.read_text()).get("files")
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
-        listed = None
+    listed = json_object(listing).get("files")
     if not isinstance(listed, dict):
         return f"its {marker} lists no files"
     found = directory_files(directory, marker)

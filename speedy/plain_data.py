@@ -1,6 +1,9 @@
 """Data speedy reads from files it did not write itself (recipes, --io specs, calibration sets,
-manifests): plain data only, nested no deeper than settings need, each key given once."""
+manifests, markers beside outputs): plain data only, nested no deeper than settings need, each
+key given once."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,6 +27,16 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
         if not level:
             return False
     return any(isinstance(item, dict | list) for item in level)
+
+
+def json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in file `path`; empty where it holds none (unreadable, not JSON, another
+    kind of value, nested too deep to parse)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class _UniqueKeys(yaml.SafeLoader):

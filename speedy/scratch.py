@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from speedy.plain_data import json_object
+
 PREFIX = "speedy-"
 OWNER = ".speedy-writer"  # inside a scratch directory: its name and its writer's process id
 
@@ -25,11 +27,8 @@ def abandoned(directory: Path) -> bool:
     owner_file = directory / OWNER
     if directory.is_symlink() or owner_file.is_symlink() or not owner_file.is_file():
         return False
-    try:
-        owner = json.loads(owner_file.read_text())
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return False
-    if not isinstance(owner, dict) or owner.get("directory") != directory.name:
+    owner = json_object(owner_file)
+    if owner.get("directory") != directory.name:
         return False
     pid = owner.get("pid")
     if type(pid) is not int or pid <= 0 or pid == os.getpid():

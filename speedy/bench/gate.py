@@ -21,6 +21,7 @@ from speedy import __version__
 from speedy.artifact import now
 from speedy.bench.results import BenchReport
 from speedy.errors import SpeedyError, first_invalid
+from speedy.plain_data import json_object
 
 if TYPE_CHECKING:
     from speedy.bench.runner import Prepared
@@ -135,10 +136,7 @@ def save_baseline(report: BenchReport, path: Path) -> None:
 
 def is_baseline(path: Path) -> bool:
     """Whether `path` is a baseline file `save_baseline` wrote (its format says so)."""
-    try:
-        return json.loads(path.read_text()).get("format") == BASELINE_FORMAT
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError, RecursionError):
-        return False
+    return json_object(path).get("format") == BASELINE_FORMAT
 
 
 def load_baseline(path: Path) -> Baseline:

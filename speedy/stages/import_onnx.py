@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from speedy import runtime
 from speedy.artifact import Artifact, GraphEntry, file_digest
-from speedy.importer import GRAPH, graph_io, name_free_dims
+from speedy.importer import GRAPH, file_io, name_free_dims
 from speedy.onnx_io import load_onnx, save_onnx
 from speedy.stages.base import Draft, Stage, StageContext
 from speedy.stages.options import ImportOptions
@@ -22,7 +22,7 @@ class ImportStage(Stage):
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
         model = load_onnx(self.options.model)  # external data only from beside the model
-        inputs, outputs = graph_io(model)
+        inputs, outputs = file_io(self.options.model)
         name_free_dims(model, inputs + outputs)
         files = save_onnx(model, workdir / f"{GRAPH}.onnx")
         entry = GraphEntry(
