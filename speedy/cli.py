@@ -643,12 +643,58 @@ def serve(
     ] = 0.25,
     max_chars: Annotated[int, typer.Option(min=1, help="Longest text a request may hold.")] = 500,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body (MB).")] = 16.0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at once; past them requests get 503.")
+    ] = 256,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a client has to send a request's head, and the "
+            "longest pause while it sends the body.",
+        ),
+    ] = 10.0,
+    send_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a client may read nothing of a response before its connection is closed.",
+        ),
+    ] = 30.0,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds running requests get to finish after SIGTERM; "
+            "waiting ones get 503 at once.",
+        ),
+    ] = 30.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SPEEDY_API_KEY",
+            show_envvar=True,
+            help="Key every /v1/ and /metrics request must send as 'Authorization: Bearer KEY'.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Origin whose pages may call the API (repeatable; default: none)."),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host name the server answers to besides loopback (repeatable; "
+            "default on loopback: only loopback names)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     no_verify: NoVerify = False,
     trust: Trust = False,
 ) -> None:
-    """Serve artifacts over HTTP: POST /v1/tts and /v1/vocode, GET /v1/models, /health,
-    /metrics, and a page at / that plays two voices side by side."""
+    """Serve artifacts over HTTP: POST /v1/tts, /v1/audio/speech (OpenAI's speech API) and
+    /v1/vocode, GET /v1/models, /v1/audio/voices, /health, /metrics, and a page at / that plays
+    two voices side by side or blind."""
     from speedy.serve import ServeOptions
     from speedy.serve import serve as run_server
 
@@ -667,6 +713,13 @@ def serve(
             chunk_seconds=chunk_seconds,
             max_chars=max_chars,
             max_body_mb=max_body_mb,
+            max_connections=max_connections,
+            read_s=read_timeout,
+            send_s=send_timeout,
+            grace_s=grace,
+            api_key=api_key or None,
+            cors_origins=cors_origin or [],
+            allowed_hosts=allowed_host or [],
             device=device,
             verify=not no_verify,
         )

@@ -19,6 +19,10 @@ class GraphRunError(SpeedyError):
     """A backend failed to run a graph on inputs that passed the feed checks."""
 
 
+class OutOfRange(SpeedyError):
+    """An input is longer (or shorter) than the model was built to take."""
+
+
 class ParityError(SpeedyError):
     """An artifact's outputs differ from its parent's beyond the tolerance."""
 

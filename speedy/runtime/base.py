@@ -5,9 +5,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from speedy import interrupt
+from speedy import cancel, interrupt
 from speedy.artifact import GraphEntry
-from speedy.errors import SpeedyError
+from speedy.errors import OutOfRange, SpeedyError
 from speedy.specs import DimRange, Feeds, TensorSpec, derived
 
 
@@ -59,7 +59,7 @@ def _check_tensor(
             )
         declared = dims.get(symbol)
         if declared is not None and own not in declared:
-            raise SpeedyError(
+            raise OutOfRange(
                 f"input '{spec.name}' {symbol}={own} is outside the declared range "
                 f"{declared.min}..{declared.max}",
                 f"cut the input into pieces within the range, or widen dims.{symbol} and rebuild",
@@ -93,7 +93,9 @@ class Session(ABC):
         return check_feeds(self.inputs, self.dims, feeds)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Feeds:
-        """Check `feeds`, then run the backend (interruptible by SIGINT/SIGTERM at once)."""
+        """Check `feeds`, then run the backend (interruptible by SIGINT/SIGTERM at once, and
+        stopped by a cancel of the request it runs for)."""
+        cancel.check()
         self.check(feeds)
         contiguous = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
         return interrupt.interruptible(lambda: self._run(contiguous), self.stop)

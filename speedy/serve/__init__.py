@@ -1,15 +1,28 @@
 """`speedy serve`: optimized artifacts behind an HTTP API and a web page, under a bounded queue.
 
 Starlette on uvicorn: a small, maintained ASGI stack with streaming responses, no more
-framework than the six routes need. Sessions load once and are shared by the worker threads.
+framework than the eight routes need. Sessions load once and are shared by the worker threads.
+In front of the routes: the Host and API-key policy (`guard`), optional CORS, a cap on open
+connections, and timeouts for a request's head and body (`connections`) and for a client that
+stops reading.
 """
 
+import asyncio
 import signal
 import socket
 from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import uvicorn
+from starlette.types import ASGIApp
 
 from speedy.console import out, shown
 from speedy.errors import SpeedyError
+from speedy.serve.guard import LOOPBACK_NAMES, Guard, Policy, host_name
+
+if TYPE_CHECKING:
+    from speedy.serve.admission import Admission
 
 
 @dataclass(frozen=True)
@@ -25,8 +38,23 @@ class ServeOptions:
     chunk_seconds: float
     max_chars: int
     max_body_mb: float
+    max_connections: int
+    read_s: float  # for a request's head, and the longest pause in its body
+    send_s: float  # the longest a client may take none of a response's bytes
+    grace_s: float  # for running requests to finish after SIGTERM
+    api_key: str | None
+    cors_origins: list[str]
+    allowed_hosts: list[str]
     device: str
     verify: bool
+
+    def hosts(self) -> frozenset[str] | None:
+        """The Host names served: those allowed, else a loopback server's own names (None:
+        any, on another address)."""
+        if self.allowed_hosts:
+            return frozenset(map(host_name, self.allowed_hosts)) | LOOPBACK_NAMES
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        return LOOPBACK_NAMES | {host_name(self.host)} if loopback else None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -46,13 +74,35 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class Draining(uvicorn.Server):
+    """uvicorn, turning away the waiting requests at once when a signal stops it (the running
+    ones finish, within the grace period)."""
+
+    def __init__(self, config: uvicorn.Config, admission: "Admission") -> None:
+        super().__init__(config)
+        self.admission = admission
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.admission.drain)
+
+
 def serve(options: ServeOptions) -> None:
-    """Load the artifacts, then serve until SIGINT/SIGTERM, finishing the requests in flight."""
-    import uvicorn
+    """Load the artifacts, then serve until SIGINT/SIGTERM: the running requests finish, the
+    waiting ones get 503; an error if the grace period ran out with requests running."""
+    from starlette.middleware.cors import CORSMiddleware
 
     from speedy.serve.admission import Admission
-    from speedy.serve.app import Limits, Server
+    from speedy.serve.app import Server
     from speedy.serve.catalog import Catalog
+    from speedy.serve.connections import timed_protocol
+    from speedy.serve.reading import Limits
 
     catalog = Catalog.load(
         options.artifacts,
@@ -63,14 +113,30 @@ def serve(options: ServeOptions) -> None:
         options.verify,
     )
     catalog.warm_up()
-    limits = Limits(max_body=int(options.max_body_mb * 1e6), max_chars=options.max_chars)
+    limits = Limits(int(options.max_body_mb * 1e6), options.max_chars, options.read_s)
     admission = Admission(options.workers, options.queue, options.wait_s)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Server(catalog, admission, limits).app(),
-            log_level="warning",
-            timeout_graceful_shutdown=max(30, int(options.wait_s)),
+    server = Server(catalog, admission, limits)
+    app: ASGIApp = Guard(
+        server.app(),
+        Policy(options.hosts(), options.api_key, options.send_s),
+    )
+    if options.cors_origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=options.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-RTF", "X-Audio-Seconds", "X-Compute-Seconds", "X-Sample-Rate"],
         )
+    uvicorn_server = Draining(
+        uvicorn.Config(
+            app,
+            http=timed_protocol(options.read_s),
+            log_level="warning",
+            limit_concurrency=options.max_connections,
+            timeout_graceful_shutdown=options.grace_s,  # type: ignore[arg-type]  # a float works
+        ),
+        admission,
     )
     sock = listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
@@ -78,6 +144,13 @@ def serve(options: ServeOptions) -> None:
     out.print(f"serving {shown(names)} on http://{host}:{port}/ (Ctrl-C stops)", soft_wrap=True)
     for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn drains on them, then raises them again
         signal.signal(sig, signal.SIG_IGN)
-    server.run(sockets=[sock])
+    uvicorn_server.run(sockets=[sock])
     admission.executor.shutdown()
-    out.print("stopped: requests in flight were finished")
+    turned = f"{admission.turned_away} waiting turned away with 503"
+    if server.cut:
+        raise SpeedyError(
+            f"stopped with {server.cut} request(s) cut off after the {options.grace_s:g} s grace "
+            f"period ({turned})",
+            "give running requests longer to finish with --grace",
+        )
+    out.print(f"stopped: the running requests were finished, {turned}")

@@ -1,5 +1,6 @@
 """A bounded queue in front of the inference workers: at most `workers` requests run at once,
-at most `queue` more wait (for at most `wait_s`); any beyond that are turned away at once."""
+at most `queue` more wait (for at most `wait_s`); any beyond that are turned away at once. While
+the server drains, the waiting and any new requests are turned away at once too."""
 
 import asyncio
 import math
@@ -8,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from speedy.cancel import Token
+
 T = TypeVar("T")
 SMOOTHING = 0.2  # weight of the newest request in the running mean of service time
 
@@ -15,8 +18,8 @@ SMOOTHING = 0.2  # weight of the newest request in the running mean of service t
 class Busy(Exception):
     """The server is at capacity: come back after `retry_after` seconds."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"the server is busy: retry in {retry_after} s")
+    def __init__(self, retry_after: int, why: str = "busy") -> None:
+        super().__init__(f"the server is {why}: retry in {retry_after} s")
         self.retry_after = retry_after
 
 
@@ -31,6 +34,9 @@ class Admission:
         self.admitted = 0  # running and waiting
         self.running = 0
         self.service_s = 1.0  # running mean of a request's seconds in a slot
+        self.draining = False
+        self._waits: set[asyncio.Future] = set()  # slot acquisitions in progress
+        self.turned_away = 0  # waiting requests answered 503 by `drain`
 
     @property
     def waiting(self) -> int:
@@ -42,18 +48,17 @@ class Admission:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one worker slot for a request; `Busy` when the queue is full or the wait too
-        long."""
+        """Hold one worker slot for a request; `Busy` when the queue is full, the wait too
+        long, or the server is draining."""
         if self._slots is None:  # made in the server's event loop
             self._slots = asyncio.Semaphore(self.workers)
+        if self.draining:
+            raise Busy(1, "shutting down")
         if self.admitted >= self.limit:
             raise Busy(self.retry_after())
         self.admitted += 1
         try:
-            try:
-                await asyncio.wait_for(self._slots.acquire(), self.wait_s)
-            except TimeoutError:
-                raise Busy(self.retry_after()) from None
+            await self._acquire()
             self.running += 1
             start = asyncio.get_running_loop().time()
             try:
@@ -66,6 +71,40 @@ class Admission:
         finally:
             self.admitted -= 1
 
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` on a worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+    async def _acquire(self) -> None:
+        assert self._slots is not None
+        wait = asyncio.ensure_future(asyncio.wait_for(self._slots.acquire(), self.wait_s))
+        self._waits.add(wait)
+        try:
+            await wait
+        except TimeoutError:
+            raise Busy(self.retry_after()) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.draining and task is not None and not task.cancelling():  # by `drain`
+                self.turned_away += 1
+                raise Busy(1, "shutting down") from None
+            raise
+        finally:
+            self._waits.discard(wait)
+
+    def drain(self) -> None:
+        """Turn away the waiting requests and any new ones; the running ones go on."""
+        self.draining = True
+        for wait in list(self._waits):
+            wait.cancel()
+
+    async def run(self, token: Token, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on a worker thread, carrying `token`. If this is cancelled (its client
+        has gone), so is the work, and the thread is waited for: a slot's thread is free when
+        the slot is."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, token.carry, work, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            token.cancel()
+            await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()  # the work's end (`Cancelled`, mostly) is no news
+            raise

@@ -1,108 +1,86 @@
 """The HTTP API and web page over a catalog of loaded artifacts (Starlette, run by uvicorn).
 
     POST /v1/tts           JSON {voice?, text, and the voice's controls} -> WAV; ?stream=1 chunks
+    POST /v1/audio/speech  the OpenAI speech API: {model, input, voice, response_format, speed,
+                           stream_format} -> wav, pcm, flac, mp3 or opus
     POST /v1/vocode        a WAV/FLAC/OGG file or a log-mel .npy (?model=NAME) -> WAV
     GET  /v1/models        the artifacts, their voices and controls
-    GET  /health, /metrics, and / (the page: listen to two voices side by side)
+    GET  /v1/audio/voices  the voices in the OpenAI API's terms
+    GET  /health, /metrics, and / (the page: listen to two voices side by side, or blind)
 
-Errors are JSON `{"error": ..., "fix": ...}`: 400 malformed body, 404 unknown voice or model,
-413 body or text over the limit, 422 a control out of range, 503 busy (with Retry-After).
+Every step that costs CPU (reading an upload, the text front end, each graph run) runs in the
+bounded worker pool, after limits that cost nothing (body size, JSON depth, the controls' ranges)
+and carrying the request's cancellation: a client that leaves stops its work at the next graph
+call. Errors are JSON `{"error": ..., "fix": ...}`: 400 malformed body, 401 no API key, 404
+unknown voice or model, 408 a body too slow, 413 body, text or audio over the limit, 415 not
+JSON, 422 a control out of range, 503 busy or stopping (with Retry-After).
 """
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    Response,
-    StreamingResponse,
-)
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from speedy.errors import SpeedyError, first_invalid
+from speedy.cancel import Token
+from speedy.chain import Synthesis
+from speedy.errors import OutOfRange, SpeedyError
+from speedy.serve import openai
 from speedy.serve.admission import Admission, Busy
+from speedy.serve.audio_stream import AudioStream
 from speedy.serve.catalog import Catalog, Unknown, Voice
+from speedy.serve.gone import ClientGone, unless_gone
 from speedy.serve.metrics import Metrics
-from speedy.serve.wav import header, pcm16, wav
+from speedy.serve.reading import (
+    JSON_BYTES,
+    Limits,
+    Problem,
+    name_of,
+    parse_json,
+    read_body,
+    validated,
+)
+from speedy.serve.wav import MEDIA_TYPES, encoded, header, pcm16
 
+T = TypeVar("T")
 PAGE = files("speedy") / "serve" / "page.html"
 REPORT = "see the server's log, and report it"
 log = logging.getLogger("speedy.serve")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may carry."""
-
-    max_body: int  # bytes
-    max_chars: int  # of text
-
-
-class Problem(Exception):
-    """A request the server refuses: HTTP status, what is wrong and how to fix it."""
-
-    def __init__(self, status: int, problem: str, fix: str = "") -> None:
-        super().__init__(problem)
-        self.status, self.problem, self.fix = status, problem, fix
 
 
 def _error(status: int, problem: str, fix: str = "", headers: dict | None = None) -> Response:
     return JSONResponse({"error": problem, "fix": fix}, status, headers)
 
 
-async def _body(request: Request, limits: Limits) -> bytes:
-    """The request's body, refused (413) as soon as it passes the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_body:
-        raise Problem(413, f"body of {declared} bytes is over {limits.max_body}", "send less")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limits.max_body:
-            raise Problem(413, f"body is over {limits.max_body} bytes", "send less")
-    return bytes(body)
+ErrorShape = Callable[[int, str, str, dict | None], Response]  # like `_error`
 
 
-def _fields(body: bytes, limits: Limits) -> dict[str, Any]:
-    """A JSON object's fields; 400 when it is not one, 413 for text over the limit."""
-    try:
-        fields = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise Problem(400, f"malformed JSON: {exc}", 'send {"text": "..."}') from None
-    if not isinstance(fields, dict):
-        raise Problem(400, "the JSON body is not an object", 'send {"text": "..."}')
-    text = fields.get("text")
-    if isinstance(text, str) and len(text) > limits.max_chars:
-        raise Problem(
-            413, f"text of {len(text)} characters is over {limits.max_chars}", "split the text"
+def _as_error(endpoint: str, exc: Exception, error: ErrorShape = _error) -> Response:
+    """The JSON error response (made by `error`) of an exception a route raised."""
+    if isinstance(exc, Problem):
+        return error(
+            exc.status, exc.problem, exc.fix, {"Connection": "close"} if exc.close else None
         )
-    return fields
-
-
-def _controls(voice: Voice, fields: dict[str, Any]) -> dict[str, Any]:
-    """The voice's typed controls from a request's fields (422 when one is wrong)."""
-    task = voice.acoustic.task
-    assert task.Request is not None
-    try:
-        return task.Request.model_validate(fields).model_dump()
-    except ValidationError as exc:
-        raise Problem(
-            422,
-            first_invalid(exc, "body"),
-            f"controls are {', '.join(task.Request.model_fields)}",
-        ) from None
+    if isinstance(exc, Busy):
+        return error(503, str(exc), "retry later", {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, Unknown):
+        return error(404, exc.problem, exc.fix)
+    if isinstance(exc, OutOfRange):
+        return error(413, f"too large for this model: {exc.problem}", "send shorter text or audio")
+    if isinstance(exc, SpeedyError):
+        return error(422, exc.problem, exc.fix)
+    log.exception("%s failed", endpoint)
+    return error(500, f"internal error: {type(exc).__name__}", REPORT)
 
 
 class Server:
@@ -110,6 +88,7 @@ class Server:
 
     def __init__(self, catalog: Catalog, admission: Admission, limits: Limits) -> None:
         self.catalog, self.admission, self.limits = catalog, admission, limits
+        self.cut = 0  # requests still running when the server stopped waiting for them
         self.metrics = Metrics(
             {
                 "speedy_requests_running": ("Requests in a worker.", lambda: admission.running),
@@ -123,7 +102,13 @@ class Server:
             Route("/health", self.counted("health", self.health)),
             Route("/metrics", self.counted("metrics", self.prometheus)),
             Route("/v1/models", self.counted("models", self.models)),
+            Route("/v1/audio/voices", self.counted("voices", self.voices)),
             Route("/v1/tts", self.counted("tts", self.tts), methods=["POST"]),
+            Route(
+                "/v1/audio/speech",
+                self.counted("speech", self.speech, openai.error),
+                methods=["POST"],
+            ),
             Route("/v1/vocode", self.counted("vocode", self.vocode), methods=["POST"]),
         ]
 
@@ -134,39 +119,50 @@ class Server:
         return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
     def counted(
-        self, endpoint: str, handler: Callable[[Request], Awaitable[Response]]
+        self,
+        endpoint: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        error: ErrorShape = _error,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """`handler` with its errors turned into JSON and each request counted and timed."""
+        """`handler` with its errors turned into JSON and each request counted and timed (a
+        stream when it ends; a client that left as a disconnect, not an error)."""
 
         async def route(request: Request) -> Response:
             start = time.perf_counter()
             try:
                 response = await handler(request)
-            except Problem as exc:
-                response = _error(exc.status, exc.problem, exc.fix)
-            except Busy as exc:
-                response = _error(
-                    503, str(exc), "retry later", {"Retry-After": str(exc.retry_after)}
+            except ClientGone as gone:
+                self.metrics.disconnected(gone.endpoint or endpoint)
+                return Response(status_code=499)  # nobody reads it
+            except asyncio.CancelledError:
+                if not self.admission.draining:
+                    raise
+                self.cut += 1  # cancelled by the server's shutdown: its work was stopped
+                response = error(
+                    503,
+                    "the server stopped before this request finished",
+                    "send it again",
+                    {"Retry-After": "1", "Connection": "close"},
                 )
-            except Unknown as exc:
-                response = _error(404, exc.problem, exc.fix)
-            except SpeedyError as exc:
-                response = _error(422, exc.problem, exc.fix)
             except Exception as exc:
-                log.exception("%s failed", endpoint)
-                response = _error(500, f"internal error: {type(exc).__name__}", REPORT)
-            if not isinstance(response, StreamingResponse):  # a stream counts when it ends
+                response = _as_error(endpoint, exc, error)
+            if not isinstance(response, AudioStream):
                 self.metrics.record(endpoint, response.status_code, time.perf_counter() - start)
             return response
 
         return route
 
+    # Plain routes.
     async def page(self, request: Request) -> Response:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
     async def health(self, request: Request) -> Response:
         a = self.admission
-        return JSONResponse({"status": "ok", "running": a.running, "waiting": a.waiting})
+        status = "draining" if a.draining else "ok"
+        return JSONResponse(
+            {"status": status, "running": a.running, "waiting": a.waiting},
+            503 if a.draining else 200,
+        )
 
     async def prometheus(self, request: Request) -> Response:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -174,82 +170,173 @@ class Server:
     async def models(self, request: Request) -> Response:
         return JSONResponse(self.catalog.describe())
 
+    async def voices(self, request: Request) -> Response:
+        return JSONResponse(openai.voices(self.catalog))
+
+    # Speech.
+    async def _json(self, request: Request) -> dict[str, Any]:
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind != "application/json":
+            raise Problem(
+                415,
+                f"the body is '{kind or 'untyped'}', not JSON",
+                "send Content-Type: application/json",
+            )
+        body = await read_body(request, min(self.limits.max_body, JSON_BYTES), self.limits.read_s)
+        return parse_json(body)
+
+    def _check_text(self, text: Any) -> None:
+        if isinstance(text, str) and len(text) > self.limits.max_chars:
+            raise Problem(
+                413,
+                f"text of {len(text)} characters is over {self.limits.max_chars}",
+                "split the text",
+            )
+
     async def tts(self, request: Request) -> Response:
-        fields = _fields(await _body(request, self.limits), self.limits)
-        voice = self.catalog.voice(fields.pop("voice", None))
-        controls = _controls(voice, fields)
+        fields = await self._json(request)
+        voice = self.catalog.voice(name_of(fields.pop("voice", None), "voice"))
+        self._check_text(fields.get("text"))
+        controls = validated(voice.request_schema, fields).model_dump()
         if request.query_params.get("stream") in ("1", "true"):
-            return await self.stream(voice, controls)
-        async with self.admission.slot():
-            synthesis = await self.admission.run(lambda: voice.chain(**controls))
+            if voice.streamer is None:
+                raise Problem(422, f"{voice.name} does not stream", "leave out stream=1")
+            return await self._stream(request, voice, controls, "wav", "tts_stream")
+        return await self._whole(request, voice, controls, "wav", "tts")
+
+    async def speech(self, request: Request) -> Response:
+        """The OpenAI speech API over the same voices."""
+        fields = await self._json(request)
+        self._check_text(fields.get("input"))
+        asked = validated(openai.SpeechRequest, fields)
+        voice = self.catalog.voice(asked.model)
+        controls = validated(voice.request_schema, openai.controls(asked, voice)).model_dump()
+        if asked.stream_format is None:
+            return await self._whole(request, voice, controls, asked.response_format, "speech")
+        if voice.streamer is None:  # sent whole, as one chunk
+            return await self._whole(request, voice, controls, asked.response_format, "speech")
+        sse = asked.stream_format == "sse"
+        return await self._stream(request, voice, controls, asked.response_format, "speech", sse)
+
+    async def _work(self, request: Request, work: Callable[[], T]) -> T:
+        """`work()` in a worker slot, stopped if the client leaves."""
+        token = Token()
+
+        async def held() -> T:
+            async with self.admission.slot():
+                return await self.admission.run(token, work)
+
+        return await unless_gone(held(), request.receive)
+
+    async def _whole(
+        self, request: Request, voice: Voice, controls: dict[str, Any], format: str, endpoint: str
+    ) -> Response:
+        synthesis: Synthesis = await self._work(request, lambda: voice.chain(**controls))
         rtf = synthesis.rtf()
-        self.metrics.rtf.observe("tts", rtf["total"])
-        return self._audio(wav(synthesis.audio, synthesis.sample_rate), rtf["total"], {
+        self.metrics.rtf.observe(endpoint, rtf["total"])
+        data = encoded(synthesis.audio, synthesis.sample_rate, format)
+        return self._audio(data, format, synthesis.sample_rate, rtf["total"], {
             "X-Audio-Seconds": f"{synthesis.audio_seconds:.4f}",
             "X-Compute-Seconds": f"{sum(synthesis.seconds.values()):.4f}",
             "X-Stage-Seconds": json.dumps({k: round(v, 4) for k, v in synthesis.seconds.items()}),
         })  # fmt: skip
 
-    async def stream(self, voice: Voice, controls: dict[str, Any]) -> Response:
-        """The voice's audio in chunks as its vocoder streams them, holding a slot until done."""
-        streamer, vocoder = voice.streamer, voice.vocoder
-        if streamer is None or vocoder is None:
-            raise Problem(422, f"{voice.name} does not stream", "leave out stream=1")
-        held = AsyncExitStack()
-        await held.enter_async_context(self.admission.slot())
-        start = time.perf_counter()
-        chain = voice.chain
+    async def _stream(
+        self,
+        request: Request,
+        voice: Voice,
+        controls: dict[str, Any],
+        format: str,
+        endpoint: str,
+        sse: bool = False,
+    ) -> Response:
+        """The voice's audio in chunks as its vocoder streams them, holding a slot until done;
+        the first chunk is made before the response starts."""
+        if format not in ("wav", "pcm"):
+            raise Problem(
+                422, f"{format} cannot be streamed", "stream wav or pcm, or leave out stream_format"
+            )
+        token, held, start = Token(), AsyncExitStack(), time.perf_counter()
+        rate, made, ended = voice.chain.sample_rate, [0], [False]
+
+        def piece(chunks: Iterator[np.ndarray]) -> bytes | None:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return None
+            made[0] += chunk.size
+            data = pcm16(chunk)
+            return openai.sse_delta(data) if sse else data
+
+        def begin() -> tuple[Iterator[np.ndarray], bytes]:
+            chunks = voice.stream(controls)
+            first = piece(chunks)
+            assert first is not None
+            opening = header(rate, None) if format == "wav" else b""
+            if sse and opening:
+                opening = openai.sse_delta(opening)
+            return chunks, opening + first
+
+        async def more() -> bytes | None:
+            if ended[0]:
+                return None
+            data = await self.admission.run(token, piece, chunks)
+            ended[0] = data is None
+            return openai.sse_done() if ended[0] and sse else data
+
+        async def close(outcome: str) -> None:
+            await held.aclose()
+            seconds = time.perf_counter() - start
+            if outcome == "gone":
+                self.metrics.disconnected(endpoint)
+            elif outcome == "cut":
+                self.cut += 1
+            else:
+                self.metrics.record(endpoint, 200 if outcome == "ok" else 500, seconds)
+            if outcome == "ok" and made[0]:
+                self.metrics.rtf.observe(endpoint, seconds * rate / made[0])
+
         try:
-            mel = await self.admission.run(lambda: chain.handed(chain.request(**controls)))
+            await unless_gone(held.enter_async_context(self.admission.slot()), request.receive)
+            chunks, first = await unless_gone(self.admission.run(token, begin), request.receive)
+        except ClientGone:
+            await held.aclose()
+            raise ClientGone(endpoint) from None
         except BaseException:
             await held.aclose()
             raise
-        chunks = streamer.stream(vocoder.model, vocoder.task.inputs(mel))
-        rate = chain.sample_rate
-
-        async def body() -> AsyncIterator[bytes]:
-            status, samples = 500, 0
-            try:
-                yield header(rate, None)
-                while (chunk := await self.admission.run(next, chunks, None)) is not None:
-                    samples += chunk.size
-                    yield pcm16(chunk)
-                status = 200
-            finally:
-                await held.aclose()
-                seconds = time.perf_counter() - start
-                self.metrics.record("tts_stream", status, seconds)
-                if samples:
-                    self.metrics.rtf.observe("tts_stream", seconds * rate / samples)
-
-        return StreamingResponse(body(), media_type="audio/wav")
+        media = "text/event-stream" if sse else MEDIA_TYPES[format]
+        return AudioStream(first, more, close, media, {"X-Sample-Rate": str(rate)})
 
     async def vocode(self, request: Request) -> Response:
-        served = self.catalog.upload_model(request.query_params.get("model"))
-        data = await _body(request, self.limits)
-        try:
-            example = served.task.read_upload(data)
-        except SpeedyError as exc:
-            raise Problem(400, exc.problem, exc.fix) from None
+        served = self.catalog.upload_model(name_of(request.query_params.get("model"), "model"))
+        data = await read_body(request, self.limits.max_body, self.limits.read_s)
 
         def work() -> tuple[Any, float]:
+            try:
+                example = served.task.read_upload(data)
+            except OutOfRange:
+                raise
+            except SpeedyError as exc:
+                raise Problem(400, exc.problem, exc.fix) from None
             begin = time.perf_counter()
             outputs = served.task.run(served.model, served.task.inputs(example))
             return outputs, time.perf_counter() - begin
 
-        async with self.admission.slot():
-            outputs, compute = await self.admission.run(work)
+        outputs, compute = await self._work(request, work)
         (audio, *_) = served.task.waveforms(outputs) or [None]
         if audio is None:
             raise Problem(422, f"{served.name} makes no audio", "vocode with a vocoder")
         rate = served.model.manifest.model.audio.sample_rate
         rtf = compute * rate / audio.size
         self.metrics.rtf.observe("vocode", rtf)
-        return self._audio(wav(audio, rate), rtf, {
+        return self._audio(encoded(audio, rate, "wav"), "wav", rate, rtf, {
             "X-Audio-Seconds": f"{audio.size / rate:.4f}",
             "X-Compute-Seconds": f"{compute:.4f}",
         })  # fmt: skip
 
     @staticmethod
-    def _audio(data: bytes, rtf: float, headers: dict[str, str]) -> Response:
-        return Response(data, media_type="audio/wav", headers={**headers, "X-RTF": f"{rtf:.4f}"})
+    def _audio(
+        data: bytes, format: str, rate: int, rtf: float, headers: dict[str, str]
+    ) -> Response:
+        headers = {**headers, "X-RTF": f"{rtf:.4f}", "X-Sample-Rate": str(rate)}
+        return Response(data, media_type=MEDIA_TYPES[format], headers=headers)

@@ -6,10 +6,13 @@ Names are `NAME=PATH` or the artifact's recipe and stage (`hifigan_v1/quantize`)
 named `ACOUSTIC+VOCODER`, or after its one model. Requests name these, never a path on the server.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
 
 from speedy import runtime
 from speedy.audio.cache import FeatureCache, default_cache_dir
@@ -74,15 +77,27 @@ class Voice:
         """The vocoder's streaming (a voice without a vocoder has none)."""
         return self.vocoder and self.vocoder.streamer
 
+    @property
+    def request_schema(self) -> type[BaseModel]:
+        """What a request to this voice may hold."""
+        schema = self.acoustic.task.Request
+        assert schema is not None  # only text models with requests become voices
+        return schema
+
+    def stream(self, controls: dict[str, Any]) -> Iterator[np.ndarray]:
+        """The audio of a request, chunk by chunk as the vocoder streams it."""
+        assert self.streamer is not None and self.vocoder is not None
+        mel = self.chain.handed(self.chain.request(**controls))
+        return self.streamer.stream(self.vocoder.model, self.vocoder.task.inputs(mel))
+
     def describe(self) -> dict[str, Any]:
-        task = self.acoustic.task
-        assert task.Request is not None  # only text models with requests become voices
         return {
             "name": self.name,
             "acoustic": self.acoustic.name,
             "vocoder": self.vocoder and self.vocoder.name,
-            "controls": task.Request.model_json_schema(),
-            "choices": task.choices(),
+            "sample_rate": self.chain.sample_rate,
+            "controls": self.request_schema.model_json_schema(),
+            "choices": self.acoustic.task.choices(),
             "streams": self.streamer is not None,
         }
 

@@ -3,6 +3,7 @@ scripts (standard library only: what is measured is the server, not a client fra
 
 import http.client
 import json
+import os
 import re
 import signal
 import subprocess
@@ -11,10 +12,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from speedy.errors import SpeedyError
 
+JSON = {"Content-Type": "application/json"}
 ADDRESS = re.compile(r"on http://([\d.]+):(\d+)/")
 
 
@@ -42,10 +45,18 @@ class Client:
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
-    def call(self, method: str, path: str, body: bytes | str | dict | None = None) -> Reply:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """One request; a dict or str body goes as JSON (`headers` may say otherwise)."""
         connection = self.keep or self.connect()
         data = json.dumps(body) if isinstance(body, dict) else body
-        connection.request(method, path, data)
+        typed = JSON if isinstance(body, dict | str) else {}
+        connection.request(method, path, data, {**typed, **(headers or {})})
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         return Reply(response.status, headers, response.read())
@@ -58,13 +69,28 @@ class ServerProcess(Client):
     process: subprocess.Popen | None = None
     log: list[str] = field(default_factory=list)
 
+    def rss_mib(self) -> float:
+        """The server's resident memory now (Linux /proc)."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(kib) / 1024
+
 
 @contextmanager
-def spawn(args: list[str], start_s: float = 120.0) -> Iterator[ServerProcess]:
-    """`speedy serve ARGS --port 0` in a child process, ready; SIGTERM to it afterwards."""
+def spawn(
+    args: list[str], start_s: float = 120.0, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """`speedy serve ARGS --port 0` in a child process (`env`: added to this one's), ready;
+    SIGTERM to it afterwards."""
     command = [sys.executable, "-m", "speedy", "serve", *args, "--port", "0"]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, **(env or {})},
     )
     log: list[str] = []
     ready = threading.Event()
@@ -117,7 +143,11 @@ def browser_page(url: str, chromium: str = "/usr/bin/chromium") -> Iterator[Any]
 
 
 def play(page: Any, side: str) -> str:
-    """Click Play A or B on the page; the timing it then shows."""
+    """Click Play A or B on the page; the timing it then shows (an error shown instead raises)."""
     page.click(f"#play-{side}")
-    page.wait_for_function(f"document.getElementById('timing-{side}').dataset.rtf")
-    return page.inner_text(f"#timing-{side}")
+    state = f"document.getElementById('timing-{side}').dataset.state"
+    page.wait_for_function(f"['done', 'error'].includes({state})")
+    shown = page.inner_text(f"#timing-{side}")
+    if page.evaluate(state) == "error":
+        raise SpeedyError(f"the page shows an error for {side.upper()}: {shown}", "see above")
+    return shown

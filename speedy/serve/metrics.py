@@ -39,6 +39,7 @@ class Metrics:
 
     def __init__(self, gauges: dict[str, tuple[str, Callable[[], float]]]) -> None:
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
+        self.disconnects: dict[str, int] = defaultdict(int)
         self.latency = Histogram(LATENCY_BUCKETS)
         self.rtf = Histogram(RTF_BUCKETS)
         self.gauges = gauges  # name -> (help, read)
@@ -46,6 +47,10 @@ class Metrics:
     def record(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests[endpoint, status] += 1
         self.latency.observe(endpoint, seconds)
+
+    def disconnected(self, endpoint: str) -> None:
+        """A client left before its response was sent (its work was stopped)."""
+        self.disconnects[endpoint] += 1
 
     def render(self) -> str:
         lines = [
@@ -58,6 +63,12 @@ class Metrics:
             "# HELP speedy_errors_total Requests answered with a 4xx or 5xx status.",
             "# TYPE speedy_errors_total counter",
             f"speedy_errors_total {sum(n for (_, s), n in self.requests.items() if s >= 400)}",
+            "# HELP speedy_client_disconnects_total Requests whose client left before the answer.",
+            "# TYPE speedy_client_disconnects_total counter",
+            *(
+                f'speedy_client_disconnects_total{{endpoint="{e}"}} {n}'
+                for e, n in sorted(self.disconnects.items())
+            ),
             "# HELP speedy_request_seconds Seconds to answer a request (a stream: its last chunk).",
             "# TYPE speedy_request_seconds histogram",
             *self.latency.lines("speedy_request_seconds", "endpoint"),

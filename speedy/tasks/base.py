@@ -12,10 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from speedy.audio.cache import FeatureCache
 from speedy.audio.mel import AudioSpec
@@ -27,6 +27,12 @@ from speedy.specs import Feeds, TensorSpec
 
 Figures = dict[str, float | None]  # a metric's value, None where it could not be measured
 AUDIO = "audio"  # what a task produces when its outputs are sound
+
+# The reach of a request's controls. Past it a request costs unbounded time and memory (a speed of
+# 0.005 made 128 s of audio of one sentence) or breaks the model's arithmetic.
+Speed = Annotated[float, Field(ge=0.25, le=4.0)]  # OpenAI's speech API takes the same range
+PitchShift = Annotated[float, Field(ge=-12.0, le=12.0)]  # semitones: an octave either way
+NoiseScale = Annotated[float, Field(ge=0.0, le=2.0)]  # a VITS voice's default is below 1
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,17 @@ receptive field as context every kept sample sees the same inputs as in the whol
 so the seams are exact up to floating-point rounding. The receptive field is derived once per
 network from its layers by autograd and stored in the cache directory.
 
-A quantized model streams less exactly: float kernels round differently at different window
-lengths, and where a float result feeds a QuantizeLinear a last-bit difference can flip a whole
-quantization step. The streamed audio then differs from the whole-utterance audio by about as much
-as another draw of the quantization noise (HiFi-GAN V1 mixed INT8: 25-40 dB), and scores the same
-SNR and PESQ against the FP32 model.
+Rounding is the one thing the context cannot match. ONNX Runtime's CPU matrix product (MLAS
+SGEMM, under its Conv and ConvTranspose) sums the inner dimension in blocks of 128 when a call has
+65 or more output columns and in longer blocks below that, so the frame-rate layers of a window
+shorter than 65 frames round differently from the whole run. In FP32 that moves the audio by under
+one 16-bit step. In a statically quantized model a float layer feeding a QuantizeLinear turns a
+last-bit difference into a whole quantization step (HiFi-GAN V1 mixed INT8: up to 1,418 steps of
+16-bit audio), so such a model streams in windows of at least `EXACT_WINDOW` frames
+(`exact_window`), which makes its chunks bit-identical to the whole run on one thread (HiFi-GAN V1
+up to 4 threads; benchmarks/stream_seams.py). With more threads MLAS also splits a layer's columns
+between threads, and a share under 65 columns rounds differently again. Dynamic INT8 is not exact
+at any window length: it scales each run's activations by that run's own range.
 """
 
 import hashlib
@@ -62,14 +68,20 @@ def _dependencies(spec: ModelSpec, inputs: Feeds) -> tuple[int, int]:
     return int(used[0]), int(used[-1])
 
 
+_derived: dict[str, Context] = {}  # receptive fields this process derived, by network identity
+
+
 def receptive_field(
     spec: ModelSpec, window_inputs: Callable[[int], Feeds], limits: DimRange
 ) -> Context:
     """The network's receptive field in frames (`window_inputs(frames)`: inputs of that many
-    frames), computed once and kept in the cache directory."""
+    frames), computed once and kept in the cache directory (and in this process, should the
+    directory be read-only)."""
     identity = spec.model_dump_json(include={"family", "network", "audio", "factory"})
     key = hashlib.sha256(f"{identity}|{code_version()}".encode()).hexdigest()
     entry = default_cache_dir() / "receptive_field" / f"{key}.json"
+    if key in _derived:
+        return _derived[key]
     if entry.is_file():
         return Context(**json.loads(entry.read_text()))
     frames = 64
@@ -83,10 +95,25 @@ def receptive_field(
                 "stream with an explicit context, or widen the time dim's range",
             )
         frames = min(2 * frames, limits.max)
-    context = Context(left=frames // 2 - first, right=last - frames // 2)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    entry.write_text(json.dumps(asdict(context)))
+    context = _derived[key] = Context(left=frames // 2 - first, right=last - frames // 2)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(json.dumps(asdict(context)))
+    except OSError:  # a read-only cache: derived again next time
+        pass
     return context
+
+
+EXACT_WINDOW = 65  # frames: MLAS SGEMM sums in blocks of 128 from 65 output columns up
+
+
+def exact_window(precision: str) -> int:
+    """The shortest window to stream a model of this manifest precision in: `EXACT_WINDOW`
+    frames for static INT8 (float layers feed QuantizeLinear, where a rounding difference flips a
+    quantization step); 1 otherwise, where it would only cost time (float: under one 16-bit step
+    either way, at up to twice the compute for 0.1-0.25 s chunks; dynamic INT8: no window length
+    gives a window the whole run's scales)."""
+    return EXACT_WINDOW if "int8" in precision and "dynamic" not in precision else 1
 
 
 def stream_windows(
@@ -95,12 +122,14 @@ def stream_windows(
     chunk: int,
     context: Context,
     limits: DimRange,
+    min_window: int = 1,
 ) -> Iterator[np.ndarray]:
     """Yield the audio of consecutive feature `pieces` (time last) chunk by chunk, `chunk`
     frames at a time; `run(window)` is the audio of a window of features.
 
     Only the frames still needed as context are kept, so memory stays bounded however long the
-    stream. A chunk is yielded as soon as its right context has arrived.
+    stream. A chunk is yielded as soon as its right context has arrived. A window shorter than
+    `min_window` frames (`exact_window`) is widened over frames already known, leftwards first.
     """
     if chunk < 1:
         raise SpeedyError(f"chunk of {chunk} frames", "stream at least one frame per chunk")
@@ -110,12 +139,14 @@ def stream_windows(
             f"limit of {limits.max}",
             "use a shorter chunk",
         )
+    width = min(max(limits.min, min_window), limits.max)  # the shortest window run
     buffer = np.zeros(0, dtype=np.float32)  # frames [offset, offset + buffer.shape[-1])
     offset = done = 0  # done: frames whose audio has been yielded
 
     def vocode(stop: int, known: int) -> np.ndarray:
         begin, end = max(0, done - context.left), min(known, stop + context.right)
-        begin = max(0, min(begin, end - limits.min))  # widen short windows leftwards
+        begin = max(0, min(begin, end - width))  # widen short windows leftwards,
+        end = max(end, min(known, begin + width))  # then rightwards over the frames known
         audio = run(buffer[..., begin - offset : end - offset])
         hop = audio.size // (end - begin)
         return audio[(done - begin) * hop : (stop - begin) * hop]
@@ -126,7 +157,7 @@ def stream_windows(
         while known >= done + chunk + context.right:
             yield vocode(done + chunk, known)
             done += chunk
-            drop = max(0, done - context.left - limits.min) - offset
+            drop = max(0, done - context.left - width) - offset
             buffer, offset = buffer[..., max(0, drop) :], offset + max(0, drop)
     known = offset + buffer.shape[-1]
     while done < known:

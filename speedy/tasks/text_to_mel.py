@@ -13,7 +13,6 @@ label, then a reference clip, in turn) and a reference clip; quality compares me
 handed to a vocoder (`speedy synth`, `speedy bench --vocoder`).
 """
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -37,7 +36,7 @@ from speedy.data_source import (
 )
 from speedy.errors import SpeedyError
 from speedy.specs import Feeds
-from speedy.tasks.base import Figures, Task
+from speedy.tasks.base import Figures, PitchShift, Speed, Task
 from speedy.text import TextFrontEnd, vocabulary
 
 DEFAULT_TEXTS = Path(str(files("speedy") / "data" / "calibration" / "eval_texts_zh_en.txt"))
@@ -59,20 +58,20 @@ class TextToMelSettings(BaseModel):
 class SpeechRequest(BaseModel):
     """What a served request may ask: text, speaker, an emotion label, speed and pitch shift."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     text: str
     speaker: int = 0
     emotion: str | None = None
-    speed: float = 1.0
-    pitch_shift: float = 0.0
+    speed: Speed = 1.0
+    pitch_shift: PitchShift = 0.0
 
 
 class SpeechControls(SpeechRequest):
     """What one request may ask from the command line or Python: a request, or the emotion of a
     reference clip (a file, or its log-mel) instead of a label."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
 
     reference: Path | np.ndarray | None = None
 
@@ -272,15 +271,13 @@ class TextToMel(Task):
         """One utterance's feeds: text (or symbol ids), speaker, emotion index (with the
         reference log-mel (n_mels, frames) to take it from), speed and pitch shift."""
         ids = self.front_end.encode(controls.text)
-        speaker, speed = controls.speaker, controls.speed
+        speaker = controls.speaker
         if not 0 <= speaker < self.s.n_speakers:
             raise SpeedyError(
                 f"speaker {speaker} is out of range: this model has {self.s.n_speakers} "
                 f"speakers (0..{self.s.n_speakers - 1})",
                 f"pass --speaker between 0 and {self.s.n_speakers - 1}",
             )
-        if not (math.isfinite(speed) and speed > 0):
-            raise SpeedyError(f"speed {speed} is not a positive number", "pass e.g. --speed 1.2")
         if reference is None:
             reference = np.full((self.audio.n_mels, 1), self.floor, np.float32)
         elif reference.ndim != 2 or reference.shape[0] != self.audio.n_mels:
@@ -295,7 +292,7 @@ class TextToMel(Task):
             "speaker": np.array([speaker], np.int64),
             "emotion": np.array([emotion], np.int64),
             "reference_mel": reference[None].astype(np.float32),
-            "speed": np.array([speed], np.float32),
+            "speed": np.array([controls.speed], np.float32),
             "pitch_shift": np.array([controls.pitch_shift], np.float32),
         }
 

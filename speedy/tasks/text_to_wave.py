@@ -11,7 +11,6 @@ The graph draws random noise scaled by the noise scales: every run on data (pari
 quality, bench) uses noise scales 0, so it is deterministic; requests use the voice's own.
 """
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -26,7 +25,7 @@ from speedy.data_source import TEXT_SUFFIXES, text_lines
 from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS
 from speedy.specs import Feeds
-from speedy.tasks.base import AudioOut, Imported
+from speedy.tasks.base import AudioOut, Imported, NoiseScale, Speed
 
 DEFAULT_TEXTS = Path(str(files("speedy") / "data" / "calibration" / "eval_texts_en.txt"))
 BOS, EOS, PAD = "^", "$", "_"
@@ -50,13 +49,13 @@ class VoiceRequest(BaseModel):
     """What one request may ask: text, speaker, speed and the noise scales (default: the
     voice's)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     text: str
     speaker: int = 0
-    speed: float = 1.0
-    noise_scale: float | None = None
-    noise_w: float | None = None
+    speed: Speed = 1.0
+    noise_scale: NoiseScale | None = None
+    noise_w: NoiseScale | None = None
 
 
 @dataclass(frozen=True)
@@ -190,8 +189,6 @@ class TextToWave(AudioOut):
                 f"speaker {controls.speaker} is out of range: this voice has {s.speakers}",
                 f"pass --speaker between 0 and {s.speakers - 1}",
             )
-        if not (math.isfinite(controls.speed) and controls.speed > 0):
-            raise SpeedyError(f"speed {controls.speed} is not a positive number", "pass e.g. 1.2")
         noise = s.noise_scale if controls.noise_scale is None else controls.noise_scale
         noise_w = s.noise_w if controls.noise_w is None else controls.noise_w
         ids = self.phoneme_ids(controls.text)[None]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import soundfile as sf
 
 from speedy.audio.cache import FeatureCache
 from speedy.audio.io import AUDIO_SUFFIXES
@@ -22,12 +23,12 @@ from speedy.data_source import (
     data_files,
     read_array,
 )
-from speedy.errors import SpeedyError
+from speedy.errors import OutOfRange, SpeedyError
 from speedy.quality import AUDIO_METRICS
 from speedy.runtime import Model
 from speedy.specs import Feeds
 from speedy.tasks.base import AudioOut, Streamer
-from speedy.tasks.streaming import Context, receptive_field, stream_windows
+from speedy.tasks.streaming import Context, exact_window, receptive_field, stream_windows
 
 MEL, AUDIO = "mel", "audio"  # the graph's input and output
 NPY_MAGIC = b"\x93NUMPY"
@@ -77,7 +78,25 @@ class Vocoder(AudioOut):
         if data.startswith(NPY_MAGIC):
             (mel,) = self.check_mels([read_array(io.BytesIO(data), "the uploaded .npy")], "upload")
             return mel
+        self._check_duration(io.BytesIO(data))
         return audio_example(io.BytesIO(data), self.audio.sample_rate, self.features, "the upload")
+
+    def _check_duration(self, upload: io.BytesIO) -> None:
+        """Refuse audio longer than the model takes from its header, before decoding it (a
+        small FLAC can hold hours of silence)."""
+        try:
+            info = sf.info(upload)
+        except Exception:  # soundfile raises several types; reading it says what is wrong
+            return
+        seconds = info.frames / info.samplerate
+        most = self.spec.dims["frames"].max
+        if seconds * self.audio.sample_rate / self.audio.hop_length > most:
+            longest = most * self.audio.hop_length / self.audio.sample_rate
+            raise OutOfRange(
+                f"the upload holds {seconds:.1f} s of audio; this model takes at most "
+                f"{longest:.1f} s ({most} mel frames)",
+                "send shorter audio, or widen dims.frames and rebuild",
+            )
 
     def inputs(self, example: np.ndarray) -> Feeds:
         return {MEL: example[None].astype(np.float32)}
@@ -139,7 +158,8 @@ class VocoderStreamer(Streamer):
             return self.task.waveforms(model.run(self.task.inputs(window)))[0]
 
         mels = (piece[MEL][0] for piece in pieces)
-        return stream_windows(run, mels, self.chunk, self.context, self.limits)
+        window = exact_window(model.manifest.precision)
+        return stream_windows(run, mels, self.chunk, self.context, self.limits, window)
 
     def describe(self) -> dict[str, int]:
         return {"chunk": self.chunk, "left": self.context.left, "right": self.context.right}

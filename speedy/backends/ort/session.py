@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from speedy import cancel
 from speedy.artifact import Artifact, GraphEntry
 from speedy.audio.cache import default_cache_dir
 from speedy.backends.ort.section import PROVIDERS, OrtSection, OrtSettings
@@ -105,7 +106,11 @@ class OnnxSession(Session):
         names, options = [spec.name for spec in self.outputs], ort.RunOptions()
         self.running.add(options)
         try:
-            return dict(zip(names, self.session.run(names, dict(feeds), options), strict=True))
+            with cancel.stoppable(lambda: setattr(options, "terminate", True)):
+                outputs = self.session.run(names, dict(feeds), options)
+            return dict(zip(names, outputs, strict=True))
+        except cancel.Cancelled:
+            raise
         except Exception as exc:  # onnxruntime's own error types: a failed kernel, a bad value
             raise GraphRunError(
                 f"ONNX Runtime failed to run graph '{self.name}': {str(exc).splitlines()[0]}",
