@@ -128,41 +128,44 @@ def main() -> None:
         "summary": summary,
         "results": results,
     }
-    if args.resume and args.out.is_file():  # a run cut short: its configurations stay
+    if args.resume and args.out.is_file():  # a run cut short: what it measured stays
         previous = json.loads(args.out.read_text())
         results += previous["results"]
-        summary |= previous["summary"]
         threads = {*previous["settings"]["threads"], *result["settings"]["threads"]}
         result["settings"]["threads"] = sorted(threads)
         result["resumed_from"] = {
             k: previous["machine"].get(k) for k in ("measured_at", "load_average")
         }
     for label, stage in STAGES.items():  # INT8 first: the figures in question
-        artifact = artifacts[stage]
         for threads in numbers(args.threads, int):
-            if f"{label}_{threads}_threads" in summary:
-                continue
-            model = runtime.load(artifact.path, threads=threads)
-            served = exact_window(model.manifest.precision)
-            rows = [measure(model, mels, seconds) for seconds in numbers(args.chunks, float)]
-            for row in rows:
-                row |= {"artifact": label, "threads": threads}
+            model = runtime.load(artifacts[stage].path, threads=threads)
+            for seconds in numbers(args.chunks, float):
+                done = (label, threads, seconds)
+                if any((r["artifact"], r["threads"], r["chunk_seconds"]) == done for r in results):
+                    continue
+                row = measure(model, mels, seconds) | {"artifact": label, "threads": threads}
+                results.append(row)
                 print(
-                    f"{label} {threads} threads {row['chunk_seconds']} s: shortest windows "
+                    f"{label} {threads} threads {seconds} s: shortest windows "
                     f"{row['shortest']['max_lsb']} LSB, {EXACT_WINDOW}-frame windows "
                     f"{row['exact']['max_lsb']} LSB",
                     flush=True,
                 )
-            results += rows
-            key = "exact" if served == EXACT_WINDOW else "shortest"
+                write_result(args.out, result)  # after each row: a long run keeps its part
+    for label, stage in STAGES.items():  # every configuration measured, this run or before
+        precision = artifacts[stage].manifest.precision
+        served = exact_window(precision)
+        key = "exact" if served == EXACT_WINDOW else "shortest"
+        for threads in sorted({r["threads"] for r in results if r["artifact"] == label}):
+            rows = [r for r in results if (r["artifact"], r["threads"]) == (label, threads)]
             summary[f"{label}_{threads}_threads"] = {
-                "precision": model.manifest.precision,
+                "precision": precision,
                 "served_min_window": served,
                 "max_lsb_served": max(r[key]["max_lsb"] for r in rows),
                 "max_lsb_shortest_windows": max(r["shortest"]["max_lsb"] for r in rows),
                 "max_lsb_exact_windows": max(r["exact"]["max_lsb"] for r in rows),
             }
-            write_result(args.out, result)  # after each configuration: a long run keeps its part
+    result["settings"]["threads"] = sorted({r["threads"] for r in results})
     result["complete"] = True
     write_result(args.out, result, headline=["summary"])
 
