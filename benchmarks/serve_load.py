@@ -50,7 +50,7 @@ from pathlib import Path
 from speedy.bench.machine import bench_machine
 from speedy.machine import write_result
 from speedy.recipe import DEFAULT_DATA
-from speedy.serve.client import JSON, Client, ServerProcess, browser_page, play, spawn
+from speedy.serve.client import JSON, Client, ServerProcess, browser_page, idle, play, spawn
 
 ROOT = Path(__file__).resolve().parent
 TEXT = "The fast model should still sound the same. 快速的模型听起来应该一样。"
@@ -285,16 +285,10 @@ def requests_by_status(metrics: dict[str, float], endpoint: str) -> dict[str, fl
     return {k[len(prefix) : -2]: v for k, v in metrics.items() if k.startswith(prefix)}
 
 
-def until_idle(server: ServerProcess, since: float, limit_s: float = 30.0) -> float | None:
-    """Seconds from `since` until GET /health shows no request running or waiting."""
-    while time.perf_counter() - since < limit_s:
-        reply = server.call("GET", "/health")
-        now = time.perf_counter()
-        health = reply.json()
-        if reply.status == 200 and health["running"] == 0 and health["waiting"] == 0:
-            return round(now - since, 3)
-        time.sleep(0.02)
-    return None
+def until_idle(server: ServerProcess, since: float) -> float | None:
+    """Seconds from `since` until no request runs or waits (None: not within 30 s)."""
+    free = server.health_when(idle, since)
+    return None if free is None else round(free, 3)
 
 
 def burst(server: ServerProcess, wire: bytes, count: int, workers: int) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speedy.serve.client import Reply, ServerProcess, spawn
+from speedy.serve.client import Reply, ServerProcess, idle, spawn
 
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
 pytest.importorskip("uvicorn", reason="serving needs the [serve] extra (starlette, uvicorn)")
@@ -150,15 +150,11 @@ def test_json_must_say_it_is_json(server) -> None:
     assert_refused(reply, (415,), "'text/plain', not JSON")
 
 
-def wait_idle(server: ServerProcess, within: float) -> float:
+def seconds_to_idle(server: ServerProcess, within: float) -> float:
     """Seconds until no request runs or waits (fails after `within`)."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < within:
-        health = server.call("GET", "/health").json()
-        if health["running"] == health["waiting"] == 0:
-            return time.perf_counter() - start
-        time.sleep(0.05)
-    raise AssertionError(f"workers still busy after {within} s: {health}")
+    free = server.health_when(idle, time.perf_counter(), within)
+    assert free is not None, f"workers still busy after {within} s"
+    return free
 
 
 def leave_after(server: ServerProcess, path: str, body: dict, seconds: float) -> None:
@@ -189,11 +185,11 @@ def test_a_client_that_leaves_frees_its_worker(server) -> None:
         thread.start()
     for thread in leavers:
         thread.join()
-    assert wait_idle(server, 2.0) < 2.0
+    assert seconds_to_idle(server, 2.0) < 2.0
     assert metric(server, 'speedy_client_disconnects_total{endpoint="tts"}') == before + 2
     streamed = {"text": TEXT * 3, "speed": 0.5}  # 19 s of audio, 0.65 s of work here
     leave_after(server, "/v1/tts?stream=1", streamed, 0.2)
-    assert wait_idle(server, 2.0) < 2.0
+    assert seconds_to_idle(server, 2.0) < 2.0
     assert metric(server, 'speedy_client_disconnects_total{endpoint="tts_stream"}') >= 1
     assert 'status="500"' not in server.call("GET", "/metrics").body.decode()
     assert "Traceback" not in "".join(server.log)
@@ -325,10 +321,8 @@ def test_api_key_cors_and_host(guarded) -> None:
 
 def wait_for(server: ServerProcess, key: str, count: int) -> None:
     """Until /health shows `count` requests `key` (running or waiting); fails after 30 s."""
-    deadline = time.perf_counter() + 30
-    while (health := server.call("GET", "/health").json())[key] < count:
-        assert time.perf_counter() < deadline, health
-        time.sleep(0.02)
+    reached = server.health_when(lambda health: health[key] >= count, time.perf_counter())
+    assert reached is not None, f"never {count} {key}"
 
 
 def test_sigterm_answers_the_queue_and_finishes_the_running(piper_import) -> None:

@@ -211,9 +211,7 @@ class Server:
         asked = validated(openai.SpeechRequest, fields)
         voice = self.catalog.voice(asked.model)
         controls = validated(voice.request_schema, openai.controls(asked, voice)).model_dump()
-        if asked.stream_format is None:
-            return await self._whole(request, voice, controls, asked.response_format, "speech")
-        if voice.streamer is None:  # sent whole, as one chunk
+        if asked.stream_format is None or voice.streamer is None:  # the latter: one chunk
             return await self._whole(request, voice, controls, asked.response_format, "speech")
         sse = asked.stream_format == "sse"
         return await self._stream(request, voice, controls, asked.response_format, "speech", sse)

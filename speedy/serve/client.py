@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,24 @@ class Client:
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         return Reply(response.status, headers, response.read())
+
+    def health_when(
+        self, ready: Callable[[dict], bool], since: float, limit_s: float = 30.0
+    ) -> float | None:
+        """Seconds from `since` (a `time.perf_counter()`) until GET /health answers 200 with a
+        status `ready` accepts, polled every 20 ms; None if not within `limit_s`."""
+        while time.perf_counter() - since < limit_s:
+            reply = self.call("GET", "/health")
+            now = time.perf_counter()
+            if reply.status == 200 and ready(reply.json()):
+                return now - since
+            time.sleep(0.02)
+        return None
+
+
+def idle(health: dict) -> bool:
+    """Whether a /health status shows no request running or waiting."""
+    return health["running"] == health["waiting"] == 0
 
 
 @dataclass
