@@ -34,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from speedy import runtime
 from speedy.bench.machine import bench_machine
-from speedy.families import build_network
+from speedy.families.network import build_network
 from speedy.machine import write_result
 from speedy.pipeline import make_stage, run_recipe
 from speedy.recipe import BUILTIN, load_recipe

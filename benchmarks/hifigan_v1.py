@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speedy import runtime
 from speedy.audio.io import list_audio, read_audio
-from speedy.families import build_network
+from speedy.families.network import build_network
 from speedy.machine import machine_info, write_result
 from speedy.measure import call_seconds, medians, rtf_samples
 from speedy.model_spec import ModelSpec

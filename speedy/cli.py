@@ -18,7 +18,7 @@ from speedy.backends.ort.section import Level
 from speedy.console import PIPE_WIDTH, UNSIZED, console, notice, out, printable, shown
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
-from speedy.families import custom_spec, fits, trust_factory
+from speedy.families.network import custom_spec, fits, trust_factory
 from speedy.importer import FAMILY as IMPORTED
 from speedy.outputs import check_file_writable, check_writable
 from speedy.pipeline import context_for, make_stage, run_recipe

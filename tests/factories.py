@@ -2,7 +2,7 @@
 
 import torch
 
-from speedy.families import build_network
+from speedy.families.network import build_network
 from speedy.recipe import load_recipe
 from tests.conftest import TINY_RECIPE
 

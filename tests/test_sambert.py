@@ -11,7 +11,8 @@ import torch
 from pydantic import ValidationError
 
 from speedy.errors import SpeedyError
-from speedy.families import build_network, resolve, sambert
+from speedy.families import resolve, sambert
+from speedy.families.network import build_network
 from speedy.onnx_shapes import data_dependent_shapes
 from speedy.recipe import load_recipe
 from speedy.runtime import load

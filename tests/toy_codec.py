@@ -8,7 +8,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, PositiveInt
 from torch import nn
 
-from speedy.families import Family, GraphDef, register
+from speedy.families import register
+from speedy.families.base import Family, GraphDef
 from speedy.specs import Feeds, TensorSpec
 
 

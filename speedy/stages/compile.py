@@ -156,7 +156,8 @@ class CompileStage(Stage):
     def _aoti(
         self, parent: Artifact, name: str, target: Path, ctx: StageContext, network: Any
     ) -> tuple[Any, Any]:
-        from speedy.families import load_network, resolve
+        from speedy.families import resolve
+        from speedy.families.network import load_network
 
         spec, family = ctx.spec, resolve(ctx.spec)
         network = network or load_network(spec, parent.file(name))

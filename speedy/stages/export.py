@@ -22,7 +22,9 @@ from speedy.artifact import Artifact, GraphEntry
 from speedy.console import notice
 from speedy.diagnose import Cause, diagnose, rewrite_fix, scope_path
 from speedy.errors import SpeedyError
-from speedy.families import Family, GraphDef, load_network, resolve
+from speedy.families import resolve
+from speedy.families.base import Family, GraphDef
+from speedy.families.network import load_network
 from speedy.model_spec import ModelSpec
 from speedy.onnx_io import save_onnx
 from speedy.parity import check

@@ -12,7 +12,7 @@ import torch
 
 from speedy.diagnose import RNN_TYPES, Site, clean, onnx_node_site, rewrite_fix
 from speedy.errors import SpeedyError
-from speedy.families import GraphDef
+from speedy.families.base import GraphDef
 from speedy.specs import DimRange, Feeds
 
 FROZEN = "the exported graph froze a length at the tracing size"

@@ -7,7 +7,8 @@ import torch
 
 from speedy.artifact import Artifact, GraphEntry, file_digest
 from speedy.console import notice
-from speedy.families import build_network, resolve
+from speedy.families import resolve
+from speedy.families.network import build_network
 from speedy.stages.base import Draft, Stage, StageContext
 from speedy.stages.options import LoadOptions
 from speedy.torch_utils import strip_weight_norm

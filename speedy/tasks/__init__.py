@@ -1,7 +1,8 @@
-"""Tasks: what a model is for, one module each, found by name in this registry."""
+"""Tasks: what a model is for, one module each, found by name in this registry (imported only
+when a model of that task is used)."""
 
-from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
+from speedy.registry import Registry
 from speedy.tasks.base import (
     Figures,
     Imported,
@@ -11,12 +12,6 @@ from speedy.tasks.base import (
     graph_feeds,
     makes_audio,
 )
-from speedy.tasks.codec import Codec
-from speedy.tasks.generic import Generic
-from speedy.tasks.speech_codes import SpeechCodes
-from speedy.tasks.text_to_mel import TextToMel
-from speedy.tasks.text_to_wave import TextToWave
-from speedy.tasks.vocoder import Vocoder
 
 __all__ = [
     "TASKS",
@@ -27,27 +22,27 @@ __all__ = [
     "chains",
     "graph_feeds",
     "makes_audio",
+    "task_class",
     "task_for",
 ]
 
-TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (Vocoder, TextToMel, Codec, SpeechCodes, Generic, TextToWave)
-}
-
-
-def register(task: type[Task]) -> None:
-    """Add a task to the registry (a plugin's, or a test's)."""
-    TASKS[task.name] = task
+TASKS: Registry[type[Task]] = Registry(
+    "task",
+    "speedy.tasks",
+    {
+        "vocoder": "speedy.tasks.vocoder:Vocoder",
+        "text_to_mel": "speedy.tasks.text_to_mel:TextToMel",
+        "codec": "speedy.tasks.codec:Codec",
+        "speech_codes": "speedy.tasks.speech_codes:SpeechCodes",
+        "generic": "speedy.tasks.generic:Generic",
+        "text_to_wave": "speedy.tasks.text_to_wave:TextToWave",
+    },
+)
 
 
 def task_class(name: str) -> type[Task]:
     """The task class registered under `name`."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise SpeedyError(
-            f"unknown task '{name}'", f"use one of: {', '.join(sorted(TASKS))}"
-        ) from None
+    return TASKS.get(name)
 
 
 def task_for(spec: ModelSpec) -> Task:

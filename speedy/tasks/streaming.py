@@ -47,7 +47,7 @@ def _dependencies(spec: ModelSpec, inputs: Feeds) -> tuple[int, int]:
     frame depends on, by autograd through the family's network."""
     import torch
 
-    from speedy.families import build_network
+    from speedy.families.network import build_network
 
     module = build_network(spec)
     (value,) = inputs.values()

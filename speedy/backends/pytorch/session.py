@@ -67,7 +67,8 @@ def open_graphs(
 ) -> dict[str, Session]:
     """The network built once from the manifest with the artifact's weights; a session per
     named graph (each the family's module for that graph)."""
-    from speedy.families import load_network, resolve
+    from speedy.families import resolve
+    from speedy.families.network import load_network
 
     if threads:
         torch.set_num_threads(threads)
