@@ -22,7 +22,8 @@ import onnx
 import onnxruntime as ort
 
 from speedy.artifact import Artifact
-from speedy.bench.command import BenchOptions, bench
+from speedy.bench.command import bench
+from speedy.bench.options import BenchOptions
 from speedy.machine import machine_info, write_result
 from speedy.pipeline import make_stage, run_recipe
 from speedy.quantize.graph import analyze
@@ -104,7 +105,15 @@ def main() -> None:
     found, searched, ctx = variants(args.build_dir, args.threads)
     report_dir = args.build_dir / "piper_joe" / "bench"
     names = [f"{name}={artifact.path}" for name, artifact in found.items()]
-    bench(BenchOptions(names, report_dir, repeat=args.repeat, threads=args.threads, force=True))
+    bench(
+        BenchOptions(
+            artifacts=names,
+            output=report_dir,
+            repeat=args.repeat,
+            threads=args.threads,
+            force=True,
+        )
+    )
     measured = json.loads((report_dir / "bench.json").read_text())["artifacts"]
     figures = {
         name: {

@@ -47,12 +47,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+from serve_startup import Server, serving
+
 from speedy.bench.machine import bench_machine
 from speedy.machine import write_result
 from speedy.recipe import DEFAULT_DATA
-from speedy.serve.client import JSON, Client, ServerProcess, browser_page, idle, play, spawn
 
 ROOT = Path(__file__).resolve().parent
+JSON = {"Content-Type": "application/json"}
 TEXT = "The fast model should still sound the same. 快速的模型听起来应该一样。"
 CLIP = DEFAULT_DATA / "LJ001-0008.wav"  # 1.8 s
 PAGE_TEXT = "The fast model should still sound the same, and now we can hear it side by side."
@@ -66,6 +69,10 @@ BURST_HOLD_S = 0.3  # then how long it lets them compute before closing
 STALL_KINDS = ("half_head", "partial_json_body", "half_head", "partial_upload_body")
 STALL_GRACE_S = 2.0  # past --read-timeout, for the server to close a stalled connection
 P95_RATIO_MAX = 1.25  # p95 with stalled connections over p95 without
+CHROMIUM = "/usr/bin/chromium"  # Debian's, headless, as root, no GPU, muted
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--mute-audio", "--no-first-run",
+                  "--disable-background-networking",
+                  "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -96,7 +103,7 @@ class Load:
 
 
 def load(
-    server: ServerProcess,
+    server: Server,
     clients: int,
     warmup: float,
     seconds: float,
@@ -115,8 +122,8 @@ def load(
     wire = raw_request(server, path, body) if abandon else b""
 
     def client(index: int) -> None:
-        own = Client(server.host, server.port, CLIENT_TIMEOUT_S)
-        own.keep = own.connect()
+        own = requests.Session()  # one keep-alive connection, opened again when dropped
+        payload = {"json": body} if isinstance(body, dict) else {"data": body}
         rng = random.Random(f"{abandon.seed}:{index}") if abandon else None
         while (start := time.perf_counter()) < deadline:
             if abandon and rng and rng.random() < abandon.share:
@@ -125,13 +132,13 @@ def load(
                     raw.append(outcome | {"measured": start >= measured})
                 continue
             try:
-                reply = own.call("POST", path, body)
-                record = {"status": reply.status, "headers": reply.headers}
-            except TimeoutError:
+                reply = own.post(server.url + path, timeout=CLIENT_TIMEOUT_S, **payload)
+                headers = {name.lower(): value for name, value in reply.headers.items()}
+                record = {"status": reply.status_code, "headers": headers}
+            except requests.Timeout:
                 record = {"status": "timeout"}
-            except OSError as exc:  # reset or refused: the server dropped the connection
-                record = {"status": type(exc).__name__}
-                own.keep = own.connect()
+            except requests.ConnectionError:  # reset or refused: the server dropped it
+                record = {"status": "connection_error"}
             record["seconds"] = time.perf_counter() - start
             if record["status"] == 503:
                 time.sleep(min(1.0, float(record["headers"].get("retry-after", 1))))
@@ -139,6 +146,7 @@ def load(
                 answered[0] += isinstance(record["status"], int)
                 if start >= measured:
                     records.append(record)
+        own.close()
         with lock:
             ends.append(time.perf_counter())
 
@@ -155,18 +163,14 @@ def load(
     return Load(records, answered[0], raw, timeline, max(ends, default=time.perf_counter()))
 
 
-def drive(
-    server: ServerProcess, clients: int, warmup: float, seconds: float, path: str, body
-) -> dict:
+def drive(server: Server, clients: int, warmup: float, seconds: float, path: str, body) -> dict:
     """`clients` threads sending `body` to `path` back to back for `warmup` + `seconds`; the
     outcomes of the requests sent after the warm-up, and the server's RSS every few seconds."""
     run = load(server, clients, warmup, seconds, path, body)
     return summarized(run, server, clients, warmup, seconds)
 
 
-def summarized(
-    run: Load, server: ServerProcess, clients: int, warmup: float, seconds: float
-) -> dict:
+def summarized(run: Load, server: Server, clients: int, warmup: float, seconds: float) -> dict:
     """`summarize` of a load's measured requests, with its RSS timeline."""
     timeline = run.timeline
     rss_start = next((rss for t, rss in timeline if t >= warmup), timeline[-1][1])
@@ -207,21 +211,21 @@ def summarize(records: list[dict], clients: int, seconds: float, rss0: float, rs
     }
 
 
-def first_chunks(server: ServerProcess, voice: str, count: int) -> dict:
+def first_chunks(server: Server, voice: str, count: int) -> dict:
     """Streamed tts on an idle server: seconds to the first audio bytes, and to the last."""
     first, whole = [], []
+    request = {"voice": voice, "text": TEXT}
     for _ in range(count):
-        connection = server.connect()
         start = time.perf_counter()
-        connection.request(
-            "POST", "/v1/tts?stream=1", json.dumps({"voice": voice, "text": TEXT}), JSON
-        )
-        response = connection.getresponse()
-        received = len(response.read1(1 << 16))
-        while received <= 44:  # the WAV header comes first, at once
-            received += len(response.read1(1 << 16))
-        first.append(time.perf_counter() - start)
-        response.read()
+        url = server.url + "/v1/tts?stream=1"
+        with requests.post(url, json=request, stream=True, timeout=CLIENT_TIMEOUT_S) as reply:
+            pieces = reply.iter_content(chunk_size=None)  # as they arrive
+            received = 0
+            while received <= 44:  # the WAV header comes first, at once
+                received += len(next(pieces))
+            first.append(time.perf_counter() - start)
+            for _ in pieces:
+                pass
         whole.append(time.perf_counter() - start)
     return {
         "requests": count,
@@ -230,13 +234,13 @@ def first_chunks(server: ServerProcess, voice: str, count: int) -> dict:
     }
 
 
-def raw_request(server: ServerProcess, path: str, body: dict) -> bytes:
+def raw_request(server: Server, path: str, body: dict) -> bytes:
     """A whole JSON POST of `body` to `path`, as bytes for a socket."""
     data = json.dumps(body).encode()
     return head(server, path, JSON, len(data)) + data
 
 
-def head(server: ServerProcess, path: str, headers: dict[str, str], length: int) -> bytes:
+def head(server: Server, path: str, headers: dict[str, str], length: int) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"Host: {server.host}:{server.port}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines += [f"Content-Length: {length}", "", ""]
@@ -249,7 +253,7 @@ def status_of(data: bytes) -> int | None:
     return int(parts[1]) if data.startswith(b"HTTP/") and len(parts) > 2 else None
 
 
-def give_up(server: ServerProcess, wire: bytes, pause: float) -> dict:
+def give_up(server: Server, wire: bytes, pause: float) -> dict:
     """Send `wire` on a new connection and close it after `pause` s: "abandoned", or "answered"
     if the reply began first."""
     try:
@@ -273,9 +277,9 @@ def give_up(server: ServerProcess, wire: bytes, pause: float) -> dict:
         return {"outcome": "answered", "status": status_of(data)}
 
 
-def scrape(server: ServerProcess) -> dict[str, float]:
+def scrape(server: Server) -> dict[str, float]:
     """GET /metrics as {series: value}."""
-    text = server.call("GET", "/metrics").body.decode()
+    text = server.get("/metrics").text
     lines = (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
     return {name: float(value) for name, value in lines}
 
@@ -285,13 +289,18 @@ def requests_by_status(metrics: dict[str, float], endpoint: str) -> dict[str, fl
     return {k[len(prefix) : -2]: v for k, v in metrics.items() if k.startswith(prefix)}
 
 
-def until_idle(server: ServerProcess, since: float) -> float | None:
-    """Seconds from `since` until no request runs or waits (None: not within 30 s)."""
-    free = server.health_when(idle, since)
-    return None if free is None else round(free, 3)
+def until_idle(server: Server, since: float) -> float | None:
+    """Seconds from `since` until GET /health shows no request running or waiting (None: not
+    within 30 s)."""
+    while time.perf_counter() - since < 30.0:
+        health = server.get("/health").json()
+        if health["running"] == health["waiting"] == 0:
+            return round(time.perf_counter() - since, 3)
+        time.sleep(0.02)
+    return None
 
 
-def burst(server: ServerProcess, wire: bytes, count: int, workers: int) -> dict:
+def burst(server: Server, wire: bytes, count: int, workers: int) -> dict:
     """`count` requests at once on raw sockets, all closed BURST_HOLD_S after `workers` of them
     run (or after BURST_WAIT_S), mid-compute; seconds from the close until the workers are idle."""
     socks = [socket.create_connection((server.host, server.port)) for _ in range(count)]
@@ -299,7 +308,7 @@ def burst(server: ServerProcess, wire: bytes, count: int, workers: int) -> dict:
         sock.sendall(wire)
     began = time.perf_counter()
     while True:
-        health = server.call("GET", "/health").json()
+        health = server.get("/health").json()
         if health["running"] >= workers or time.perf_counter() - began > BURST_WAIT_S:
             break
         time.sleep(0.01)
@@ -327,7 +336,7 @@ def burst(server: ServerProcess, wire: bytes, count: int, workers: int) -> dict:
 
 
 def disconnects(
-    server: ServerProcess,
+    server: Server,
     clients: int,
     warmup: float,
     seconds: float,
@@ -399,7 +408,7 @@ class Stalls:
     """`count` connections that send part of a request and then nothing, each re-opened as the
     server closes it, until the block ends; how long the server took to close each."""
 
-    server: ServerProcess
+    server: Server
     count: int
     wires: dict[str, bytes]  # kind -> the bytes a stalled connection of that kind sends
     closes: list[dict] = field(default_factory=list)
@@ -489,7 +498,7 @@ class Stalls:
 
 
 def slow_clients(
-    server: ServerProcess,
+    server: Server,
     clients: int,
     warmup: float,
     seconds: float,
@@ -532,7 +541,7 @@ def slow_clients(
     }
 
 
-def stall_wires(server: ServerProcess, tts: dict, vocode: str, clip: bytes) -> dict[str, bytes]:
+def stall_wires(server: Server, tts: dict, vocode: str, clip: bytes) -> dict[str, bytes]:
     """What each kind of stalled connection sends before it stops."""
     text = json.dumps(tts).encode()
     full_head = head(server, "/v1/tts", JSON, len(text)).decode()
@@ -543,12 +552,29 @@ def stall_wires(server: ServerProcess, tts: dict, vocode: str, clip: bytes) -> d
     }
 
 
-def screenshot(server: ServerProcess, path: Path) -> dict:
-    """The page at / after playing one sentence through A and B: their timings, and a PNG."""
-    with browser_page(f"http://{server.host}:{server.port}/") as page:
-        page.fill("#text", PAGE_TEXT)
-        timings = {side: play(page, side) for side in "ab"}
-        page.screenshot(path=str(path), full_page=True)
+def screenshot(server: Server, path: Path) -> dict:
+    """The page at / in headless Chromium ([dev] extra) after playing one sentence through A and
+    B: the timings it shows, and a PNG."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(server.url + "/")
+            page.wait_for_selector("#voice-b option", state="attached")
+            page.fill("#text", PAGE_TEXT)
+            timings = {}
+            for side in "ab":
+                page.click(f"#play-{side}")
+                state = f"document.getElementById('timing-{side}').dataset.state"
+                page.wait_for_function(f"['done', 'error'].includes({state})")
+                timings[side] = page.inner_text(f"#timing-{side}")
+                if page.evaluate(state) == "error":
+                    raise RuntimeError(f"the page shows an error for {side}: {timings[side]}")
+            page.screenshot(path=str(path), full_page=True)
+        finally:
+            browser.close()
     return {"timings": timings, "screenshot": path.name}
 
 
@@ -585,8 +611,8 @@ def main() -> None:
     flags = [item for key, value in settings.items() for item in (f"--{key}", str(value))]
     served = [str(args.acoustic), str(args.vocoder), str(args.page_b)]
     result: dict = {}
-    with spawn([*served, *flags]) as server:
-        catalog = server.call("GET", "/v1/models").json()
+    with serving([*served, *flags]) as server:
+        catalog = server.get("/v1/models").json()
         voice = catalog["voices"][0]["name"]  # --acoustic + --vocoder
         vocode = f"/v1/vocode?model={next(iter(catalog['uploads']))}"  # --vocoder
         rss_ready = server.rss_mib()
@@ -605,7 +631,7 @@ def main() -> None:
         if "overload" in chosen:
             print(f"overload: 64 clients, {args.overload_seconds:g} s", flush=True)
             phases["overload"] = drive(server, 64, 0.0, args.overload_seconds, vocode, clip)
-            alive = server.call("GET", "/health").status == 200
+            alive = server.get("/health").status_code == 200
         if "disconnects" in chosen:
             print(f"disconnects: 16 clients, {args.abandon:.0%} given up, {args.seconds:g} s")
             abandon = Abandon(args.abandon, args.seed)

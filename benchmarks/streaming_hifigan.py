@@ -84,7 +84,7 @@ def main() -> None:
     for _ in range(args.repeats):  # first chunks and whole utterances take turns
         for mel, whole in zip(mels, wholes, strict=True):
             inputs = task.inputs(mel)
-            start = time.perf_counter()  # a request's streamer: its cached receptive field read
+            start = time.perf_counter()  # a request's streamer: the recorded receptive field read
             chunks = task.streamer(args.chunk_seconds).stream(model, inputs)
             next(chunks)
             first.append(time.perf_counter() - start)

@@ -12,25 +12,47 @@ import re
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from speedy.backends import Kind, RuntimeSection
+from speedy.backends import BACKENDS, for_kind, kinds
 from speedy.errors import SpeedyError, first_invalid
 from speedy.identity import code_version
 from speedy.model_spec import ModelSpec
 from speedy.plain_data import MAX_DEPTH, too_deep
+from speedy.reports import Reports
 from speedy.specs import TensorSpec
 
 MANIFEST = "speedy.json"
 FORMAT_VERSION = 2
-TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxsim", "tensorrt")
+TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxsim")  # and each backend's
 # A graph's name becomes a file name (`<graph>.onnx`): a plain name, never a path.
 GRAPH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 REBUILD = (
     "rebuild it with this speedy (`speedy run RECIPE --force`, or rerun the stage that made it)"
 )
+
+
+# A graph's arithmetic: int8+fp32 is INT8 with some layers kept in float, int8-dynamic INT8
+# MatMuls with scales taken from each run's activations.
+Precision = Literal["fp32", "fp16", "int8", "int8+fp32", "int8+fp16", "int8-dynamic"]
+# The largest error against the parent each reduced precision allows (fp32: the recipe's atol).
+REDUCED_ATOL: dict[str, float] = {
+    "fp16": 1e-2,
+    "int8": 1e-1,
+    "int8+fp32": 1e-1,
+    "int8+fp16": 1e-1,
+    "int8-dynamic": 1e-1,
+}
 
 
 class Lineage(BaseModel):
@@ -51,17 +73,37 @@ class GraphEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Kind
+    kind: str  # the kind of model file, which one backend loads (onnx, torch, trt...)
     files: list[str] = Field(min_length=1)  # the model file first, then its external data
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    precision: str = "fp32"
-    runtime: RuntimeSection | None = None  # what a compiled graph's backend needs to load it
+    precision: Precision = "fp32"
+    # what a compiled graph's backend needs to load it: that backend's `Section`
+    runtime: SerializeAsAny[BaseModel] | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in kinds():
+            raise ValueError(f"unknown kind {kind!r} (known: {', '.join(kinds())})")
+        return kind
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _backend_section(cls, runtime: object) -> object:
+        """A section as its backend's own type, found by its `backend` name."""
+        if not isinstance(runtime, dict):
+            return runtime
+        name = runtime.get("backend")
+        if name not in BACKENDS or (section := BACKENDS.get(name).Section) is None:
+            raise ValueError(f"no backend {name!r} with a runtime section")
+        return section.model_validate(runtime)
 
     @model_validator(mode="after")
     def _compiled_runtime(self) -> "GraphEntry":
-        if self.kind in ("trt", "aoti") and getattr(self.runtime, "backend", None) != self.kind:
-            raise ValueError(f"kind {self.kind} needs a `runtime` section of backend {self.kind}")
+        loader = for_kind(self.kind)
+        if loader.section_required and getattr(self.runtime, "backend", None) != loader.name:
+            raise ValueError(f"kind {self.kind} needs a `runtime` section of backend {loader.name}")
         return self
 
     @property
@@ -82,7 +124,7 @@ class Manifest(BaseModel):
     files: dict[str, str] = Field(min_length=1)  # every file -> "sha256:<hex>"
     digest: str  # over `files`: identifies the artifact's contents
     lineage: Lineage
-    reports: dict[str, Any] = Field(default_factory=dict)
+    reports: dict[str, Any] = Field(default_factory=dict)  # as JSON; typed by `typed_reports`
 
     @field_validator("graphs")
     @classmethod
@@ -94,6 +136,16 @@ class Manifest(BaseModel):
                     "digits or _, at most 64)"
                 )
         return graphs
+
+    @field_validator("reports")
+    @classmethod
+    def _known_reports(cls, reports: dict[str, Any]) -> dict[str, Any]:
+        Reports.model_validate(reports)
+        return reports
+
+    def typed_reports(self) -> Reports:
+        """The stages' reports as their models."""
+        return Reports.model_validate(self.reports)
 
     @model_validator(mode="after")
     def _files_listed(self) -> "Manifest":
@@ -108,8 +160,16 @@ class Manifest(BaseModel):
         return "+".join(sorted({g.kind for g in self.graphs.values()}))
 
     @property
+    def reduced_atol(self) -> float | None:
+        """The parity tolerance of its least precise graph (None: every graph is FP32)."""
+        return (
+            max((REDUCED_ATOL.get(g.precision, 0.0) for g in self.graphs.values()), default=0.0)
+            or None
+        )
+
+    @property
     def precision(self) -> str:
-        """The graphs' precision, or `graph:precision` pairs when they differ."""
+        """The graphs' precision, or `graph:precision` pairs when they differ (for people)."""
         found = {g.precision for g in self.graphs.values()}
         if len(found) == 1:
             return found.pop()
@@ -235,7 +295,8 @@ def tool_versions() -> dict[str, str]:
     """Versions of speedy (with a digest of its code) and of the installed tools that can affect
     an artifact."""
     found = {"openspeedy": code_version()}
-    for name in TOOLS:
+    backend_tools = (tool for name in BACKENDS.names() for tool in BACKENDS.get(name).tools)
+    for name in dict.fromkeys([*TOOLS, *backend_tools]):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

@@ -24,6 +24,7 @@ from speedy.model_spec import ModelSpec
 from speedy.runtime import Model
 from speedy.specs import Feeds
 from speedy.tasks import chains, makes_audio, task_for
+from speedy.tasks.capabilities import TakesControls
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Chain:
         """The first model's inputs for one request's controls (text, speaker...), each finite
         as the model takes it."""
         task = self.tasks[0]
-        if task.Controls is None:
+        if not isinstance(task, TakesControls):
             raise SpeedyError(
                 f"{self.first.path} is a {task.name} model: it takes no requests",
                 "put a model that takes text first",

@@ -21,13 +21,12 @@ from speedy.audio.mel import AudioSpec, standard_audio
 from speedy.compile.profiles import parse_shapes
 from speedy.dim_ties import dim_name, tied_dims
 from speedy.errors import SpeedyError
-from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
+from speedy.model_spec import IMPORTED_FAMILY, CheckpointInfo, ModelSpec, ParityOptions
 from speedy.onnx_io import load_onnx
 from speedy.specs import DimRange, TensorSpec, base, symbol_sizes, symbols
 from speedy.tasks import Imported, task_class, task_for
 from speedy.tasks.base import Task
 
-FAMILY = "imported"  # no PyTorch family: the ONNX file is the model
 GRAPH = "model"  # the one graph of an imported artifact
 
 
@@ -139,7 +138,7 @@ def imported_spec(
     graph = Imported(inputs, outputs, config, dict(fills or {}), audio_output)
     spec = ModelSpec(
         recipe=name,
-        family=FAMILY,
+        family=IMPORTED_FAMILY,
         task=task,
         network={},
         task_settings=task_class(task).imported_settings(graph),

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 from speedy.audio.mel import AudioSpec
 from speedy.specs import DimRange
 
+IMPORTED_FAMILY = "imported"  # an imported ONNX file's: no PyTorch family, the file is the model
+
 
 class ParityOptions(BaseModel):
     """Sizes to compare at (never the tracing size) and the largest allowed error."""

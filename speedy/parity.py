@@ -11,45 +11,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from speedy.console import console, notice
 from speedy.errors import ParityError
 from speedy.model_spec import ParityOptions
 from speedy.quality import SNR_CAP_DB, snr
+from speedy.reports import ParityCase, ParityReport
 from speedy.runtime import Model
 from speedy.specs import symbol_sizes
 from speedy.tasks import Task, graph_feeds
 
 PARITY_FIX = "investigate the op at fault (--debug), or pass --skip-parity to keep it anyway"
-
-
-class ParityCase(BaseModel):
-    graph: str
-    sizes: dict[str, int]
-    max_abs_error: dict[str, float]
-    snr_db: dict[str, float]
-
-
-class ParityReport(BaseModel):
-    atol: float
-    passed: bool
-    cases: list[ParityCase]
-
-    @property
-    def worst(self) -> float:
-        """The largest error of all cases; infinite where any is NaN (NaN never passes)."""
-        errors = [e for case in self.cases for e in case.max_abs_error.values()]
-        return math.inf if any(math.isnan(e) for e in errors) else max(errors)
-
-    def summary(self) -> str:
-        graphs = len({c.graph for c in self.cases}) > 1
-        parts = [
-            (f"{c.graph} " if graphs else "")
-            + f"{'x'.join(map(str, c.sizes.values()))}: {max(c.max_abs_error.values()):.2e}"
-            for c in self.cases
-        ]
-        return f"max |err| {self.worst:.2e} (atol {self.atol:.0e}; {', '.join(parts)})"
 
 
 def max_abs_error(reference: np.ndarray, test: np.ndarray) -> float:

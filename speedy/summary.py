@@ -18,11 +18,9 @@ from speedy.tasks import makes_audio
 
 
 def _nodes(artifact: Artifact) -> str:
-    simplify = artifact.manifest.reports.get("simplify")
-    if simplify:
-        graphs = simplify["graphs"].values()
-        before = sum(g["before"]["nodes"] for g in graphs)
-        return f"{before} -> {sum(g['after']['nodes'] for g in graphs)}"
+    if simplify := artifact.manifest.typed_reports().simplify:
+        graphs = simplify.graphs.values()
+        return f"{sum(g.before.nodes for g in graphs)} -> {sum(g.after.nodes for g in graphs)}"
     onnx = [n for n, g in artifact.manifest.graphs.items() if g.kind == "onnx"]
     if onnx:
         return str(sum(graph_stats(load_onnx(artifact.file(n), False))["nodes"] for n in onnx))
@@ -30,15 +28,10 @@ def _nodes(artifact: Artifact) -> str:
 
 
 def _parity(artifact: Artifact) -> str:
-    parity = artifact.manifest.reports.get("parity")
+    parity = artifact.manifest.typed_reports().parity
     if not parity:
         return "-" if artifact.manifest.lineage.stage == "torch" else "skipped"
-    worst = max(
-        float("inf") if v is None else v
-        for c in parity["cases"]
-        for v in c["max_abs_error"].values()
-    )
-    return f"{worst:.1e} {'ok' if parity['passed'] else 'FAIL'}"
+    return f"{parity.worst:.1e} {'ok' if parity.passed else 'FAIL'}"
 
 
 def summarize(

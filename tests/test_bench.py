@@ -1,5 +1,6 @@
 """`speedy bench`: every figure for every artifact kind, the report files, the regression gate."""
 
+import io
 import json
 import shutil
 import sys
@@ -14,7 +15,8 @@ from onnx import numpy_helper
 from speedy import machine
 from speedy.artifact import Artifact, write_manifest
 from speedy.bench import gate
-from speedy.bench.command import BenchOptions, bench
+from speedy.bench.command import bench
+from speedy.bench.options import BenchOptions
 from speedy.bench.results import DNSMOS_FIGURES, BenchReport
 from speedy.errors import SpeedyError
 from speedy.recipe import DEFAULT_DATA
@@ -293,6 +295,31 @@ def test_tolerance_terms() -> None:
     for bad in ("fast=0.1", "pesq=-1", "pesq=high"):
         with pytest.raises(SpeedyError):
             gate.parse_tolerance(bad)
+
+
+def test_worker_answers_each_request_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speedy.bench.protocol import Batch, Failure, MemoryPeaks, ReadMemory, Ready
+    from speedy.bench.worker import serve
+
+    class Worker:  # stands in for the worker of a loaded artifact
+        def batch(self, size: int) -> None:
+            raise SpeedyError(f"no batch of {size}", "pass --batch 1")
+
+        def memory(self) -> MemoryPeaks:
+            return MemoryPeaks(rss_peak=1, gpu_peak=None)
+
+    requests = [Batch(size=2), ReadMemory()]
+    monkeypatch.setattr(
+        sys, "stdin", io.StringIO("".join(f"{r.model_dump_json()}\n" for r in requests))
+    )
+    channel = io.StringIO()
+    serve(Worker(), channel)
+    ready, failure, memory = channel.getvalue().splitlines()
+    assert Ready.model_validate_json(ready)
+    assert Failure.model_validate_json(failure) == Failure(
+        problem="no batch of 2", fix="pass --batch 1"
+    )
+    assert MemoryPeaks.model_validate_json(memory) == Worker().memory()
 
 
 def test_matplotlib_missing(monkeypatch: pytest.MonkeyPatch) -> None:

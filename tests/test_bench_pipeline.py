@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speedy.bench.command import BenchOptions, bench
+from speedy.bench.command import bench
+from speedy.bench.options import BenchOptions
 from speedy.bench.results import DNSMOS_FIGURES, BenchReport
 from tests.test_bench import _Media, degraded_copy
 from tests.test_cli_errors import assert_clean_error

@@ -4,7 +4,6 @@ streaming with explicit state, exact chunked long audio, the encoder's derived l
 quantization (the nearest-codebook search kept in float), bench's streaming figures, and one-line
 errors for codes and states the model cannot take."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from pydantic import ValidationError
 
 from speedy import runtime
 from speedy.artifact import Artifact
@@ -76,14 +76,18 @@ def task_examples(task: Codec) -> list[np.ndarray]:
 # The family
 
 
-def test_params_mirror_the_network_dataclass() -> None:
-    ours = Codec12HzParams.model_fields
-    theirs = {f.name: f.default for f in dataclasses.fields(net.Codec12HzParams)}
-    assert list(ours) == list(theirs)
-    assert {name: field.default for name, field in ours.items()} == theirs
-    assert Codec12HzParams().shape() == net.mimi()
-    with pytest.raises(ValueError, match="dim / heads must be an even integer"):
-        Codec12HzParams(dim=100, heads=8)
+def test_network_settings_are_the_network_dataclass() -> None:
+    assert Codec12HzParams.model_validate({}).root == net.mimi()
+    assert Codec12HzParams.model_validate({"window": 10, "ratios": [4, 2]}).root == net.mimi(
+        window=10, ratios=(4, 2)
+    )
+    for settings, complaint in (
+        ({"dim": 100, "heads": 8}, "dim / heads must be an even integer"),
+        ({"ratios": [8, 0]}, "ratios must be positive"),
+        ({"dims": 512}, "dims"),
+    ):
+        with pytest.raises(ValidationError, match=complaint):
+            Codec12HzParams.model_validate(settings)
 
 
 def test_encoder_context_is_exact() -> None:
@@ -341,7 +345,8 @@ def test_bench_streams_the_codec(
     one_clip: Path,  # noqa: F811 (the fixture)
     tmp_path: Path,
 ) -> None:
-    from speedy.bench.command import BenchOptions, bench
+    from speedy.bench.command import bench
+    from speedy.bench.options import BenchOptions
     from speedy.bench.results import BenchReport
 
     artifacts = [built["simplify"].path, quantized["fp16"].path]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from speedy import runtime
-from speedy.bench.command import BenchOptions, bench
+from speedy.bench.command import bench
+from speedy.bench.options import BenchOptions
 from speedy.bench.results import BenchReport
 from speedy.errors import SpeedyError
 from speedy.tasks.sampling import Sampling, kl_divergence, pick

@@ -18,10 +18,8 @@ from speedy.families.gpt_tts_model import (
     StaticDecode,
     build,
     from_upstream,
-    generate,
-    load_upstream,
-    to_upstream,
 )
+from tests.gpt_tts_reference import generate, io_names, load_upstream, to_upstream
 
 CONFIG = GptTtsConfig.tiny()
 ATOL = 1e-5
@@ -200,15 +198,16 @@ def test_upstream_state_dict_round_trip(model: GptTts) -> None:
         from_upstream({**upstream, "something_else.weight": torch.zeros(1)})
 
 
-def onnx_session(module: torch.nn.Module, args: tuple, dynamic_shapes: tuple):
+def onnx_session(module: Prefill | Decode, args: tuple, dynamic_shapes: tuple):
+    inputs, outputs = io_names(module)
     program = torch.onnx.export(
         module,
         args,
         dynamo=True,
         dynamic_shapes=dynamic_shapes,
         opset_version=18,
-        input_names=module.input_names(),
-        output_names=module.output_names(),
+        input_names=inputs,
+        output_names=outputs,
         verbose=False,
     )
     proto = program.model_proto
@@ -224,13 +223,14 @@ def onnx_session(module: torch.nn.Module, args: tuple, dynamic_shapes: tuple):
     return session, dims
 
 
-def assert_onnx_matches(session, module: torch.nn.Module, inputs: tuple) -> None:
-    feeds = {name: x.numpy() for name, x in zip(module.input_names(), inputs, strict=True)}
+def assert_onnx_matches(session, module: Prefill | Decode, inputs: tuple) -> None:
+    input_names, output_names = io_names(module)
+    feeds = {name: x.numpy() for name, x in zip(input_names, inputs, strict=True)}
     outputs = session.run(None, feeds)
     with torch.no_grad():
         expected = module(*inputs)
     assert len(outputs) == len(expected)
-    for name, got, want in zip(module.output_names(), outputs, expected, strict=True):
+    for name, got, want in zip(output_names, outputs, expected, strict=True):
         assert got.shape == tuple(want.shape), name
         assert np.abs(got - want.numpy()).max() < 1e-4, name
 

@@ -9,7 +9,8 @@ import pytest
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.bench.command import BenchOptions, bench
+from speedy.bench.command import bench
+from speedy.bench.options import BenchOptions
 from speedy.bench.results import BenchReport
 from speedy.errors import SpeedyError
 from tests.test_bench import one_clip  # noqa: F401 (a fixture)
@@ -83,7 +84,7 @@ def test_compile_all_graphs_for_ort(decoder_int8: Path, codec_build: dict, tmp_p
     from speedy.stages.base import execute
 
     parent = Artifact.open(decoder_int8)
-    stage = make_stage("compile", {"backend": "ort", "atol": 0.2})
+    stage = make_stage("compile", {"backend": "ort"})
     artifact = execute(stage, parent, tmp_path / "ort", codec_build["ctx"])
     graphs = artifact.manifest.graphs
     assert {g.runtime.backend for g in graphs.values()} == {"ort"}
@@ -162,7 +163,7 @@ def test_external_data_through_every_stage(codec_build: dict, tmp_path: Path, mo
         ("export", {}, codec_build["torch"]),
         ("simplify", {}, None),
         ("quantize", {"graphs": ["decoder"], "precision": "int8", "calib_size": 2}, None),
-        ("compile", {"backend": "ort", "atol": 0.2}, None),
+        ("compile", {"backend": "ort"}, None),
     ]
     parent = None
     for name, options, source in stages:

@@ -25,7 +25,8 @@ from speedy.audio.io import write_audio
 from speedy.cli import error_line
 from speedy.errors import SpeedyError
 from speedy.outputs import atomic_dir
-from speedy.parity import ParityCase, ParityReport, max_abs_error
+from speedy.parity import max_abs_error
+from speedy.reports import ParityCase, ParityReport
 from speedy.scratch import claim, scratch
 from tests.conftest import TINY_RECIPE
 from tests.test_cli_errors import assert_clean_error
@@ -300,6 +301,7 @@ def test_compile_keeps_external_data_of_any_name(
 
 def test_a_crashed_bench_worker_leaves_its_log(tiny_build: dict, tmp_path: Path) -> None:
     from speedy.bench.pool import WorkerProcess
+    from speedy.bench.protocol import Load
 
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs)
@@ -307,7 +309,7 @@ def test_a_crashed_bench_worker_leaves_its_log(tiny_build: dict, tmp_path: Path)
     worker = WorkerProcess("no/such", artifact, "cpu", 1, inputs, tmp_path / "0.log")
     worker.process.kill()  # as the OOM killer would
     with pytest.raises(SpeedyError, match="stopped: exit code -9") as caught:
-        worker.call("load")
+        worker.call(Load())
     worker.close()
     kept = Path(caught.value.fix.removeprefix("read "))
     assert kept.name == "bench-worker-no_such.log" and kept.is_file()
@@ -342,6 +344,7 @@ def test_bench_workers_import_nothing_from_the_current_directory(
     tiny_build: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from speedy.bench.pool import WorkerProcess
+    from speedy.bench.protocol import Ready
 
     marker = tmp_path / "imported"
     for module in ("numpy", "onnxruntime"):
@@ -352,7 +355,7 @@ def test_bench_workers_import_nothing_from_the_current_directory(
     np.savez(inputs)
     worker = WorkerProcess("w", tiny_build["simplify"].path, "cpu", 1, inputs, tmp_path / "0.log")
     try:
-        assert worker.receive()["ready"]  # the worker has imported numpy and onnxruntime
+        worker.receive(Ready)  # the worker has imported numpy and onnxruntime
     finally:
         worker.close()
     assert not marker.exists()

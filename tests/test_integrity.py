@@ -114,7 +114,7 @@ def test_stage_sections_are_checked_even_when_not_run(tmp_path: Path) -> None:
     raw["stages"] = ["export"]
     for section, settings, phrase in [
         ("quantize", {"precision": "int4"}, "quantize.precision"),
-        ("compile", {"backend": "aoti", "int8": True}, "--int8 applies to the trt and ort"),
+        ("compile", {"backend": "aoti", "int8": True}, "--int8 applies to backends that read Q/DQ"),
         ("simplify", {"tool": "magic"}, "simplify.tool"),
     ]:
         path = tmp_path / f"{section}.yaml"

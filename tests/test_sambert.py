@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from speedy.errors import SpeedyError
 from speedy.families import resolve, sambert
 from speedy.families.network import build_network
-from speedy.onnx_shapes import data_dependent_shapes
 from speedy.recipe import load_recipe
 from speedy.runtime import load
 from speedy.stages.base import StageContext, execute
@@ -22,6 +21,7 @@ from speedy.stages.options import LoadOptions
 from speedy.tasks import task_for
 from speedy.tasks.text_to_mel import REFERENCE_EMOTION, SpeechControls
 from tests.conftest import SAMBERT_TINY
+from tests.onnx_shapes import data_dependent_shapes
 
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
 TEXT = "你好，世界！Hello, world. 今天是2024年5月1日。"

@@ -17,8 +17,8 @@ import soundfile as sf
 from speedy import runtime
 from speedy.chain import Chain
 from speedy.recipe import DEFAULT_DATA
-from speedy.serve.client import JSON, Reply, ServerProcess, spawn
 from speedy.tasks import task_for
+from tests.serve_client import JSON, Reply, ServerProcess, spawn
 from tests.test_cli_errors import assert_clean_error
 
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speedy.serve.client import Reply, ServerProcess, idle, spawn
+from tests.serve_client import Reply, ServerProcess, idle, spawn
 
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
 pytest.importorskip("uvicorn", reason="serving needs the [serve] extra (starlette, uvicorn)")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from speedy.artifact import Artifact
-from speedy.serve.client import CHROMIUM_FLAGS, ServerProcess, play, spawn
 from tests.conftest import republish
+from tests.serve_client import CHROMIUM_FLAGS, ServerProcess, play, spawn
 
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
 pytest.importorskip("uvicorn", reason="serving needs the [serve] extra (starlette, uvicorn)")

@@ -131,7 +131,7 @@ def test_served_int8_stream_is_its_whole_response(
     """Over HTTP: the tiny Sambert through the mixed-INT8 vocoder, streamed in 0.1 s chunks,
     gives the bytes of its whole response."""
     pytest.importorskip("uvicorn", reason="serving needs the [serve] extra")
-    from speedy.serve.client import JSON, spawn
+    from tests.serve_client import JSON, spawn
 
     request = {"text": "窗外的雨声渐渐停了。The rain stopped at last.", "speaker": 3}
     args = [str(sambert_build["simplify"].path), str(tiny_mixed.path), "--chunk-seconds", "0.1"]

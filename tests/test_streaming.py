@@ -1,18 +1,18 @@
 """Streaming vocoding: chunked audio equals whole-utterance audio, memory stays bounded."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from speedy import runtime
 from speedy.errors import SpeedyError
+from speedy.families.network import build_network
 from speedy.quality import snr_db
-from speedy.tasks import task_for
+from speedy.tasks import streamer_of, task_for
 from speedy.tasks.streaming import Context
 from speedy.tasks.vocoder import VocoderStreamer
 
@@ -33,13 +33,47 @@ def tiny(tiny_build: dict):
     return session, mel, whole
 
 
-def test_receptive_field_from_the_layers(tiny_build: dict) -> None:
+def test_receptive_field_is_recorded_from_the_layers(tiny_build: dict) -> None:
     """The tiny recipe's field (resblock kernels 3 and 7, dilations 1 and 3) is 7 frames each
-    way; it is computed once and stored in the cache directory."""
-    context = tiny_build["ctx"].task.streamer(0.25).context
-    assert context == Context(left=7, right=7)
-    stored = list((Path(os.environ["SPEEDY_CACHE_DIR"]) / "receptive_field").glob("*.json"))
-    assert any(json.loads(p.read_text()) == {"left": 7, "right": 7} for p in stored)
+    way: the family records it, and the network's audio of a frame depends on exactly those mel
+    frames (autograd through the network)."""
+    spec = tiny_build["ctx"].spec
+    assert spec.task_settings["receptive_field"] == {"left": 7, "right": 7}
+    assert tiny_build["ctx"].task.streamer(0.25).context == Context(left=7, right=7)
+    mel = torch.randn(1, spec.audio.n_mels, 64, requires_grad=True)
+    audio = build_network(spec)(mel).reshape(-1)
+    hop = spec.audio.hop_length
+    audio[32 * hop : 33 * hop].sum().backward()
+    assert mel.grad is not None
+    used = np.flatnonzero(mel.grad.abs().sum(dim=1)[0].numpy())
+    assert (32 - used[0], used[-1] - 32) == (7, 7)
+
+
+def test_a_model_without_a_recorded_field_does_not_stream(tiny_build: dict) -> None:
+    """An artifact made before the field was recorded is served whole; streaming it explicitly
+    says how to get one that streams."""
+    spec = tiny_build["ctx"].spec
+    task = task_for(spec.model_copy(update={"task_settings": {}}))
+    assert streamer_of(task, 0.25) is None
+    with pytest.raises(SpeedyError, match="records no receptive field"):
+        task.streamer(0.25)
+
+
+def test_streaming_an_onnx_model_imports_no_torch(tiny_build: dict) -> None:
+    """The recorded field is all a served vocoder streams with: torch stays unloaded."""
+    script = f"""
+import sys
+import numpy as np
+from speedy import runtime
+from speedy.tasks import streamer_of, task_for
+model = runtime.load({str(tiny_build["export"].path)!r}, threads=1)
+task = task_for(model.manifest.model)
+mel = np.zeros((model.manifest.model.audio.n_mels, 60), np.float32)
+assert len(list(streamer_of(task, 0.25).stream(model, task.inputs(mel)))) == 3
+print(sorted(name for name in sys.modules if name.split(".")[0] == "torch")[:1])
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.split("\n")[-2] == "[]"
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 22, 100])

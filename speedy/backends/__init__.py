@@ -1,33 +1,36 @@
-"""Backends, one folder each: `section.py` (what the manifest records for it: pure data),
-`session.py` (runs a graph; heavy imports live there) and, where speedy builds for it,
-`build.py`. A new backend is one folder plus its line in `KINDS` and `RuntimeSection`."""
+"""Backends as plugins: a backend is one package whose `__init__` holds a light `Backend`
+(speedy.backends.base: its options, its manifest section, the kinds it reads and makes) and whose
+runtime and builder are imported only when a graph is built or loaded. A new backend is that
+package plus its line in `BACKENDS` (or, from another distribution, a `speedy.backends` entry
+point); nothing outside its package names it."""
 
-import importlib
-from typing import Annotated, Literal
+from typing import Any
 
-from pydantic import Field
+from speedy.errors import SpeedyError
+from speedy.registry import Registry
 
-from speedy.backends.aoti.section import AotiSection
-from speedy.backends.ort.section import OrtSection
-from speedy.backends.trt.section import TrtSection
-
-Kind = Literal["torch", "onnx", "trt", "aoti"]
-# What the runtime needs at load time, beyond the model file, for a compiled graph.
-RuntimeSection = Annotated[OrtSection | TrtSection | AotiSection, Field(discriminator="backend")]
-# Kind -> the module whose `open_graphs(artifact, names, device, threads)` loads its graphs.
-KINDS: dict[str, str] = {
-    "onnx": "speedy.backends.ort.session",
-    "torch": "speedy.backends.pytorch.session",
-    "aoti": "speedy.backends.aoti.session",
-    "trt": "speedy.backends.trt.session",
-}
-
-# Kinds whose files hold code that runs when they load: loaded only when the user trusts them.
-RUNS_CODE: dict[str, str] = {
-    "aoti": "an AOTInductor package (.pt2), whose native code runs when it loads",
-}
+# name -> the package's Backend instance (typed as speedy.backends.base.Backend)
+BACKENDS: Registry[Any] = Registry(
+    "backend",
+    "speedy.backends",
+    {
+        "ort": "speedy.backends.ort:backend",
+        "torch": "speedy.backends.pytorch:backend",
+        "trt": "speedy.backends.trt:backend",
+        "aoti": "speedy.backends.aoti:backend",
+        "openvino": "speedy.backends.openvino:backend",
+    },
+)
 
 
-def session_module(kind: str):
-    """The session module of a kind, imported only when an artifact of that kind is opened."""
-    return importlib.import_module(KINDS[kind])
+def for_kind(kind: str) -> Any:
+    """The backend that loads graphs of `kind` (onnx, torch, trt...)."""
+    for name in BACKENDS.names():
+        if BACKENDS.get(name).kind == kind:
+            return BACKENDS.get(name)
+    raise SpeedyError(f"no backend loads graphs of kind '{kind}'", "install the one that does")
+
+
+def kinds() -> list[str]:
+    """Every kind of graph file some backend loads."""
+    return sorted({BACKENDS.get(name).kind for name in BACKENDS.names()})

@@ -1,40 +1,14 @@
 """`speedy bench`: check everything, measure, write the report, then apply the gate."""
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from rich.table import Table as RichTable
 
 from speedy.bench import gate, plots
+from speedy.bench.options import BenchOptions
 from speedy.bench.report import REPORT_FILE, Table, summary_table, write_report
 from speedy.bench.runner import prepare, run_bench
 from speedy.console import notice, out, shown
 from speedy.errors import SpeedyError
 from speedy.outputs import check_file_writable, check_writable
-
-
-@dataclass
-class BenchOptions:
-    """Every option of a bench run, as `speedy bench` takes them (declared once: the CLI fills
-    this, the runner reads it)."""
-
-    artifacts: list[str]  # directories, or NAME=PATH
-    output: Path
-    reference: str | None = None  # a name, a path or NAME=PATH; None: the first artifact
-    data: Path | None = None  # None: the task's default data
-    device: str = "cpu"
-    threads: int = 2
-    batches: tuple[int, ...] = (1,)
-    warmup: int = 1
-    repeat: int = 3
-    chunk_seconds: float | None = 0.25  # None: no streaming figures
-    html: bool = True
-    baseline: Path | None = None
-    tolerance: str | None = None
-    save_baseline: Path | None = None
-    force: bool = False
-    force_file: bool = False  # --save-baseline may replace a file speedy did not write
-    vocoder: Path | None = None  # chained after the artifacts: text to wave
 
 
 def _rich(table: Table) -> RichTable:

@@ -21,7 +21,7 @@ from speedy import runtime
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.bench.memory import current_rss, peak_rss
 from speedy.errors import SpeedyError
-from speedy.tasks import task_for
+from speedy.tasks import streamer_of, task_for
 
 
 def mel_pieces(clips: Sequence[np.ndarray], frames: int) -> Iterator[np.ndarray]:
@@ -48,7 +48,7 @@ def stream_long(
     model = runtime.load(artifact, threads=threads)
     spec = model.manifest.model
     task = task_for(spec)
-    streamer = task.streamer(chunk_seconds)
+    streamer = streamer_of(task, chunk_seconds)
     if streamer is None:
         raise SpeedyError(f"a {task.name} model does not stream", "stream a vocoder")
     clips = task.read_data(data or task.default_data, FeatureCache(default_cache_dir()))

@@ -1,4 +1,5 @@
-"""The parent side of `speedy.bench.worker`: one process per artifact, driven by JSON lines.
+"""The parent side of `speedy.bench.worker`: one process per artifact, driven by the messages
+of `speedy.bench.protocol`.
 
 Workers start in Python's isolated mode (`-I`): nothing from the current directory or
 PYTHONPATH is imported in them."""
@@ -10,14 +11,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 from speedy.audio.cache import default_cache_dir
+from speedy.bench.protocol import Failure, R, Ready, Request
 from speedy.errors import SpeedyError
 
 
 class WorkerProcess:
-    """A running worker for one artifact; `call` sends a command and returns its reply."""
+    """A running worker for one artifact; `call` sends a request and returns its reply."""
 
     def __init__(
         self,
@@ -57,32 +58,31 @@ class WorkerProcess:
         kept.write_text(text)  # the worker's directory goes with the run
         return SpeedyError(f"the bench worker for {self.name} stopped: {last}", f"read {kept}")
 
-    def receive(self) -> dict[str, Any]:
+    def receive(self, reply: type[R]) -> R:
         """The next reply, with a clear error when the worker failed or died."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             raise self._crashed()
-        reply = json.loads(line)
-        if not reply.pop("ok"):
-            raise SpeedyError(f"{self.name}: {reply['problem']}", reply["fix"])
-        return reply
+        if not json.loads(line)["ok"]:
+            failure = Failure.model_validate_json(line)
+            raise SpeedyError(f"{self.name}: {failure.problem}", failure.fix)
+        return reply.model_validate_json(line)
 
-    def call(self, op: str, **arguments: Any) -> dict[str, Any]:
+    def call(self, request: Request[R]) -> R:
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+            self.process.stdin.write(request.model_dump_json() + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
             raise self._crashed() from None
-        return self.receive()
+        return self.receive(request.reply)
 
     def close(self) -> None:
-        """Ask the worker to exit; kill it if it does not within a few seconds."""
+        """End the worker's input; kill it if it does not exit within a few seconds."""
         if self.process.poll() is None:
             try:
                 assert self.process.stdin is not None
-                self.process.stdin.write(json.dumps({"op": "exit"}) + "\n")
                 self.process.stdin.close()
                 self.process.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
@@ -111,5 +111,5 @@ def workers(
             stack.callback(worker.close)
             started[name] = worker
         for worker in started.values():
-            worker.receive()
+            worker.receive(Ready)
         yield started

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,7 +25,25 @@ from speedy.audio.io import read_audio
 from speedy.bench import scores
 from speedy.bench.dnsmos import Dnsmos, models_dir
 from speedy.bench.machine import bench_machine
+from speedy.bench.options import BenchOptions
 from speedy.bench.pool import WorkerProcess, workers
+from speedy.bench.protocol import (
+    Batch,
+    BatchTiming,
+    FirstChunk,
+    Load,
+    Loaded,
+    MeasureTask,
+    MemoryPeaks,
+    R,
+    ReadMemory,
+    Request,
+    SavedOutputs,
+    SaveOutputs,
+    TaskFigures,
+    Timings,
+    Whole,
+)
 from speedy.bench.results import (
     ArtifactResult,
     BenchReport,
@@ -45,10 +63,7 @@ from speedy.model_spec import ModelSpec
 from speedy.runtime import check_feeds
 from speedy.scratch import scratch
 from speedy.specs import Feeds
-from speedy.tasks import Streamer, Task, makes_audio, task_for
-
-if TYPE_CHECKING:  # the options live with the command that declares them
-    from speedy.bench.command import BenchOptions
+from speedy.tasks import Streamer, Task, makes_audio, streamer_of, task_for
 
 
 def _parse_item(item: str) -> tuple[str, Path]:
@@ -160,7 +175,7 @@ def _front_end_seconds(task: Task, example: Any, repeat: int) -> float:
 class Prepared:
     """Checked options with the inputs made: everything up to the measurements."""
 
-    options: "BenchOptions"
+    options: BenchOptions
     artifacts: dict[str, Artifact]  # by name, the reference first
     reference: str
     spec: ModelSpec
@@ -178,7 +193,7 @@ class Prepared:
     final: Task | None = None  # the task whose outputs are the end product (vocoder's, chained)
 
 
-def prepare(options: "BenchOptions") -> Prepared:
+def prepare(options: BenchOptions) -> Prepared:
     """Check the artifacts, device and data and make the inputs, before anything is timed."""
     if check_device(options.device) == "cuda":
         require_cuda()
@@ -202,7 +217,7 @@ def prepare(options: "BenchOptions") -> Prepared:
     _check_inputs(artifacts, named_inputs + [(f"batch {b}", f) for b, f in batches.items()])
     streamer = None
     if options.chunk_seconds and final is None:
-        streamer = task.streamer(options.chunk_seconds)
+        streamer = streamer_of(task, options.chunk_seconds)
         if streamer is None:
             notice(f"no streaming figures: a {task.name} model does not stream")
     return Prepared(
@@ -240,17 +255,16 @@ def _rounds(
     pool: Mapping[str, WorkerProcess],
     progress: Progress,
     what: str,
-    options: "BenchOptions",
-    op: str,
-    **arguments: Any,
-) -> dict[str, list[dict[str, Any]]]:
-    """`warmup` + `repeat` rounds of `op` with the workers taking turns; the timed replies."""
+    options: BenchOptions,
+    request: Request[R],
+) -> dict[str, list[R]]:
+    """`warmup` + `repeat` rounds of `request` with the workers taking turns; the timed replies."""
     rounds = options.warmup + options.repeat
     task = progress.add_task(what, total=rounds * len(pool))
-    kept: dict[str, list[dict[str, Any]]] = {name: [] for name in pool}
+    kept: dict[str, list[R]] = {name: [] for name in pool}
     for index in range(rounds):
         for name, worker in pool.items():
-            reply = worker.call(op, **arguments)
+            reply = worker.call(request)
             if index >= options.warmup:
                 kept[name].append(reply)
             progress.advance(task)
@@ -262,21 +276,21 @@ def _rounds(
 class Measured:
     """One worker's replies, and the outputs it saved."""
 
-    load: dict[str, Any]
-    whole: list[dict[str, Any]]
-    batches: dict[int, list[dict[str, Any]]]
-    memory: dict[str, Any]
-    figures: list[dict[str, Any]]  # the task's own speed figures, per round
-    first_chunk: list[dict[str, Any]] | None
-    streamed: dict[str, Any]
+    load: Loaded
+    whole: list[Timings]
+    batches: dict[int, list[BatchTiming]]
+    memory: MemoryPeaks
+    figures: list[TaskFigures]  # the task's own speed figures, per round
+    first_chunk: list[Timings] | None
+    streamed: SavedOutputs
     outputs: list[Feeds]
     final: list[Feeds] | None  # the vocoder's outputs, when chained
 
 
-def _with_front_end(reply: dict[str, Any], front_end: Sequence[float]) -> dict[str, Any]:
+def _with_front_end(reply: Timings, front_end: Sequence[float]) -> Timings:
     """A worker's reply on a text-to-wave round, with the front end's seconds added."""
-    stages = {"front_end": list(front_end), **reply["stages"]}
-    return {"seconds": [sum(s) for s in zip(*stages.values(), strict=True)], "stages": stages}
+    stages = {"front_end": list(front_end), **reply.stages}
+    return Timings(seconds=[sum(s) for s in zip(*stages.values(), strict=True)], stages=stages)
 
 
 def _load_outputs(directory: Path, count: int, suffix: str) -> list[Feeds]:
@@ -314,23 +328,21 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
             task = progress.add_task("loading", total=len(pool))
             loads = {}
             for name, worker in pool.items():  # one at a time: load times are not shared
-                loads[name] = worker.call("load")
+                loads[name] = worker.call(Load())
                 progress.advance(task)
             progress.remove_task(task)
-            whole = _rounds(pool, progress, "whole utterances", options, "whole")
+            whole = _rounds(pool, progress, "whole utterances", options, Whole())
             if prepared.front_end is not None:
                 front_end = prepared.front_end
                 whole = {n: [_with_front_end(r, front_end) for r in rs] for n, rs in whole.items()}
             batches = {
-                size: _rounds(pool, progress, f"batch {size}", options, "batch", size=size)
+                size: _rounds(pool, progress, f"batch {size}", options, Batch(size=size))
                 for size in prepared.batches
             }
-            figures = _rounds(pool, progress, "task figures", options, "task_figures")
-            memory = {name: worker.call("memory") for name, worker in pool.items()}
+            figures = _rounds(pool, progress, "task figures", options, MeasureTask())
+            memory = {name: worker.call(ReadMemory()) for name, worker in pool.items()}
             first = (
-                _rounds(pool, progress, "first chunk", options, "first_chunk")
-                if streaming
-                else None
+                _rounds(pool, progress, "first chunk", options, FirstChunk()) if streaming else None
             )
             task = progress.add_task("outputs" + (" and streams" if first else ""), total=len(pool))
             measured = {}
@@ -338,7 +350,7 @@ def _measure(prepared: Prepared) -> dict[str, Measured]:
             for index, (name, worker) in enumerate(pool.items()):
                 directory = work / f"outputs{index}"
                 directory.mkdir()
-                streamed = worker.call("outputs", directory=str(directory))
+                streamed = worker.call(SaveOutputs(directory=str(directory)))
                 measured[name] = Measured(
                     load=loads[name],
                     whole=whole[name],
@@ -359,8 +371,8 @@ def _median_ratio(reference: Sequence[float], values: Sequence[float]) -> float:
     return statistics.median(r / v for r, v in zip(reference, values, strict=True))
 
 
-def _totals(replies: list[dict[str, Any]]) -> list[float]:
-    return [float(np.sum(reply["seconds"])) for reply in replies]
+def _totals(replies: Sequence[Timings | BatchTiming]) -> list[float]:
+    return [float(np.sum(reply.seconds)) for reply in replies]
 
 
 def _median_rtf(totals: Sequence[float], audio_seconds: float) -> float:
@@ -375,27 +387,27 @@ def _ms(values: Sequence[float], percentile: float) -> float:
 def _speed(measured: Measured, audio_seconds: float | None) -> Speed:
     """Latency and items per second; real-time factors and audio throughput where the outputs
     are `audio_seconds` of sound."""
-    flat = [s for reply in measured.whole for s in reply["seconds"]]
-    first = [s for reply in measured.first_chunk or [] for s in reply["seconds"]]
-    stream_seconds = measured.streamed["stream_seconds"]
-    stages = measured.whole[0].get("stages", {}) if audio_seconds else {}  # text to wave
+    flat = [s for reply in measured.whole for s in reply.seconds]
+    first = [s for reply in measured.first_chunk or [] for s in reply.seconds]
+    stream_seconds = measured.streamed.stream_seconds
+    stages = measured.whole[0].stages if audio_seconds else {}  # text to wave
     return Speed(
         rtf=_median_rtf(_totals(measured.whole), audio_seconds) if audio_seconds else None,
         stage_rtf={
-            name: _median_rtf([sum(r["stages"][name]) for r in measured.whole], audio_seconds)
+            name: _median_rtf([sum(r.stages[name]) for r in measured.whole], audio_seconds)
             for name in stages
         }
         or None,
         latency_p50_ms=_ms(flat, 50),
         latency_p95_ms=_ms(flat, 95),
         throughput={
-            str(size): statistics.median(r["audio_seconds"] / r["seconds"] for r in replies)
+            str(size): statistics.median(r.audio_seconds / r.seconds for r in replies)
             for size, replies in measured.batches.items()
         }
         if audio_seconds
         else {},
         items_per_second={
-            str(size): statistics.median(size / r["seconds"] for r in replies)
+            str(size): statistics.median(size / r.seconds for r in replies)
             for size, replies in measured.batches.items()
         },
         first_chunk_p50_ms=_ms(first, 50) if first else None,
@@ -408,8 +420,8 @@ def _ratios(measured: Measured, reference: Measured, size: int, ref_size: int) -
     ratios = {
         "speedup": _median_ratio(_totals(reference.whole), _totals(measured.whole)),
         "size": size / ref_size,
-        "rss_peak": measured.memory["rss_peak"] / reference.memory["rss_peak"],
-        "load_time": measured.load["load_seconds"] / reference.load["load_seconds"],
+        "rss_peak": measured.memory.rss_peak / reference.memory.rss_peak,
+        "load_time": measured.load.load_seconds / reference.load.load_seconds,
     }
     for batch, replies in measured.batches.items():
         ratios[f"throughput_b{batch}"] = _median_ratio(
@@ -433,9 +445,9 @@ def _result(
 ) -> ArtifactResult:
     """One artifact's record; `seconds`: of audio per utterance (None: the outputs are not
     audio)."""
-    whole = np.array([reply["seconds"] for reply in measured.whole])
-    first = np.array([r["seconds"] for r in measured.first_chunk]) if measured.first_chunk else None
-    seams = measured.streamed["seam_snr_db"]
+    whole = np.array([reply.seconds for reply in measured.whole])
+    first = np.array([r.seconds for r in measured.first_chunk]) if measured.first_chunk else None
+    seams = measured.streamed.seam_snr_db
     utterances = [
         Utterance(
             name=name,
@@ -459,19 +471,19 @@ def _result(
         precision=manifest.precision,
         checkpoint=manifest.model.checkpoint.describe() if manifest.model.checkpoint else None,
         size_bytes=size,
-        load_seconds=measured.load["load_seconds"],
-        first_run_seconds=measured.load["first_run_seconds"],
+        load_seconds=measured.load.load_seconds,
+        first_run_seconds=measured.load.first_run_seconds,
         speed=_speed(measured, sum(seconds) if seconds else None),
         memory=Memory(
-            rss_before_load_bytes=measured.load["rss_before_load"],
-            rss_after_load_bytes=measured.load["rss_after_load"],
-            rss_peak_bytes=measured.memory["rss_peak"],
-            gpu_peak_bytes=measured.memory["gpu_peak"],
+            rss_before_load_bytes=measured.load.rss_before_load,
+            rss_after_load_bytes=measured.load.rss_after_load,
+            rss_peak_bytes=measured.memory.rss_peak,
+            gpu_peak_bytes=measured.memory.gpu_peak,
         ),
         quality=mean_quality,
         task_figures={
-            key: statistics.median(reply["figures"][key] for reply in measured.figures)
-            for key in measured.figures[0]["figures"]
+            key: statistics.median(reply.figures[key] for reply in measured.figures)
+            for key in measured.figures[0].figures
         },
         ratios=_ratios(measured, reference, size, ref_size),
         utterances=utterances,

@@ -5,34 +5,53 @@
 
 INPUTS.npz holds the inputs the parent made once for all workers: `utterance/<i>/<name>` (whole
 utterances) and `batch/<n>/<name>` (batched runs). The parent (`speedy.bench.pool`) sends one
-JSON command per line on stdin and reads one JSON reply per line on stdout; anything the
-libraries print goes to stderr. Every reply carries `ok`; a failed command replies `problem` and
-`fix`. Timings cover the task's run of the model (or the stream) only. With a vocoder, whole
-utterances run through both models (`speedy.chain.Chain.speak`), each timed, and the vocoder's
-outputs are saved beside the artifact's.
+request per line on stdin and reads one reply per line on stdout (`speedy.bench.protocol`);
+anything the libraries print goes to stderr. Timings cover the task's run of the model (or the
+stream) only. With a vocoder, whole utterances run through both models
+(`speedy.chain.Chain.speak`), each timed, and the vocoder's outputs are saved beside the
+artifact's.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 
 from speedy import runtime
 from speedy.bench.memory import current_rss, peak_rss
+from speedy.bench.protocol import (
+    REQUESTS,
+    AnyRequest,
+    Batch,
+    BatchTiming,
+    Failure,
+    FirstChunk,
+    Load,
+    Loaded,
+    MeasureTask,
+    MemoryPeaks,
+    Message,
+    ReadMemory,
+    Ready,
+    Reply,
+    SavedOutputs,
+    SaveOutputs,
+    TaskFigures,
+    Timings,
+    Whole,
+)
 from speedy.chain import Chain
 from speedy.errors import SpeedyError
 from speedy.quality import snr_db
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks import Streamer, task_for
+from speedy.tasks import Streamer, streamer_of, task_for
 
 
 def read_inputs(path: Path) -> dict[str, dict[str, Feeds]]:
@@ -46,7 +65,7 @@ def read_inputs(path: Path) -> dict[str, dict[str, Feeds]]:
 
 
 class Worker:
-    """The commands the parent can send; each returns a JSON-ready dict."""
+    """What the parent can ask for, each answered by its reply model."""
 
     def __init__(
         self,
@@ -72,7 +91,7 @@ class Worker:
             raise SpeedyError("the worker has no artifact loaded", "send `load` first")
         return self.model
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> Loaded:
         """Open the artifact (after the vocoder, if any; both checked by the parent); time that
         and its first (cold) run on the first utterance, through the vocoder too."""
         open_model = lambda path: runtime.load(path, self.device, self.threads, verify=False)  # noqa: E731
@@ -88,41 +107,41 @@ class Worker:
             self.chain = Chain(self.model, vocoder)
             self.chain.speak(self.utterances[0])
         if self.chunk_seconds:
-            self.streamer = self.task.streamer(self.chunk_seconds)
-        return {
-            "load_seconds": loaded - start,
-            "first_run_seconds": time.perf_counter() - loaded,
-            "rss_before_load": before,
-            "rss_after_load": current_rss(),
-        }
+            self.streamer = streamer_of(self.task, self.chunk_seconds)
+        return Loaded(
+            load_seconds=loaded - start,
+            first_run_seconds=time.perf_counter() - loaded,
+            rss_before_load=before,
+            rss_after_load=current_rss(),
+        )
 
-    def whole(self) -> dict[str, Any]:
+    def whole(self) -> Timings:
         """Seconds to run each whole utterance; with a vocoder, those of each model too."""
         if self.chain is not None:
             stages = [self.chain.speak(feeds).seconds for feeds in self.utterances]
-            return {
-                "seconds": [sum(s.values()) for s in stages],
-                "stages": {name: [s[name] for s in stages] for name in stages[0]},
-            }
+            return Timings(
+                seconds=[sum(s.values()) for s in stages],
+                stages={name: [s[name] for s in stages] for name in stages[0]},
+            )
         seconds = []
         for feeds in self.utterances:
             start = time.perf_counter()
             self.task.run(self.loaded, feeds)
             seconds.append(time.perf_counter() - start)
-        return {"seconds": seconds}
+        return Timings(seconds=seconds)
 
-    def batch(self, size: int) -> dict[str, Any]:
+    def batch(self, size: int) -> BatchTiming:
         """Seconds for one batched run, and the seconds of audio it made."""
         start = time.perf_counter()
         outputs = self.task.run(self.loaded, self.batches[str(size)])
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "audio_seconds": self.task.seconds(outputs)}
+        return BatchTiming(seconds=seconds, audio_seconds=self.task.seconds(outputs))
 
-    def task_figures(self) -> dict[str, Any]:
+    def task_figures(self) -> TaskFigures:
         """The task's own speed figures on the first utterance (e.g. per-step decode times)."""
-        return {"figures": self.task.measure(self.loaded, self.utterances[0])}
+        return TaskFigures(figures=self.task.measure(self.loaded, self.utterances[0]))
 
-    def first_chunk(self) -> dict[str, Any]:
+    def first_chunk(self) -> Timings:
         """Seconds from starting a stream of each utterance to its first audio chunk."""
         assert self.streamer is not None
         seconds = []
@@ -132,9 +151,9 @@ class Worker:
             next(chunks)
             seconds.append(time.perf_counter() - start)
             chunks.close()
-        return {"seconds": seconds}
+        return Timings(seconds=seconds)
 
-    def outputs(self, directory: str) -> dict[str, Any]:
+    def outputs(self, directory: str) -> SavedOutputs:
         """Save each utterance's outputs as DIR/<i>.npz (with a vocoder, its outputs as
         DIR/<i>.final.npz); when streaming, stream it as well and compare the streamed audio
         with the whole-utterance audio (seam SNR)."""
@@ -154,48 +173,57 @@ class Worker:
             stream_seconds += time.perf_counter() - start
             (whole,) = self.task.waveforms(outputs) or []
             seam_snr.append(snr_db(whole, streamed))
-        return {"seam_snr_db": seam_snr, "stream_seconds": stream_seconds or None}
+        return SavedOutputs(seam_snr_db=seam_snr, stream_seconds=stream_seconds or None)
 
-    def memory(self) -> dict[str, Any]:
+    def memory(self) -> MemoryPeaks:
         """Peak resident memory so far, and peak GPU memory through PyTorch's allocator."""
         gpu = None
         if self.device == "cuda":
             import torch
 
             gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_initialized() else None
-        return {"rss_peak": peak_rss(), "gpu_peak": gpu}
+        return MemoryPeaks(rss_peak=peak_rss(), gpu_peak=gpu)
 
 
-def _reply(channel: TextIO, message: dict[str, Any]) -> None:
-    channel.write(json.dumps(message) + "\n")
+def _answer(worker: Worker, request: AnyRequest) -> Reply:
+    """The worker's reply to one request."""
+    match request:
+        case Load():
+            return worker.load()
+        case Whole():
+            return worker.whole()
+        case Batch(size=size):
+            return worker.batch(size)
+        case FirstChunk():
+            return worker.first_chunk()
+        case MeasureTask():
+            return worker.task_figures()
+        case SaveOutputs(directory=directory):
+            return worker.outputs(directory)
+        case ReadMemory():
+            return worker.memory()
+
+
+def _send(channel: TextIO, message: Message) -> None:
+    channel.write(message.model_dump_json() + "\n")
     channel.flush()
 
 
 def serve(worker: Worker, channel: TextIO) -> None:
-    """Answer commands from stdin until `exit` or end of input."""
-    commands: dict[str, Callable[..., dict[str, Any]]] = {
-        "load": worker.load,
-        "whole": worker.whole,
-        "batch": worker.batch,
-        "first_chunk": worker.first_chunk,
-        "task_figures": worker.task_figures,
-        "outputs": worker.outputs,
-        "memory": worker.memory,
-    }
-    _reply(channel, {"ok": True, "ready": True})
+    """Answer requests from stdin until its end."""
+    _send(channel, Ready())
     for line in sys.stdin:
-        request = json.loads(line)
-        op = request.pop("op")
-        if op == "exit":
-            return
+        request = REQUESTS.validate_json(line)
         try:
-            _reply(channel, {"ok": True, **commands[op](**request)})
+            _send(channel, _answer(worker, request))
         except SpeedyError as exc:
-            _reply(channel, {"ok": False, "problem": exc.problem, "fix": exc.fix})
+            _send(channel, Failure(problem=exc.problem, fix=exc.fix))
         except Exception as exc:
             traceback.print_exc()
-            problem = f"unexpected {type(exc).__name__} in `{op}`: {str(exc).splitlines()[0]}"
-            _reply(channel, {"ok": False, "problem": problem, "fix": "see the worker's log"})
+            problem = (
+                f"unexpected {type(exc).__name__} in `{request.op}`: {str(exc).splitlines()[0]}"
+            )
+            _send(channel, Failure(problem=problem, fix="see the worker's log"))
 
 
 def main() -> None:

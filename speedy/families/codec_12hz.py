@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from speedy.families import codec_12hz_model as net
 from speedy.families.base import Family, GraphDef
@@ -30,48 +30,11 @@ ENCODER, DECODER, STEP = "encoder", "decoder", "decoder_step"
 FLOAT_FROM = ("quantizer.",)
 
 
-class Codec12HzParams(BaseModel):
-    """The network's shape: the fields (and defaults: Mimi's published sizes) of
-    `codec_12hz_model.Codec12HzParams`."""
+class Codec12HzParams(RootModel[net.Codec12HzParams]):
+    """The `network:` settings: the network's own `codec_12hz_model.Codec12HzParams`, its fields
+    and defaults (Mimi's published sizes), checked by it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sample_rate: PositiveInt = 24_000
-    seanet_filters: PositiveInt = 64
-    ratios: tuple[PositiveInt, ...] = (8, 6, 5, 4)
-    kernel: PositiveInt = 7
-    last_kernel: PositiveInt = 3
-    residual_kernel: PositiveInt = 3
-    residual_layers: PositiveInt = 1
-    dilation_base: PositiveInt = 2
-    compress: PositiveInt = 2
-    dim: PositiveInt = 512
-    heads: PositiveInt = 8
-    transformer_layers: PositiveInt = 8
-    ffn: PositiveInt = 2048
-    window: int = Field(250, ge=2)
-    rope_max_period: float = 10_000.0
-    layer_scale: float = 0.01
-    codebooks: PositiveInt = 16
-    semantic_codebooks: PositiveInt = 1
-    codebook_size: PositiveInt = 2048
-    codebook_dim: PositiveInt = 256
-    convnext_dilations: tuple[PositiveInt, ...] = (1,)
-    convnext_kernel: PositiveInt = 7
-    convnext_expansion: PositiveInt = 4
-    convnext_scale: float = 0.1
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _check(self) -> "Codec12HzParams":
-        self.shape()  # the dataclass's own checks, as a validation error
-        return self
-
-    def shape(self) -> net.Codec12HzParams:
-        try:
-            return net.Codec12HzParams(**self.model_dump())
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+    model_config = ConfigDict(frozen=True)
 
 
 def _earliest(position: int, kernel: int, stride: int = 1, dilation: int = 1) -> int:
@@ -140,7 +103,7 @@ class Codec12Hz(Family):
     @property
     def shape(self) -> net.Codec12HzParams:
         assert isinstance(self.params, Codec12HzParams)
-        return self.params.shape()
+        return self.params.root
 
     def build(self) -> torch.nn.Module:
         return net.build(self.shape)

@@ -101,6 +101,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -113,7 +114,10 @@ SNAKE_MIN_ALPHA = 1e-4  # Snake's 1/alpha stays <= 1e4, finite in FP16
 
 @dataclass(frozen=True)
 class Codec12HzParams:
-    """Network shape. `mimi()` and `tiny()` give the two used here."""
+    """Network shape (also the family's `network:` settings, which pydantic reads into it, extra
+    keys refused). `mimi()` and `tiny()` give the two used here."""
+
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}  # a dict: no pydantic import
 
     sample_rate: int = SAMPLE_RATE
     seanet_filters: int = 64  # C: first conv's channels, doubled at each encoder stride
@@ -142,6 +146,10 @@ class Codec12HzParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():  # sizes, counts and strides: all but the seed
+            values = value if isinstance(value, tuple) else (value,)
+            if name != "seed" and any(isinstance(v, int) and v < 1 for v in values):
+                raise ValueError(f"{name} must be positive, got {value}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError("dim / heads must be an even integer (RoPE rotates pairs)")
         if self.window < 2:

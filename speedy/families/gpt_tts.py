@@ -16,11 +16,12 @@ UnifiedVoice checkpoint loads as it is (`gpt.h.{i}.attn.c_attn.weight` ...; the 
 encoders and perceivers it also holds are skipped: this model takes their outputs as inputs).
 """
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from speedy.families.base import Family, GraphDef
 from speedy.families.gpt_tts_model import (
@@ -33,33 +34,23 @@ from speedy.families.gpt_tts_model import (
 from speedy.specs import Feeds, TensorSpec
 
 
-class GptTtsParams(BaseModel):
+@dataclass(frozen=True)
+class GptTtsNetwork(GptTtsConfig):
+    """The network's shape and how many codes a run makes and stands for."""
+
+    codes_per_second: float = 25.0  # the speech codes' rate, for real-time factors
+    generate_codes: int = 200  # codes per run in parity, quality and bench runs
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.codes_per_second > 0 and self.generate_codes > 0):
+            raise ValueError("codes_per_second and generate_codes must be positive")
+
+
+class GptTtsParams(RootModel[GptTtsNetwork]):
     """Network settings (the `network:` section of a gpt_tts recipe)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    layers: PositiveInt = 24
-    d_model: PositiveInt = 1280
-    heads: PositiveInt = 20
-    text_vocab: PositiveInt = 12_001
-    speech_codes: PositiveInt = 8_192
-    max_text_tokens: PositiveInt = 600
-    max_speech_tokens: PositiveInt = 1_815
-    cond_latents: PositiveInt = 32
-    decode_position_offset: PositiveInt = 2
-    codes_per_second: PositiveFloat = 25.0  # the speech codes' rate, for real-time factors
-    generate_codes: PositiveInt = 200  # codes per run in parity, quality and bench runs
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _check(self) -> "GptTtsParams":
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
-        return self
-
-    def config(self) -> GptTtsConfig:
-        fields = self.model_dump(exclude={"codes_per_second", "generate_codes"})
-        return GptTtsConfig(**fields)
+    model_config = ConfigDict(frozen=True)
 
 
 class GptTts(Family):
@@ -70,9 +61,9 @@ class GptTts(Family):
     task: ClassVar[str] = "speech_codes"
 
     @property
-    def config(self) -> GptTtsConfig:
+    def config(self) -> GptTtsNetwork:
         assert isinstance(self.params, GptTtsParams)
-        return self.params.config()
+        return self.params.root
 
     def build(self) -> torch.nn.Module:
         return build(self.config)
@@ -83,7 +74,6 @@ class GptTts(Family):
 
     def task_settings(self) -> dict[str, Any]:
         c = self.config
-        assert isinstance(self.params, GptTtsParams)
         return {
             "layers": c.layers,
             "heads": c.heads,
@@ -97,8 +87,8 @@ class GptTts(Family):
             "max_text_tokens": c.max_text_tokens,
             "max_new_codes": c.max_new_tokens,
             "position_offset": c.decode_position_offset,
-            "codes_per_second": self.params.codes_per_second,
-            "generate_codes": self.params.generate_codes,
+            "codes_per_second": c.codes_per_second,
+            "generate_codes": c.generate_codes,
         }
 
     def graphs(self) -> list[GraphDef]:

@@ -50,8 +50,10 @@ outputs = cond + text + 5):
 
 Weights: `build(config)` makes seeded weights (no trained weights are available); see `build` for
 the initialisation that keeps greedy decoding moving. State-dict names are upstream's, so real
-UnifiedVoice weights load with `load_upstream`; `UPSTREAM_IGNORED` lists the upstream parts this
+UnifiedVoice weights load after `from_upstream`; `UPSTREAM_IGNORED` lists the upstream parts this
 module does not build (conditioning encoders and perceivers, the emotion projections, aliases).
+Generation itself runs outside the graphs (`speedy.tasks.speech_codes`); `GptTts.forward`,
+`Decode` and `StaticDecode` are the references and GPU paths it is measured against.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -74,15 +77,18 @@ __all__ = [
     "StaticDecode",
     "build",
     "from_upstream",
-    "generate",
-    "load_upstream",
-    "to_upstream",
 ]
 
 
 @dataclass(frozen=True)
 class GptTtsConfig:
-    """Shape of the network (defaults: IndexTTS2's GPT)."""
+    """Shape of the network (defaults: IndexTTS2's GPT); the family's `network:` settings, which
+    pydantic reads into it (extra keys refused), add how many codes a run makes."""
+
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}  # a dict: no pydantic import
+    COUNTS: ClassVar[tuple[str, ...]] = ("layers", "d_model", "heads", "text_vocab",
+        "speech_codes", "max_text_tokens", "max_speech_tokens", "max_conditioning_inputs",
+        "cond_latents")  # fmt: skip
 
     layers: int = 24
     d_model: int = 1280
@@ -101,6 +107,8 @@ class GptTtsConfig:
     special_logit_bias: float = -30.0  # seeded mel_head bias of start/stop: never chosen
 
     def __post_init__(self) -> None:
+        if small := [name for name in self.COUNTS if getattr(self, name) < 1]:
+            raise ValueError(f"{small[0]} must be positive, got {getattr(self, small[0])}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
         if self.decode_position_offset < 1:
@@ -156,25 +164,6 @@ class GptTtsConfig:
         """Test size: 4 layers, d 256, 4 heads, short position tables."""
         base = cls(layers=4, d_model=256, heads=4, max_text_tokens=126, max_speech_tokens=509)
         return replace(base, **overrides)
-
-    @classmethod
-    def from_upstream(cls, state_dict: Mapping[str, torch.Tensor], heads: int, **overrides):
-        """The config of an upstream UnifiedVoice state dict (heads cannot be read from it)."""
-        layers = len({m.group(1) for k in state_dict if (m := re.match(r"gpt\.h\.(\d+)\.", k))})
-        text_vocab, d_model = state_dict["text_embedding.weight"].shape
-        speech_vocab = state_dict["mel_embedding.weight"].shape[0]
-        text_rows = state_dict["text_pos_embedding.emb.weight"].shape[0]
-        speech_rows = state_dict["mel_pos_embedding.emb.weight"].shape[0]
-        found = {
-            "layers": layers,
-            "d_model": d_model,
-            "heads": heads,
-            "text_vocab": text_vocab,
-            "speech_codes": speech_vocab - 2,
-            "max_text_tokens": text_rows - 2,
-            "max_speech_tokens": speech_rows - 2 - cls.max_conditioning_inputs,
-        }
-        return cls(**{**found, **overrides})
 
 
 class Conv1D(nn.Module):
@@ -421,19 +410,6 @@ class GptTts(nn.Module):
         hidden = hidden[:, x.shape[1] - n - 1 :]
         return self.mel_head(hidden), hidden
 
-    def text_logits(
-        self,
-        speaker_latents: torch.Tensor,
-        emotion: torch.Tensor,
-        text_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """text_head logits [batch, text + 2, text_vocab] over start_text .. padding rows."""
-        x, key_mask = self.prefix(speaker_latents, emotion, text_ids, attention_mask)
-        hidden, _ = self.run(x, causal_mask(key_mask, x.shape[1]))
-        start = speaker_latents.shape[1] + 2
-        return self.text_head(hidden[:, start : start + text_ids.shape[1] + 2])
-
 
 # -- graphs -----------------------------------------------------------------------------------
 
@@ -462,13 +438,6 @@ class Prefill(nn.Module):
         last = hidden[:, -1]
         return (m.mel_head(last), last, key_mask.to(torch.int64), *presents)
 
-    @staticmethod
-    def input_names() -> list[str]:
-        return ["speaker_latents", "emotion", "text_ids", "attention_mask"]
-
-    def output_names(self) -> list[str]:
-        return ["logits", "hidden", "cache_mask", *present_names(self.model.config.layers)]
-
 
 class Decode(nn.Module):
     """One decoding step. Inputs: token i64[batch, 1], position i64[batch, 1] (speech position),
@@ -494,18 +463,6 @@ class Decode(nn.Module):
         hidden, presents = m.run(x, mask, past)
         last = hidden[:, 0]
         return (m.mel_head(last), last, *presents)
-
-    def input_names(self) -> list[str]:
-        layers = self.model.config.layers
-        past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
-        return ["token", "position", "attention_mask", *past]
-
-    def output_names(self) -> list[str]:
-        return ["logits", "hidden", *present_names(self.model.config.layers)]
-
-
-def present_names(layers: int) -> list[str]:
-    return [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
 
 
 class SlotDecode(nn.Module):
@@ -725,103 +682,6 @@ _OUR_KEYS = frozenset(
         "speed_emb.weight",
     ]
 )
-
-
-def load_upstream(
-    state_dict: Mapping[str, torch.Tensor], heads: int, **overrides
-) -> tuple[GptTts, list[str]]:
-    """A GptTts holding upstream UnifiedVoice weights (float32, eval), and the ignored keys."""
-    ours, ignored = from_upstream(state_dict)
-    model = GptTts(GptTtsConfig.from_upstream(ours, heads, **overrides))
-    model.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
-    return model.eval(), ignored
-
-
-def to_upstream(model: GptTts) -> dict[str, torch.Tensor]:
-    """The model's weights under upstream UnifiedVoice names (the same names: a plain copy)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-# -- reference generation ---------------------------------------------------------------------
-
-
-@torch.no_grad()
-def generate(
-    model: GptTts,
-    speaker_latents: torch.Tensor,
-    emotion: torch.Tensor,
-    text_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    *,
-    max_new_tokens: int = 200,
-    stop: bool = True,
-    cache: str = "dynamic",
-    max_len: int | None = None,
-) -> torch.Tensor:
-    """Greedy codes [batch, n] (n <= max_new_tokens), start_speech excluded.
-
-    cache: "dynamic" (Prefill, then Decode steps concatenating the cache), "static"
-    (StaticDecode over buffers of `max_len`, default prompt + max_new_tokens) or "none" (the
-    whole sequence recomputed every step: the no-cache baseline). With `stop`, an item that
-    emits the stop code keeps emitting it and generation ends once every item has; the stop code
-    is included in the output.
-    """
-    cfg = model.config
-    if max_new_tokens > cfg.max_new_tokens:
-        raise ValueError(f"max_new_tokens {max_new_tokens} > {cfg.max_new_tokens} positions")
-    if attention_mask is None:
-        attention_mask = torch.ones_like(text_ids)
-    batch, device = text_ids.shape[0], text_ids.device
-    stop_id = cfg.stop_speech_token
-    done = torch.zeros(batch, 1, dtype=torch.bool, device=device)
-    codes: list[torch.Tensor] = []
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        token = logits.argmax(dim=-1, keepdim=True)
-        if stop:
-            token = torch.where(done, stop_id, token)
-            done = done | (token == stop_id)
-        codes.append(token)
-        return token
-
-    def finished() -> bool:
-        return len(codes) >= max_new_tokens or (stop and bool(done.all()))
-
-    def position(step: int) -> torch.Tensor:
-        return torch.full((batch, 1), cfg.decode_position_offset + step, device=device)
-
-    if cache == "none":
-        fed = text_ids[:, :0]  # no codes fed back yet
-        while True:
-            logits, _ = model(speaker_latents, emotion, text_ids, attention_mask, fed)
-            pick(logits[:, -1])
-            if finished():
-                return torch.cat(codes, dim=1)
-            fed = torch.cat(codes, dim=1)
-
-    logits, _, cache_mask, *presents = Prefill(model)(
-        speaker_latents, emotion, text_ids, attention_mask
-    )
-    token = pick(logits)
-    if cache == "dynamic":
-        decode = Decode(model)
-        mask = cache_mask
-        while not finished():
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            logits, _, *presents = decode(token, position(len(codes) - 1), mask, *presents)
-            token = pick(logits)
-    elif cache == "static":
-        length = cache_mask.shape[1]
-        step = StaticDecode(model, batch, max_len or length + max_new_tokens, presents[0].dtype)
-        step.load(presents, cache_mask)
-        while not finished():
-            slot = torch.tensor([length + len(codes) - 1], device=device)
-            logits, _ = step(token, position(len(codes) - 1), slot)
-            token = pick(logits)
-    else:
-        raise ValueError(f"unknown cache {cache!r}: use dynamic, static or none")
-    return torch.cat(codes, dim=1)
 
 
 def parameter_count(model: nn.Module) -> int:

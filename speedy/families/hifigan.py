@@ -2,7 +2,8 @@
 
 State-dict compatible with the official checkpoints: their weight-normed convs
 (`weight_g`, `weight_v`) are folded into plain weights when loaded, so the network
-itself has no weight norm to remove before export.
+itself has no weight norm to remove before export. Its receptive field, derived from the layers,
+is recorded for the vocoder task, which streams with it as context.
 """
 
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from speedy.families.base import SINGLE, Family, GraphDef
 from speedy.specs import TensorSpec
 
 LRELU_SLOPE = 0.1
+EDGE_KERNEL = 7  # conv_pre's and conv_post's
 
 
 class HiFiGANParams(BaseModel):
@@ -71,7 +73,7 @@ class Generator(nn.Module):
     def __init__(self, params: HiFiGANParams, n_mels: int) -> None:
         super().__init__()
         channels = params.upsample_initial_channel
-        self.conv_pre = nn.Conv1d(n_mels, channels, 7, padding=3)
+        self.conv_pre = nn.Conv1d(n_mels, channels, EDGE_KERNEL, padding=_same_padding(EDGE_KERNEL))
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
         for i, (rate, kernel) in enumerate(
@@ -85,7 +87,7 @@ class Generator(nn.Module):
                     params.resblock_kernel_sizes, params.resblock_dilation_sizes, strict=True
                 )
             )
-        self.conv_post = nn.Conv1d(c_out, 1, 7, padding=3)
+        self.conv_post = nn.Conv1d(c_out, 1, EDGE_KERNEL, padding=_same_padding(EDGE_KERNEL))
         self.kernels_per_stage = len(params.resblock_kernel_sizes)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -96,6 +98,38 @@ class Generator(nn.Module):
             x = sum(block(x) for block in blocks) / self.kernels_per_stage
         # The original uses leaky_relu's default slope (0.01) here, not LRELU_SLOPE.
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+
+Span = tuple[int, int]  # first and last position a layer's outputs depend on
+
+
+def _conv_span(span: Span, kernel: int, dilation: int = 1) -> Span:
+    """The inputs of a same-padded conv that outputs `span` depend on."""
+    pad = _same_padding(kernel, dilation)
+    return span[0] - pad, span[1] + (kernel - 1) * dilation - pad
+
+
+def _resblock_span(span: Span, kernel: int, dilations: list[int]) -> Span:
+    for dilation in dilations:
+        span = _conv_span(_conv_span(span, kernel), kernel, dilation)
+    return span
+
+
+def receptive_field(params: HiFiGANParams) -> dict[str, int]:
+    """Mel frames before (`left`) and after (`right`) a frame that its audio depends on, walked
+    back from that audio through conv_post, each stage's widest resblock and transposed conv
+    (last stage first), and conv_pre."""
+    hop = int(np.prod(params.upsample_rates))
+    span = _conv_span((0, hop - 1), EDGE_KERNEL)  # frame 0's samples, before conv_post
+    blocks = [*zip(params.resblock_kernel_sizes, params.resblock_dilation_sizes, strict=True)]
+    stages = [*zip(params.upsample_rates, params.upsample_kernel_sizes, strict=True)]
+    for rate, kernel in reversed(stages):
+        spans = [_resblock_span(span, k, dilations) for k, dilations in blocks]
+        first, last = min(s[0] for s in spans), max(s[1] for s in spans)
+        pad = (kernel - rate) // 2  # output o of input i: i * rate - pad + 0 .. kernel - 1
+        span = -((kernel - 1 - pad - first) // rate), (last + pad) // rate
+    first, last = _conv_span(span, EDGE_KERNEL)
+    return {"left": -first, "right": last}
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,6 +168,10 @@ class HiFiGAN(Family):
 
     def adapt_state_dict(self, state: dict[str, Any]) -> dict[str, torch.Tensor]:
         return fold_weight_norm(state.get("generator", state))
+
+    def task_settings(self) -> dict[str, Any]:
+        assert isinstance(self.params, HiFiGANParams)
+        return {"receptive_field": receptive_field(self.params)}
 
     def graphs(self) -> list[GraphDef]:
         mel = TensorSpec(name="mel", dtype="float32", shape=["batch", self.audio.n_mels, "frames"])

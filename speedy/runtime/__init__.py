@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from speedy.artifact import Artifact, Manifest
-from speedy.backends import RUNS_CODE, session_module
+from speedy.backends import for_kind
 from speedy.devices import check_device
 from speedy.errors import SpeedyError
 from speedy.runtime.base import Session, check_feeds
@@ -34,9 +34,9 @@ def check_trusted(artifact: Artifact) -> None:
     if os.environ.get(TRUST_CODE) == "1":
         return
     for name, graph in artifact.manifest.graphs.items():
-        if graph.kind in RUNS_CODE:
+        if runs_code := for_kind(graph.kind).runs_code:
             raise SpeedyError(
-                f"graph '{name}' of {artifact.path} is {RUNS_CODE[graph.kind]}; speedy loads "
+                f"graph '{name}' of {artifact.path} is {runs_code}; speedy loads "
                 "such files only when you trust them",
                 f"pass --trust (or set {TRUST_CODE}=1) if you built it or trust who did",
             )
@@ -116,5 +116,5 @@ def load(
         by_kind.setdefault(graph.kind, []).append(name)
     sessions: dict[str, Session] = {}
     for kind, names in by_kind.items():
-        sessions |= session_module(kind).open_graphs(artifact, names, device, threads)
+        sessions |= for_kind(kind).open_graphs(artifact, names, device, threads)
     return Model(artifact, {name: sessions[name] for name in artifact.manifest.graphs})

@@ -197,7 +197,7 @@ class Server:
         fields = await self._json(request)
         voice = self.catalog.voice(name_of(fields.pop("voice", None), "voice"))
         self._check_text(fields.get("text"))
-        controls = validated(voice.request_schema, fields).model_dump()
+        controls = validated(voice.task.Request, fields).model_dump()
         if request.query_params.get("stream") in ("1", "true"):
             if voice.streamer is None:
                 raise Problem(422, f"{voice.name} does not stream", "leave out stream=1")
@@ -210,7 +210,7 @@ class Server:
         self._check_text(fields.get("input"))
         asked = validated(openai.SpeechRequest, fields)
         voice = self.catalog.voice(asked.model)
-        controls = validated(voice.request_schema, openai.controls(asked, voice)).model_dump()
+        controls = validated(voice.task.Request, openai.controls(asked, voice)).model_dump()
         if asked.stream_format is None or voice.streamer is None:  # the latter: one chunk
             return await self._whole(request, voice, controls, asked.response_format, "speech")
         sse = asked.stream_format == "sse"
@@ -311,7 +311,7 @@ class Server:
 
         def work() -> tuple[Any, float]:
             try:
-                example = served.task.read_upload(data)
+                example = served.upload_task.read_upload(data)
             except OutOfRange:
                 raise
             except SpeedyError as exc:

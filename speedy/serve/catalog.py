@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from speedy import runtime
 from speedy.audio.cache import FeatureCache, default_cache_dir
 from speedy.chain import Chain
 from speedy.errors import SpeedyError
 from speedy.runtime import Model
-from speedy.tasks import Streamer, Task, chains, task_for
-from speedy.tasks.base import makes_audio
+from speedy.tasks import Streamer, Task, chains, makes_audio, streamer_of, task_for
+from speedy.tasks.capabilities import TakesRequests, TakesUploads
 
 
 @dataclass
@@ -31,6 +30,12 @@ class Served:
     model: Model
     task: Task
     streamer: Streamer | None = None
+
+    @property
+    def upload_task(self) -> TakesUploads:
+        """Its task, which reads uploads (the catalog takes uploads only for such models)."""
+        assert isinstance(self.task, TakesUploads)
+        return self.task
 
     def describe(self) -> dict[str, Any]:
         """What `/v1/models` says of it: task, family, precision, size and quality report."""
@@ -78,11 +83,10 @@ class Voice:
         return self.vocoder and self.vocoder.streamer
 
     @property
-    def request_schema(self) -> type[BaseModel]:
-        """What a request to this voice may hold."""
-        schema = self.acoustic.task.Request
-        assert schema is not None  # only text models with requests become voices
-        return schema
+    def task(self) -> TakesRequests:
+        """The text model's task: what a request may hold (`Request`) and choose from."""
+        assert isinstance(self.acoustic.task, TakesRequests)  # only such models become voices
+        return self.acoustic.task
 
     def stream(self, controls: dict[str, Any]) -> Iterator[np.ndarray]:
         """The audio of a request, chunk by chunk as the vocoder streams it."""
@@ -96,8 +100,8 @@ class Voice:
             "acoustic": self.acoustic.name,
             "vocoder": self.vocoder and self.vocoder.name,
             "sample_rate": self.chain.sample_rate,
-            "controls": self.request_schema.model_json_schema(),
-            "choices": self.acoustic.task.choices(),
+            "controls": self.task.Request.model_json_schema(),
+            "choices": self.task.choices(),
             "streams": self.streamer is not None,
         }
 
@@ -116,8 +120,8 @@ class Catalog:
 
     def __init__(self, models: Sequence[Served], vocoders: Sequence[Served]) -> None:
         self.models = {m.name: m for m in models}
-        self.uploads = {m.name: m for m in models if m.task.upload_kind}
-        text_models = [m for m in models if m.task.Request is not None]
+        self.uploads = {m.name: m for m in models if isinstance(m.task, TakesUploads)}
+        text_models = [m for m in models if isinstance(m.task, TakesRequests)]
         self.voices = {
             f"{a.name}+{v.name}": Voice(f"{a.name}+{v.name}", a, v)
             for a in text_models
@@ -163,8 +167,7 @@ class Catalog:
                 )
             model = runtime.load(path, device, threads, verify)
             task = task_for(model.manifest.model)
-            streamer = task.streamer(chunk_seconds) if makes_audio(task) else None
-            loaded[name] = Served(name, model, task, streamer)
+            loaded[name] = Served(name, model, task, streamer_of(task, chunk_seconds))
         served = [loaded[names[a]] for a in artifacts]
         chosen = [loaded[names[v]] for v in vocoders] or [m for m in served if makes_audio(m.task)]
         return cls(served, chosen)
@@ -198,7 +201,7 @@ class Catalog:
         return {
             "models": [m.describe() for m in self.models.values()],
             "voices": [v.describe() for v in self.voices.values()],
-            "uploads": {name: m.task.upload_kind for name, m in self.uploads.items()},
+            "uploads": {name: m.upload_task.upload_kind for name, m in self.uploads.items()},
         }
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
 from speedy.serve.catalog import Catalog, Unknown, Voice
-from speedy.tasks.base import Speed
+from speedy.tasks.capabilities import Speed
 
 DEFAULT_VOICE = "default"  # the model's first speaker
 
@@ -32,7 +32,7 @@ class SpeechRequest(BaseModel):
 
 def speakers(voice: Voice) -> list[str]:
     """The names `voice` may take in a request: "default" and the speakers' numbers."""
-    return [DEFAULT_VOICE, *map(str, voice.acoustic.task.choices().get("speaker", []))]
+    return [DEFAULT_VOICE, *map(str, voice.task.choices().get("speaker", []))]
 
 
 def controls(request: SpeechRequest, voice: Voice) -> dict[str, Any]:

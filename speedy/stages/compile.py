@@ -1,4 +1,5 @@
-"""Compile an artifact's graphs for a runtime: TensorRT engines, ORT-optimized ONNX, AOTInductor.
+"""Compile an artifact's graphs for a backend (speedy.backends: ORT-optimized ONNX, TensorRT
+engines, AOTInductor, OpenVINO IR...), which builds each graph; this stage does what they share.
 
 Profiles for dynamic dims come from the lengths each graph receives when the parent runs real
 utterances (see compile/profiles.py); each compiled graph records the typed runtime section its
@@ -11,15 +12,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from speedy import runtime
-from speedy.artifact import Artifact, GraphEntry, file_digest
+from speedy.artifact import Artifact, GraphEntry, Precision, file_digest
 from speedy.audio.cache import FeatureCache, default_cache_dir
-from speedy.backends.aoti.build import compile_package, trace_sizes
-from speedy.backends.ort import build as ort_build
-from speedy.backends.ort.section import OrtSection
-from speedy.backends.trt.section import TrtSection
-from speedy.backends.trt.session import import_tensorrt
-from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
-from speedy.compile.precision import require_qdq, to_fp16
+from speedy.backends.base import CompileJob, backend
+from speedy.compile.precision import require_qdq
 from speedy.compile.profiles import (
     coverage_report,
     data_lengths,
@@ -28,40 +24,24 @@ from speedy.compile.profiles import (
 )
 from speedy.console import console
 from speedy.data_source import data_files
-from speedy.devices import require_cuda
 from speedy.model_spec import ModelSpec, ParityOptions
-from speedy.onnx_io import load_onnx, save_onnx
 from speedy.parity import PARITY_FIX, check
-from speedy.scratch import scratch
-from speedy.shapes import PROFILES, Profile, describe, fits
+from speedy.shapes import PROFILES, Profile, describe
 from speedy.stages.base import Draft, Stage, StageContext, carry_over, check_kind, selected_graphs
 from speedy.stages.options import CompileOptions
 from speedy.tasks import graph_feeds
 
-SUFFIX: dict[str, str] = {"trt": ".engine", "ort": ".onnx", "aoti": ".pt2"}
-PARENT_KIND: dict[str, str] = {"trt": "onnx", "ort": "onnx", "aoti": "torch"}
-RESULT_KIND: dict[str, str] = {"trt": "trt", "ort": "onnx", "aoti": "aoti"}
-# Largest allowed error against the parent when precision drops (fp32 keeps the recipe's atol).
-REDUCED_ATOL = {"fp16": 1e-2, "int8": 1e-1}
-
-
-def reduced_atol(precision: str) -> float | None:
-    """The parity tolerance of a reduced precision (fp16, int8...); None for fp32."""
-    return next((atol for kind, atol in REDUCED_ATOL.items() if precision.startswith(kind)), None)
-
 
 class CompileStage(Stage):
-    """ONNX -> TensorRT engine or ORT-optimized ONNX; torch -> AOTInductor package."""
+    """A parent's graphs, each built by the chosen backend, checked against the parent."""
 
     name: ClassVar[str] = "compile"
     options: CompileOptions
 
     def __init__(self, options: CompileOptions) -> None:
         super().__init__(options)
-        if options.backend == "trt":
-            import_tensorrt()  # fail before any work when TensorRT is missing
-        if options.backend == "aoti" and options.device == "cuda":
-            require_cuda()
+        self.backend = backend(options.backend)
+        self.backend.require(options.target)  # fail before any work when it cannot run here
 
     def fingerprint(self, parent: Artifact | None, spec: ModelSpec) -> str:
         """Also changes with the contents of --profiles-from (the profiles depend on them)."""
@@ -71,7 +51,7 @@ class CompileStage(Stage):
         key += file_digest(data_files(self.options.profiles_from))
         return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
-    def precision(self, entry: GraphEntry) -> str:
+    def precision(self, entry: GraphEntry) -> Precision:
         """A graph's precision (int8 when --int8), with its float parts in FP16 if --fp16."""
         precision = entry.precision
         if self.options.int8 and not precision.startswith("int8"):
@@ -81,8 +61,8 @@ class CompileStage(Stage):
         return precision
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
-        o = self.options
-        needed = PARENT_KIND[o.backend]
+        o, chosen_backend = self.options, self.backend
+        needed = chosen_backend.compiles_from
         fix = (
             "pass the torch artifact (build/<recipe>/torch); in a recipe: stages: [compile]"
             if needed == "torch"
@@ -92,18 +72,15 @@ class CompileStage(Stage):
         parent = check_kind(parent, needed, f"--backend {o.backend}", fix, chosen)
         graphs = carry_over(parent, workdir, [g for g in parent.manifest.graphs if g not in chosen])
         reports: dict[str, Any] = {}
-        fed = self._fed(parent, ctx) if o.backend != "aoti" else {}
-        network = None
+        fed = self._fed(parent, ctx) if chosen_backend.profiles else {}
+        memo: dict[str, Any] = {}
         for name in chosen:
             entry = parent.manifest.graphs[name]
             report: dict[str, Any] = {"backend": o.backend, "device": o.target}
             if o.int8:
                 report["qdq_nodes"] = require_qdq(parent.file(name))
-            target = workdir / f"{name}{SUFFIX[o.backend]}"
-            if o.backend == "aoti":
-                network, section = self._aoti(parent, name, target, ctx, network)
-                files = [target.name]
-            else:
+            profiles: list[Profile] = []
+            if chosen_backend.profiles:
                 profiles, profile_report = self._profiles(entry, fed[name], ctx)
                 report |= {"profiles": PROFILES.dump_python(profiles, mode="json")}
                 report |= profile_report
@@ -111,18 +88,29 @@ class CompileStage(Stage):
                     console.print(
                         f"  profile{f' ({name})' if len(chosen) > 1 else ''}: {describe(profile)}"
                     )
-                build = self._trt if o.backend == "trt" else self._ort
-                files, section, built = build(parent.file(name), entry, target, profiles)
-                report |= built
+            job = CompileJob(
+                graph=name,
+                source=parent.file(name),
+                inputs=entry.inputs,
+                target=workdir / f"{name}{chosen_backend.suffix}",
+                device=o.target,
+                fp16=o.fp16,
+                int8=o.int8,
+                options=o.backend_options,
+                spec=ctx.spec,
+                profiles=profiles,
+                memo=memo,
+            )
+            compiled = chosen_backend.compile(job)
             graphs[name] = entry.model_copy(
                 update={
-                    "kind": RESULT_KIND[o.backend],
-                    "files": files,
+                    "kind": chosen_backend.kind,
+                    "files": compiled.files,
                     "precision": self.precision(entry),
-                    "runtime": section,
+                    "runtime": compiled.section,
                 }
             )
-            reports[name] = report
+            reports[name] = report | compiled.report
         ordered = {name: graphs[name] for name in parent.manifest.graphs}
         return Draft(ordered, reports={"compile": reports})
 
@@ -153,59 +141,6 @@ class CompileStage(Stage):
         source = str(o.profiles_from) if o.profiles_from else "the run's data"
         return profiles, {"profile_data": {"source": source, **coverage_report(profiles, lengths)}}
 
-    def _aoti(
-        self, parent: Artifact, name: str, target: Path, ctx: StageContext, network: Any
-    ) -> tuple[Any, Any]:
-        from speedy.families import resolve
-        from speedy.families.network import load_network
-
-        spec, family = ctx.spec, resolve(ctx.spec)
-        network = network or load_network(spec, parent.file(name))
-        entry = parent.manifest.graphs[name]
-        feeds = family.dummy_feeds(name, trace_sizes(spec.dims))
-        module = family.graph_module(network, name)
-        section = compile_package(
-            module, entry.inputs, spec.dims, feeds, target, self.options.target, self.options.fp16
-        )
-        return network, section
-
-    def _trt(
-        self, source: Path, entry: GraphEntry, target: Path, profiles: list[Profile]
-    ) -> tuple[list[str], TrtSection, dict]:
-        from speedy.backends.trt.build import build_engine
-
-        o = self.options
-        engine, section, report = build_engine(
-            source, entry.inputs, profiles, o.fp16, o.workspace_mb, o.timing_cache
-        )
-        target.write_bytes(engine)
-        return [target.name], section, report
-
-    def _ort(
-        self, source: Path, entry: GraphEntry, target: Path, profiles: list[Profile]
-    ) -> tuple[list[str], OrtSection, dict]:
-        o, report = self.options, {}
-        # with FFT convs, ORT folds their spectral weights when the session loads: folded
-        # ahead of time, they would make the file about ten times larger
-        level = "disable" if o.fft_conv else ort_build.offline_level(o.ort_level, o.providers)
-        with scratch("compile") as tmp:
-            if o.fp16:
-                source = save_onnx(to_fp16(load_onnx(source)), tmp / "model.onnx")[0]
-            if o.fft_conv:
-                model, rewritten = fft_convolutions(load_onnx(source), FftConvOptions())
-                source = save_onnx(model, tmp / "model.onnx")[0]
-                report["fft_convs"] = rewritten
-                console.print(f"  {len(rewritten)} convs as block FFT convolutions")
-            files = ort_build.optimize(source, target, level)
-        trt_options = ort_build.tensorrt_options(profiles, entry.inputs, o.int8, o.workspace_mb)
-        settings = ort_build.settings_for(
-            o.ort_level, level, o.providers, o.ort_threads, trt_options
-        )
-        report["offline_level"] = level
-        uses_trt = "tensorrt" in o.providers
-        section = OrtSection(settings=settings, profiles=profiles if uses_trt else [])
-        return [f.name for f in files], section, report
-
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
         chosen = selected_graphs(self.options, parent)
@@ -217,7 +152,7 @@ class CompileStage(Stage):
         precision = artifact.manifest.precision
         fix = (
             PARITY_FIX
-            if reduced_atol(precision) is None
+            if artifact.manifest.reduced_atol is None
             else f"{precision} moves the output more than fp32 does: build it with --skip-parity, "
             "listen to it (speedy infer), and if it sounds right pass a wider --atol"
         )
@@ -235,18 +170,11 @@ class CompileStage(Stage):
         )
 
     def _parity(self, spec: ModelSpec, artifact: Artifact, chosen: list[str]) -> ParityOptions:
-        """The recipe's parity sizes (for TensorRT: those its profiles cover, plus each `opt`)
-        at the tolerance of the artifact's precision."""
-        reduced = reduced_atol(artifact.manifest.precision)
+        """The recipe's parity sizes that the compiled graphs take (a TensorRT engine: those its
+        profiles cover) at the tolerance of the artifact's precision."""
+        reduced = artifact.manifest.reduced_atol
         atol = next(a for a in (self.options.atol, reduced, spec.parity.atol) if a is not None)
         sizes = spec.parity.sizes
-        profiles = [
-            p
-            for name in chosen
-            if isinstance(section := artifact.manifest.graphs[name].runtime, TrtSection)
-            for p in section.profiles
-        ]
-        if profiles:
-            sizes = [s for s in sizes if any(fits(p, spec.sizes(s)) for p in profiles)]
-            sizes += [{d: r.opt for d, r in p.items()} for p in profiles]
+        for name in chosen:
+            sizes = self.backend.parity_sizes(artifact.manifest.graphs[name].runtime, sizes, spec)
         return ParityOptions(sizes=sizes, atol=atol)

@@ -1,16 +1,23 @@
 """Every stage's typed options in one light module: recipes validate all their sections with
-these, whether or not the stage is listed, and the CLI builds them from its flags."""
+these, whether or not the stage is listed, and the CLI derives its flags from them (a field with a
+description is a flag, the description its help)."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
 
-from speedy.backends.ort.build import Provider
-from speedy.backends.ort.section import Level
+from speedy.backends.base import NoOptions, backend, compile_targets
 from speedy.devices import Device
 from speedy.errors import SpeedyError
-from speedy.quality import parse_budget
 
 Exporter = Literal["dynamo", "torchscript"]
 Tool = Literal["onnxslim", "onnxsim", "ort"]
@@ -18,7 +25,6 @@ Precision = Literal["int8", "fp16", "mixed", "dynamic"]
 Method = Literal["minmax", "entropy", "percentile", "mse"]
 Granularity = Literal["block", "node"]
 FloatWeights = Literal["int8", "fp16", "fp32"]
-Backend = Literal["trt", "ort", "aoti"]
 
 
 class Options(BaseModel):
@@ -58,7 +64,7 @@ class ExportOptions(Options):
 class SimplifyOptions(GraphOptions):
     """Which simplifier to run."""
 
-    tool: Tool = "onnxslim"
+    tool: Tool = Field("onnxslim", description="Simplifier.")
     verify: bool = True
 
 
@@ -72,21 +78,46 @@ class StoredPlan(Options):
 class QuantizeOptions(GraphOptions):
     """Precision, calibration data and method, quality budget and search settings."""
 
-    precision: Precision = "mixed"
-    calib: str = "default"  # directory or file of examples, a named set, or `default`
-    method: Method = "mse"
-    calib_size: PositiveInt = 16  # calibration crops
-    per_channel: bool = True
-    budget: str | None = None  # e.g. "pesq>=4.0,mel<=0.2"; default: the task's
-    no_budget: bool = False  # keep the result whatever its quality (not with mixed or budget)
-    granularity: Granularity = "block"
+    precision: Precision = Field(
+        "mixed",
+        description="int8: every node (naive); mixed: INT8 with the most harmful groups in float "
+        "under --budget; fp16; dynamic (MatMul-heavy graphs).",
+    )
+    calib: str = Field(
+        "default",
+        description="Calibration data: directory or file of examples, a named set "
+        "(calibration/NAME.yaml), or 'default' (the task's default data).",
+    )
+    method: Method = Field(
+        "mse",
+        description="Activation ranges: ORT's minmax/entropy/percentile calibrators, or mse "
+        "(per-tensor clipping search).",
+    )
+    calib_size: PositiveInt = Field(16, description="Number of calibration crops.")
+    per_channel: bool = Field(True, description="Per-channel weight scales.")
+    budget: str | None = Field(
+        None,
+        description="Quality budget against the parent, e.g. 'pesq>=4.0,mel<=0.2' (default: the "
+        "task's, pesq>=4.0 for vocoders, tensor_snr>=30 for generic models).",
+    )
+    no_budget: bool = Field(
+        False, description="Keep the result whatever its quality (int8, fp16, dynamic)."
+    )
+    granularity: Granularity = Field(
+        "block", description="Sensitivity and precision per module block or node."
+    )
     crop: dict[str, PositiveInt] = Field(default_factory=dict)  # default: half of each dim's opt
     probes: PositiveInt = 4  # held-out crops that score candidates (mixed)
     holdout_every: int = Field(4, ge=2)  # every Nth calibration example is held out (mixed)
     rank_by: str | None = None  # the metric sensitivities are ranked by (default: the task's)
     min_share: float = Field(0.01, ge=0, lt=1)  # mixed: smaller groups stay float, unmeasured
-    keep_float: list[str] = Field(default_factory=list)  # groups, nodes or op types
-    float_weights: FloatWeights = "int8"  # how layers kept in float store their weights
+    keep_float: list[str] = Field(
+        default_factory=list,
+        description="Group, node or op type (e.g. Conv) kept in float (repeatable).",
+    )
+    float_weights: FloatWeights = Field(
+        "int8", description="How layers kept in float store their weights (mixed, dynamic)."
+    )
     plan: StoredPlan | None = None  # mixed: build it and check the budget; search if it misses
     search: bool = False  # mixed: search even when a plan is stored
 
@@ -94,6 +125,8 @@ class QuantizeOptions(GraphOptions):
     @classmethod
     def _budget(cls, value: str | None) -> str | None:
         if value is not None:
+            from speedy.quality import parse_budget  # numpy and scipy: not at CLI start
+
             parse_budget(value, known=None)  # a SpeedyError naming the bad term
         return value
 
@@ -111,67 +144,99 @@ class QuantizeOptions(GraphOptions):
 
 
 class CompileOptions(GraphOptions):
-    """Backend, precision, profile and backend-specific settings."""
+    """What every backend takes (target device, precision, profiles, parity), and the chosen
+    backend's own options in `backend_options` (given flat, as recipes and flags give them)."""
 
-    backend: Backend = "ort"
-    device: Device | None = None  # None: cuda for trt, cpu otherwise
-    fp16: bool = False
-    int8: bool = False  # needs explicit Q/DQ nodes in the parent
-    shapes: list[str] = Field(default_factory=list)  # "NAME:MIN,OPT,MAX"
-    max_seq_len: PositiveInt | None = None
-    profiles_from: Path | None = None  # data for the profiles (default: the run's data)
+    backend: str = Field("ort", description="What to compile to (see the backends above).")
+    device: Device | None = Field(
+        None, description="Target device, cpu or cuda (default: the backend's)."
+    )
+    fp16: bool = Field(False, description="FP16 inside, float32 I/O.")
+    int8: bool = Field(False, description="INT8 from the parent's Q/DQ nodes.")
+    shapes: list[str] = Field(
+        default_factory=list, description="NAME:MIN,OPT,MAX for a dim or an input (repeatable)."
+    )
+    max_seq_len: PositiveInt | None = Field(
+        None, description="Largest length the profiles accept."
+    )
+    profiles_from: Path | None = Field(
+        None, description="Examples whose lengths set profiles (default: --data)."
+    )
     profile_span: float = Field(4.0, ge=1.5)  # max/min of one profile's length range
     max_profiles: int = Field(4, ge=1, le=16)
-    timing_cache: Path | None = None
-    workspace_mb: PositiveInt | None = None
-    ort_level: Level = "all"
-    providers: list[Provider] = Field(default_factory=lambda: ["cpu"])
-    ort_threads: int = Field(0, ge=0)  # intra-op threads the session uses (0: ORT's default)
-    fft_conv: bool = False  # ort on CPU: long, wide 1-D convs as block FFT convolutions
-    atol: float | None = Field(None, ge=0)  # parity tolerance (default: by precision)
+    atol: float | None = Field(None, ge=0, description="Parity tolerance vs the parent.")
     verify: bool = True
+    backend_options: SerializeAsAny[BaseModel] = Field(default_factory=NoOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_options(cls, data: Any) -> Any:
+        """The chosen backend's options out of the flat settings; another backend's option
+        given is an error naming the backends it applies to."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        chosen = backend(str(data.get("backend", "ort")))
+        given = data.pop("backend_options", None)
+        own = dict(given.model_dump() if isinstance(given, BaseModel) else given or {})
+        for key in [k for k in data if k not in cls.model_fields]:
+            if key in chosen.Options.model_fields:
+                own[key] = data.pop(key)
+            elif users := [n for n in compile_targets() if key in backend(n).Options.model_fields]:
+                if data.pop(key) == option_default(key, backend(users[0]).Options):
+                    continue  # left at its default: not given
+                raise SpeedyError(
+                    f"{flag_of(key, backend(users[0]).Options)} applies to "
+                    f"--backend {' or '.join(users)}",
+                    f"drop it, or compile with --backend {users[0]}",
+                )
+        data["backend_options"] = chosen.Options.model_validate(own)
+        return data
 
     @model_validator(mode="after")
     def _combinations(self) -> "CompileOptions":
         """Options that do not go together (a SpeedyError, which pydantic passes on as is)."""
-        aoti, trt = self.backend == "aoti", self.backend == "trt"
+        chosen = backend(self.backend)
+        if not chosen.compiles_from:
+            targets = ", ".join(compile_targets())
+            raise SpeedyError(f"--backend {self.backend} compiles nothing", f"use {targets}")
+        readers = [n for n in compile_targets() if backend(n).reads_qdq]
         problems = [
             (
-                self.int8 and aoti,
-                "--int8 applies to the trt and ort backends",
-                "quantize to Q/DQ ONNX, then compile with --backend trt or ort",
+                self.int8 and not chosen.reads_qdq,
+                f"--int8 applies to backends that read Q/DQ nodes ({', '.join(readers)})",
+                "quantize to Q/DQ ONNX, then compile with one of them",
             ),
             (
-                trt and self.device == "cpu",
-                "TensorRT engines run on CUDA only",
-                "drop --device cpu",
+                self.target not in chosen.devices,
+                f"--backend {self.backend} runs on {' or '.join(chosen.devices)} only",
+                f"drop --device {self.target}",
             ),
             (
-                aoti and bool(self.shapes or self.max_seq_len or self.profiles_from),
-                "--shapes, --max-seq-len and --profiles-from apply to the trt and ort backends",
-                "AOTInductor compiles for the recipe's whole dim ranges; drop those options",
-            ),
-            (
-                not trt and self.timing_cache is not None,
-                "--timing-cache applies to --backend trt",
-                "drop --timing-cache",
-            ),
-            (
-                self.fft_conv and (self.backend != "ort" or self.fp16 or self.providers != ["cpu"]),
-                "--fft-conv applies to FP32 models on ONNX Runtime's CPU provider",
-                "use it with --backend ort, without --fp16 and GPU --provider options",
-            ),
-            (
-                aoti and self.workspace_mb is not None,
-                "--workspace applies to TensorRT (trt, or ort's TensorRT provider)",
-                "drop --workspace",
+                not chosen.profiles and bool(self.shapes or self.max_seq_len or self.profiles_from),
+                "--shapes, --max-seq-len and --profiles-from apply to backends with profiles "
+                f"({', '.join(n for n in compile_targets() if backend(n).profiles)})",
+                f"{self.backend} compiles for the recipe's whole dim ranges; drop those options",
             ),
         ]
         for found, problem, fix in problems:
             if found:
                 raise SpeedyError(problem, fix)
+        chosen.check(self.fp16, self.backend_options)
         return self
 
     @property
     def target(self) -> Device:
-        return self.device or ("cuda" if self.backend == "trt" else "cpu")
+        return self.device or backend(self.backend).default_device
+
+
+def option_default(name: str, model: type[BaseModel]) -> Any:
+    """The default of option `name` of `model`."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def flag_of(name: str, model: type[BaseModel]) -> str:
+    """The command-line flag of option `name` of `model`."""
+    extra = model.model_fields[name].json_schema_extra
+    flag = extra.get("flag") if isinstance(extra, dict) else None
+    return str(flag or "--" + name.replace("_", "-"))

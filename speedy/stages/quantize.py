@@ -170,11 +170,6 @@ class Calibrated:
         }
 
 
-def graph_reports(manifest_reports: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The quantize report of each quantized graph of a manifest (none for other artifacts)."""
-    return manifest_reports.get("quantize", {})
-
-
 class QuantizeStage(Stage):
     """ONNX float32 artifact -> reduced-precision ONNX artifact with a quality report."""
 
@@ -406,8 +401,9 @@ class QuantizeStage(Stage):
         report = quality_report(parent, artifact, ctx, self.budgets(ctx.task))
         seen = {
             digest
-            for graph in graph_reports(artifact.manifest.reports).values()
-            for digest in graph.get("calibration", {}).get("example_digests", [])
+            for graph in (artifact.manifest.typed_reports().quantize or {}).values()
+            if graph.calibration is not None
+            for digest in graph.calibration.example_digests
         }
         report["calibration_overlap"] = sum(example_digest(e) in seen for e in ctx.examples)
         if report["calibration_overlap"]:

@@ -3,15 +3,8 @@ when a model of that task is used)."""
 
 from speedy.model_spec import ModelSpec
 from speedy.registry import Registry
-from speedy.tasks.base import (
-    Figures,
-    Imported,
-    Streamer,
-    Task,
-    chains,
-    graph_feeds,
-    makes_audio,
-)
+from speedy.tasks.base import Figures, Imported, Task, chains, graph_feeds, makes_audio
+from speedy.tasks.capabilities import Streamer, streamer_of
 
 __all__ = [
     "TASKS",
@@ -22,6 +15,7 @@ __all__ = [
     "chains",
     "graph_feeds",
     "makes_audio",
+    "streamer_of",
     "task_class",
     "task_for",
 ]

@@ -3,19 +3,20 @@
 A task knows its data and front end (examples -> the inputs of one run), how its graphs are run
 together (a vocoder runs one graph; a codec an encoder then a decoder), what its outputs mean
 (seconds of audio, waveforms, what a chained next model takes), how two runs' outputs are
-compared and which budget a quantized model must meet by default, whether and how it streams,
-and the controls a user may pass. Generic code (stages, quantize, bench, synth) calls these and
-never asks which task or family it has.
+compared and which budget a quantized model must meet by default. Streaming, a user's controls,
+served requests and uploads are capabilities only some tasks have (`speedy.tasks.capabilities`).
+Generic code (stages, quantize, bench, synth) calls these and never asks which task or family it
+has.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from speedy.audio.cache import FeatureCache
 from speedy.audio.mel import AudioSpec
@@ -27,12 +28,6 @@ from speedy.specs import Feeds, TensorSpec
 
 Figures = dict[str, float | None]  # a metric's value, None where it could not be measured
 AUDIO = "audio"  # what a task produces when its outputs are sound
-
-# The reach of a request's controls. Past it a request costs unbounded time and memory (a speed of
-# 0.005 made 128 s of audio of one sentence) or breaks the model's arithmetic.
-Speed = Annotated[float, Field(ge=0.25, le=4.0)]  # OpenAI's speech API takes the same range
-PitchShift = Annotated[float, Field(ge=-12.0, le=12.0)]  # semitones: an octave either way
-NoiseScale = Annotated[float, Field(ge=0.0, le=2.0)]  # a VITS voice's default is below 1
 
 
 @dataclass(frozen=True)
@@ -50,28 +45,11 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Streamer(ABC):
-    """A task's streaming: the audio of one run's inputs, chunk by chunk."""
-
-    chunk: int  # input frames per chunk
-
-    @abstractmethod
-    def stream(self, model: Model, inputs: Feeds) -> Iterator[np.ndarray]:
-        """The waveform of `inputs`, chunk by chunk."""
-
-    @abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Chunk and context sizes, for reports."""
-
-
 class Task(ABC):
     """What a model does: data in, outputs out, and how good they are."""
 
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]] = NoSettings  # model facts, from the family
-    Controls: ClassVar[type[BaseModel] | None] = None  # what a user may ask of one request
-    Request: ClassVar[type[BaseModel] | None] = None  # the Controls a served request may carry
-    upload_kind: ClassVar[str | None] = None  # what a served upload may be, in words (None: none)
     consumes: ClassVar[str]  # what its inputs are made from ("mel", "text", "audio")
     produces: ClassVar[str]  # what its outputs hand to a chained model ("audio", "mel")
     data_suffixes: ClassVar[tuple[str, ...]]  # files a data source of this task holds
@@ -183,29 +161,11 @@ class Task(ABC):
         """A quality budget on this task's metrics: `text`, else the task's default."""
         return parse_budget(text or self.default_budget, self.metrics)
 
-    # Speed, streaming and controls.
+    # Speed.
     def measure(self, model: Model, inputs: Feeds) -> dict[str, float]:
         """Speed figures of one run beyond the real-time factor (e.g. per-step times of an
         autoregressive model); none by default."""
         return {}
-
-    def streamer(self, chunk_seconds: float) -> Streamer | None:
-        """Streaming in chunks of about `chunk_seconds`, or None where the task has none."""
-        return None
-
-    def request(self, controls: BaseModel) -> Feeds:
-        """The inputs of one run for a user's controls (`Controls`)."""
-        raise SpeedyError(
-            f"a {self.name} model takes no user controls", "use `speedy infer` to run it"
-        )
-
-    def choices(self) -> dict[str, list[Any]]:
-        """The values each control with a closed set of them may take (speakers, emotions)."""
-        return {}
-
-    def read_upload(self, data: bytes) -> Any:
-        """An example from the bytes of an uploaded file (`upload_kind`)."""
-        raise SpeedyError(f"a {self.name} model takes no uploads", "send it a request instead")
 
 
 class AudioOut(Task):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt
+from pydantic import BaseModel
 
 from speedy.audio.cache import FeatureCache
 from speedy.audio.io import AUDIO_SUFFIXES
@@ -30,66 +30,14 @@ from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS, measure
 from speedy.runtime import Model
 from speedy.specs import DimRange, Feeds
-from speedy.tasks.base import AudioOut, Figures, Streamer
+from speedy.tasks.base import AudioOut, Figures
+from speedy.tasks.capabilities import Streams
+from speedy.tasks.codec_settings import AUDIO, CODES, CodecSettings, check_codes
+from speedy.tasks.codec_stream import CodecStreamer
 
-AUDIO, CODES = "audio", "codes"
 ENCODER, DECODER = "encoder", "decoder"
 LONG_CHUNK = 250  # frames (20 s at 12.5 Hz) per chunk of a long encode or stateless decode
 STEP_CHUNK = 25  # frames per decoder_step call when decoding long audio (2 s at 12.5 Hz)
-
-
-class StateTensor(BaseModel):
-    """One state tensor of the step graph: its input and output names, shape ("batch" first)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    input: str
-    output: str
-    shape: list[int | str]
-    dtype: str = "float32"
-    meaning: str = ""
-
-
-class CodecSettings(BaseModel):
-    """How the codec frames audio, how many codes a frame holds, and what chunking and streaming
-    need (left contexts in frames: None where the family does not state them)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    samples_per_frame: PositiveInt
-    codebooks: PositiveInt
-    codebook_size: PositiveInt
-    encoder_context: NonNegativeInt | None = None  # frames of audio a code depends on before it
-    decoder_context: NonNegativeInt | None = None  # frames of codes a frame's audio depends on
-    step_graph: str | None = None  # the streaming graph (codes chunk + state -> audio + state)
-    state: list[StateTensor] = []
-    float_tails: dict[str, list[str]] = {}  # graph -> weight prefixes kept float from on
-
-
-def check_codes(codes: np.ndarray, settings: CodecSettings) -> None:
-    """A clear error for codes the model cannot decode: not integers, not (batch, codebooks,
-    frames), another codebook count, or a value outside 0 .. codebook_size - 1."""
-    fix = "decode codes made by this model's encoder (or its token model)"
-    if not np.issubdtype(codes.dtype, np.integer) or codes.ndim != 3:
-        raise SpeedyError(
-            f"codes must be integers shaped (batch, codebooks, frames), got {codes.dtype} "
-            f"{codes.shape}",
-            fix,
-        )
-    if codes.shape[1] != settings.codebooks:
-        raise SpeedyError(
-            f"codes have {codes.shape[1]} codebooks, this model decodes {settings.codebooks}",
-            f"pass all {settings.codebooks} codebooks of each frame (axis 1), from this model",
-        )
-    bad = (codes < 0) | (codes >= settings.codebook_size)
-    if bad.any():
-        item, book, frame = (int(i[0]) for i in np.nonzero(bad))
-        raise SpeedyError(
-            f"code {int(codes[item, book, frame])} (item {item}, codebook {book}, frame {frame}) "
-            f"is outside 0..{settings.codebook_size - 1}",
-            fix,
-        )
 
 
 def chunk_starts(frames: int, chunk: int) -> list[tuple[int, int]]:
@@ -97,7 +45,7 @@ def chunk_starts(frames: int, chunk: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
 
 
-class Codec(AudioOut):
+class Codec(AudioOut, Streams):
     """Audio to codes to audio."""
 
     name: ClassVar[str] = "codec"
@@ -186,8 +134,6 @@ class Codec(AudioOut):
         step = self.codec.step_graph
         if step is None or step not in model.graphs:
             return
-        from speedy.tasks.codec_stream import CodecStreamer
-
         codes = outputs[CODES]
         limits = self.spec.dims.get("chunk", DimRange(min=1, opt=1, max=1))
         frames = codes.shape[-1]
@@ -242,8 +188,6 @@ class Codec(AudioOut):
         if stateful is None:
             stateful = step is not None and step in model.graphs
         if stateful:
-            from speedy.tasks.codec_stream import CodecStreamer
-
             steps = self.spec.dims.get("chunk")
             size = chunk or STEP_CHUNK
             streamer = CodecStreamer(self, min(size, steps.max) if steps else size)
@@ -309,13 +253,13 @@ class Codec(AudioOut):
             raise SpeedyError(f"chunk length must be positive, got {seconds} s", "pass e.g. 0.08")
         return max(1, round(seconds * self.audio.sample_rate / self.hop))
 
-    def streamer(self, chunk_seconds: float) -> Streamer | None:
-        """Streaming through the step graph with explicit state (None where the family has no
-        step graph)."""
-        if self.codec.step_graph is None:
-            return None
-        from speedy.tasks.codec_stream import CodecStreamer
+    @property
+    def streams(self) -> bool:
+        """Whether the family has a step graph to stream through."""
+        return self.codec.step_graph is not None
 
+    def streamer(self, chunk_seconds: float) -> CodecStreamer:
+        """Streaming through the step graph with explicit state."""
         return CodecStreamer(self, self.chunk_frames(chunk_seconds))
 
     def float_tails(self, graph: str) -> list[str]:

@@ -17,7 +17,7 @@ rounding, whatever the chunk sizes.
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -25,12 +25,22 @@ from speedy.errors import SpeedyError
 from speedy.model_spec import ModelSpec
 from speedy.runtime import Model, Session
 from speedy.specs import Feeds
-from speedy.tasks.base import Streamer
+from speedy.tasks.capabilities import Streamer
+from speedy.tasks.codec_settings import AUDIO, CODES, CodecSettings, check_codes
 
-if TYPE_CHECKING:
-    from speedy.tasks.codec import Codec
 
-AUDIO, CODES = "audio", "codes"
+class StreamedCodec(Protocol):
+    """What a stream needs of its codec task (`speedy.tasks.codec.Codec`)."""
+
+    spec: ModelSpec
+
+    @property
+    def codec(self) -> CodecSettings: ...
+
+    @property
+    def hop(self) -> int: ...
+
+    def encode(self, model: Model, audio: np.ndarray) -> np.ndarray: ...
 
 
 def model_identity(spec: ModelSpec) -> str:
@@ -61,7 +71,7 @@ class CodecState:
 class CodecStreamer(Streamer):
     """Decodes `chunk` frames per step-graph call."""
 
-    def __init__(self, task: "Codec", chunk: int) -> None:
+    def __init__(self, task: StreamedCodec, chunk: int) -> None:
         if task.codec.step_graph is None:
             raise SpeedyError(
                 f"the {task.spec.family} codec has no step graph", "decode whole signals instead"
@@ -135,8 +145,6 @@ class CodecStreamer(Streamer):
     ) -> tuple[np.ndarray, CodecState]:
         """Audio (batch, 1, frames * samples_per_frame) of the next `codes` (batch, codebooks,
         frames) after `state`, and the state after them (one step-graph call)."""
-        from speedy.tasks.codec import check_codes
-
         check_codes(codes, self.task.codec)
         tensors = self.check_state(model, state, codes.shape[0])
         session = self.session(model)

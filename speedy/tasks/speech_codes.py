@@ -38,7 +38,8 @@ from speedy.data_source import TEXT_SUFFIXES, text_lines
 from speedy.errors import SpeedyError
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks.base import Figures, Task
+from speedy.tasks.base import Figures
+from speedy.tasks.capabilities import TakesControls
 from speedy.tasks.sampling import Sampling, kl_divergence, pick
 from speedy.text import TextFrontEnd, vocabulary
 
@@ -141,12 +142,12 @@ class Run:
     stopped: np.ndarray | None = None  # bool [batch]
 
 
-class SpeechCodes(Task):
+class SpeechCodes(TakesControls):
     """Text to speech codes, autoregressively."""
 
     name: ClassVar[str] = "speech_codes"
     Settings: ClassVar[type[BaseModel]] = SpeechCodesSettings
-    Controls: ClassVar[type[BaseModel] | None] = SpeechCodesControls
+    Controls: ClassVar[type[BaseModel]] = SpeechCodesControls
     consumes: ClassVar[str] = "text"
     produces: ClassVar[str] = "codes"
     data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES

@@ -4,8 +4,8 @@ Each chunk of `chunk` feature frames runs inside a window that adds the model's 
 as context (left: frames before, right: frames after); the context's audio is cut away, so
 windows overlap by the context and the kept pieces tile the utterance exactly. With the full
 receptive field as context every kept sample sees the same inputs as in the whole-utterance run,
-so the seams are exact up to floating-point rounding. The receptive field is derived once per
-network from its layers by autograd and stored in the cache directory.
+so the seams are exact up to floating-point rounding. The receptive field is the family's,
+derived from its layers and recorded in the model's task settings.
 
 Rounding is the one thing the context cannot match. ONNX Runtime's CPU matrix product (MLAS
 SGEMM, under its Conv and ConvTranspose) sums the inner dimension in blocks of 128 when a call has
@@ -20,18 +20,14 @@ between threads, and a share under 65 columns rounds differently again. Dynamic 
 at any window length: it scales each run's activations by that run's own range.
 """
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from speedy.audio.cache import default_cache_dir
+from speedy.artifact import Precision
 from speedy.errors import SpeedyError
-from speedy.identity import code_version
-from speedy.model_spec import ModelSpec
-from speedy.specs import DimRange, Feeds
+from speedy.specs import DimRange
 
 
 @dataclass(frozen=True)
@@ -42,78 +38,16 @@ class Context:
     right: int
 
 
-def _dependencies(spec: ModelSpec, inputs: Feeds) -> tuple[int, int]:
-    """First and last input frame (last axis of the only input) that the audio of the middle
-    frame depends on, by autograd through the family's network."""
-    import torch
-
-    from speedy.families.network import build_network
-
-    module = build_network(spec)
-    (value,) = inputs.values()
-    frames = value.shape[-1]
-    argument = torch.from_numpy(value).requires_grad_(True)
-    audio = module(argument)
-    audio = (audio[0] if isinstance(audio, tuple | list) else audio).reshape(-1)
-    hop, rest = divmod(audio.numel(), frames)
-    if rest:
-        raise SpeedyError(
-            f"{audio.numel()} output samples for {frames} frames is not a whole hop",
-            "stream only models whose output length is a multiple of the input frames",
-        )
-    middle = frames // 2
-    audio[middle * hop : (middle + 1) * hop].sum().backward()
-    assert argument.grad is not None
-    used = np.flatnonzero(argument.grad.abs().reshape(-1, frames).sum(0).numpy())
-    return int(used[0]), int(used[-1])
-
-
-_derived: dict[str, Context] = {}  # receptive fields this process derived, by network identity
-
-
-def receptive_field(
-    spec: ModelSpec, window_inputs: Callable[[int], Feeds], limits: DimRange
-) -> Context:
-    """The network's receptive field in frames (`window_inputs(frames)`: inputs of that many
-    frames), computed once and kept in the cache directory (and in this process, should the
-    directory be read-only)."""
-    identity = spec.model_dump_json(include={"family", "network", "audio", "factory"})
-    key = hashlib.sha256(f"{identity}|{code_version()}".encode()).hexdigest()
-    entry = default_cache_dir() / "receptive_field" / f"{key}.json"
-    if key in _derived:
-        return _derived[key]
-    if entry.is_file():
-        return Context(**json.loads(entry.read_text()))
-    frames = 64
-    while True:
-        first, last = _dependencies(spec, window_inputs(frames))
-        if first > 0 and last < frames - 1:  # not cut off by either end: the full field
-            break
-        if frames >= limits.max:
-            raise SpeedyError(
-                f"the receptive field of {spec.recipe} is wider than {limits.max} frames",
-                "stream with an explicit context, or widen the time dim's range",
-            )
-        frames = min(2 * frames, limits.max)
-    context = _derived[key] = Context(left=frames // 2 - first, right=last - frames // 2)
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        entry.write_text(json.dumps(asdict(context)))
-    except OSError:  # a read-only cache: derived again next time
-        pass
-    return context
-
-
 EXACT_WINDOW = 65  # frames: MLAS SGEMM sums in blocks of 128 from 65 output columns up
 
 
-def exact_window(precision: str) -> int:
-    """The shortest window to stream a model of this manifest precision in: `EXACT_WINDOW`
+def exact_window(precision: Precision) -> int:
+    """The shortest window to stream a graph of this precision in: `EXACT_WINDOW`
     frames for static INT8 (float layers feed QuantizeLinear, where a rounding difference flips a
     quantization step); 1 otherwise, where it would only cost time (float: under one 16-bit step
     either way, at up to twice the compute for 0.1-0.25 s chunks; dynamic INT8: no window length
     gives a window the whole run's scales)."""
-    return EXACT_WINDOW if "int8" in precision and "dynamic" not in precision else 1
+    return EXACT_WINDOW if precision in ("int8", "int8+fp32", "int8+fp16") else 1
 
 
 def stream_windows(

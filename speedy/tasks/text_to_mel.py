@@ -36,7 +36,8 @@ from speedy.data_source import (
 )
 from speedy.errors import SpeedyError
 from speedy.specs import Feeds
-from speedy.tasks.base import Figures, PitchShift, Speed, Task
+from speedy.tasks.base import Figures
+from speedy.tasks.capabilities import PitchShift, Speed, TakesRequests
 from speedy.text import TextFrontEnd, vocabulary
 
 DEFAULT_TEXTS = Path(str(files("speedy") / "data" / "calibration" / "eval_texts_zh_en.txt"))
@@ -88,13 +89,13 @@ class TextExample:
     emotion: int  # index into `emotions`, or REFERENCE_EMOTION
 
 
-class TextToMel(Task):
+class TextToMel(TakesRequests):
     """Text (with speaker, emotion and prosody controls) to log-mel frames."""
 
     name: ClassVar[str] = "text_to_mel"
     Settings: ClassVar[type[BaseModel]] = TextToMelSettings
-    Controls: ClassVar[type[BaseModel] | None] = SpeechControls
-    Request: ClassVar[type[BaseModel] | None] = SpeechRequest
+    Controls: ClassVar[type[BaseModel]] = SpeechControls
+    Request: ClassVar[type[BaseModel]] = SpeechRequest
     consumes: ClassVar[str] = "text"
     produces: ClassVar[str] = "mel"
     data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES

@@ -25,7 +25,8 @@ from speedy.data_source import TEXT_SUFFIXES, text_lines
 from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS
 from speedy.specs import Feeds
-from speedy.tasks.base import AudioOut, Imported, NoiseScale, Speed
+from speedy.tasks.base import AudioOut, Imported
+from speedy.tasks.capabilities import NoiseScale, Speed, TakesRequests
 
 DEFAULT_TEXTS = Path(str(files("speedy") / "data" / "calibration" / "eval_texts_en.txt"))
 BOS, EOS, PAD = "^", "$", "_"
@@ -86,13 +87,13 @@ def piper_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         ) from exc
 
 
-class TextToWave(AudioOut):
+class TextToWave(AudioOut, TakesRequests):
     """Text (speaker, speed, noise) to a waveform in one graph."""
 
     name: ClassVar[str] = "text_to_wave"
     Settings: ClassVar[type[BaseModel]] = TextToWaveSettings
-    Controls: ClassVar[type[BaseModel] | None] = VoiceRequest
-    Request: ClassVar[type[BaseModel] | None] = VoiceRequest
+    Controls: ClassVar[type[BaseModel]] = VoiceRequest
+    Request: ClassVar[type[BaseModel]] = VoiceRequest
     consumes: ClassVar[str] = "text"
     audio_output: ClassVar[str] = OUTPUT
     data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES

@@ -2,7 +2,7 @@
 
 Examples are the log-mels of audio files (the recipe's front end, cached by content hash) or
 `.npy` mels; quality is measured on the waveform with length-tolerant audio metrics; it streams
-in chunks with the network's receptive field as context (exact seams).
+in chunks with the network's receptive field as context (exact seams), which its family records.
 """
 
 import io
@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 import soundfile as sf
+from pydantic import BaseModel, ConfigDict
 
 from speedy.audio.cache import FeatureCache
 from speedy.audio.io import AUDIO_SUFFIXES
@@ -27,17 +28,28 @@ from speedy.errors import OutOfRange, SpeedyError
 from speedy.quality import AUDIO_METRICS
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks.base import AudioOut, Streamer
-from speedy.tasks.streaming import Context, exact_window, receptive_field, stream_windows
+from speedy.tasks.base import AudioOut
+from speedy.tasks.capabilities import Streamer, Streams, TakesUploads
+from speedy.tasks.streaming import Context, exact_window, stream_windows
 
 MEL, AUDIO = "mel", "audio"  # the graph's input and output
 NPY_MAGIC = b"\x93NUMPY"
 
 
-class Vocoder(AudioOut):
+class VocoderSettings(BaseModel):
+    """The network's receptive field in mel frames (None: an artifact made before speedy
+    recorded it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    receptive_field: Context | None = None
+
+
+class Vocoder(AudioOut, Streams, TakesUploads):
     """Mel to waveform."""
 
     name: ClassVar[str] = "vocoder"
+    Settings: ClassVar[type[BaseModel]] = VocoderSettings
     consumes: ClassVar[str] = "mel"
     data_suffixes: ClassVar[tuple[str, ...]] = (*AUDIO_SUFFIXES, ".npy")
     data_kind: ClassVar[str] = "audio or .npy"
@@ -46,7 +58,7 @@ class Vocoder(AudioOut):
     bench_metrics: ClassVar[tuple[str, ...]] = ("snr", "mel", "mcd", "pesq", "stoi")
     rank_by: ClassVar[str] = "mel"
     default_budget: ClassVar[str] = "pesq>=4.0"  # PESQ-WB against the float model
-    upload_kind: ClassVar[str | None] = "a WAV/FLAC/OGG file, or a log-mel .npy"
+    upload_kind: ClassVar[str] = "a WAV/FLAC/OGG file, or a log-mel .npy"
 
     @property
     def default_data(self) -> Path:
@@ -132,6 +144,17 @@ class Vocoder(AudioOut):
             raise SpeedyError(f"chunk length must be positive, got {seconds} s", "pass e.g. 0.25")
         return max(1, round(seconds * self.audio.sample_rate / self.audio.hop_length))
 
+    @property
+    def streams(self) -> bool:
+        """Whether the model records its receptive field, the context streaming needs."""
+        return self.receptive_field is not None
+
+    @property
+    def receptive_field(self) -> Context | None:
+        """Mel frames each frame's audio depends on, as its family recorded them."""
+        assert isinstance(self.settings, VocoderSettings)
+        return self.settings.receptive_field
+
     def streamer(self, chunk_seconds: float) -> "VocoderStreamer":
         return VocoderStreamer(self, self.chunk_frames(chunk_seconds))
 
@@ -140,14 +163,15 @@ class VocoderStreamer(Streamer):
     """Chunks of `chunk` frames, each vocoded with `context` (default: the receptive field)."""
 
     def __init__(self, task: Vocoder, chunk: int, context: Context | None = None) -> None:
-        self.task, self.chunk = task, chunk
+        context = context or task.receptive_field
+        if context is None:
+            raise SpeedyError(
+                f"{task.spec.recipe} records no receptive field to stream with (made by an "
+                "older speedy)",
+                "export it again (`speedy run RECIPE`), or vocode whole utterances",
+            )
+        self.task, self.chunk, self.context = task, chunk, context
         self.limits = task.spec.dims["frames"]
-        self.context = context or receptive_field(task.spec, self._noise_inputs, self.limits)
-
-    def _noise_inputs(self, frames: int) -> Feeds:
-        hop = self.task.audio.hop_length
-        noise = np.random.default_rng(0).standard_normal(frames * hop).astype(np.float32)
-        return self.task.inputs(self.task.features(noise)[..., :frames])
 
     def stream(self, model: Model, inputs: Feeds | Iterable[Feeds]) -> Iterator[np.ndarray]:
         """The waveform of one run's inputs, or of consecutive pieces of them (as from an
@@ -158,7 +182,7 @@ class VocoderStreamer(Streamer):
             return self.task.waveforms(model.run(self.task.inputs(window)))[0]
 
         mels = (piece[MEL][0] for piece in pieces)
-        window = exact_window(model.manifest.precision)
+        window = exact_window(model.only().graph.precision)
         return stream_windows(run, mels, self.chunk, self.context, self.limits, window)
 
     def describe(self) -> dict[str, int]:

@@ -8,6 +8,7 @@ import torch
 
 from speedy.backends.aoti.section import AotiSection
 from speedy.backends.aoti.session import torch_release
+from speedy.backends.base import Compiled, CompileJob
 from speedy.errors import SpeedyError
 from speedy.machine import cpu_model
 from speedy.specs import DimRange, Feeds, TensorSpec, base
@@ -85,3 +86,20 @@ def compile_package(
             "run with --debug for the full report; a C++ compiler (g++) must be installed",
         ) from exc
     return AotiSection(device=device, torch=torch_release(), host_cpu=cpu_model())
+
+
+def compile_graph(job: CompileJob) -> Compiled:
+    """The family's module of `job.graph`, with the parent's weights (loaded once per compile),
+    as an AOTInductor package."""
+    from speedy.families import resolve
+    from speedy.families.network import load_network
+
+    spec, family = job.spec, resolve(job.spec)
+    if "network" not in job.memo:
+        job.memo["network"] = load_network(spec, job.source)
+    feeds = family.dummy_feeds(job.graph, trace_sizes(spec.dims))
+    module = family.graph_module(job.memo["network"], job.graph)
+    section = compile_package(
+        module, job.inputs, spec.dims, feeds, job.target, job.device, job.fp16
+    )
+    return Compiled([job.target.name], section, {})

@@ -7,16 +7,25 @@ requested level when it loads (where the GPU provider's own fusions apply).
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-from speedy.backends.ort.section import PROVIDERS, Level, OrtSettings
+from speedy.backends.base import Compiled, CompileJob
+from speedy.backends.ort.section import (
+    PROVIDERS,
+    Level,
+    OrtOptions,
+    OrtSection,
+    OrtSettings,
+    Provider,
+)
 from speedy.backends.ort.session import LEVELS
+from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
+from speedy.compile.precision import to_fp16
+from speedy.console import console
 from speedy.errors import SpeedyError
-from speedy.onnx_io import EXTERNAL_DATA_SUFFIX, external_tensors, load_onnx
+from speedy.onnx_io import EXTERNAL_DATA_SUFFIX, external_tensors, load_onnx, save_onnx
+from speedy.scratch import scratch
 from speedy.shapes import Profile, profile_shapes
 from speedy.specs import TensorSpec
-
-Provider = Literal["cpu", "cuda", "tensorrt"]
 
 
 def optimize(source: Path, target: Path, level: Level) -> list[Path]:
@@ -99,3 +108,29 @@ def offline_level(level: Level, providers: Sequence[Provider]) -> Level:
     """The level to optimize at ahead of time: `basic` at most when a GPU provider will run it."""
     gpu = any(p != "cpu" for p in providers)
     return "basic" if gpu and level in ("extended", "all") else level
+
+
+def compile_graph(job: CompileJob) -> Compiled:
+    """ONNX optimized offline (FP16 first with --fp16; long convs as FFT convs with --fft-conv)
+    and the session settings it runs with."""
+    o, report = job.options, {}
+    assert isinstance(o, OrtOptions)
+    # with FFT convs, ORT folds their spectral weights when the session loads: folded
+    # ahead of time, they would make the file about ten times larger
+    level = "disable" if o.fft_conv else offline_level(o.ort_level, o.providers)
+    source = job.source
+    with scratch("compile") as tmp:
+        if job.fp16:
+            source = save_onnx(to_fp16(load_onnx(source)), tmp / "model.onnx")[0]
+        if o.fft_conv:
+            model, rewritten = fft_convolutions(load_onnx(source), FftConvOptions())
+            source = save_onnx(model, tmp / "model.onnx")[0]
+            report["fft_convs"] = rewritten
+            console.print(f"  {len(rewritten)} convs as block FFT convolutions")
+        files = optimize(source, job.target, level)
+    trt_options = tensorrt_options(job.profiles, job.inputs, job.int8, o.workspace_mb)
+    settings = settings_for(o.ort_level, level, o.providers, o.ort_threads, trt_options)
+    report["offline_level"] = level
+    uses_trt = "tensorrt" in o.providers
+    section = OrtSection(settings=settings, profiles=job.profiles if uses_trt else [])
+    return Compiled([f.name for f in files], section, report)

@@ -1,15 +1,17 @@
-"""What a compiled ONNX Runtime graph records: its session settings and TensorRT-provider profiles.
+"""The ONNX Runtime backend's compile options, and what a compiled graph records: its session
+settings and TensorRT-provider profiles.
 
 Pure data (onnxruntime is imported only to build session options), so a manifest reads without it.
 """
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from speedy.shapes import Profile
 
 Level = Literal["disable", "basic", "extended", "all"]
+Provider = Literal["cpu", "cuda", "tensorrt"]
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -81,3 +83,25 @@ class OrtSection(BaseModel):
     backend: Literal["ort"] = "ort"
     settings: OrtSettings
     profiles: list[Profile] = Field(default_factory=list)  # TensorRT provider only
+
+
+class OrtOptions(BaseModel):
+    """How ONNX Runtime optimizes a graph ahead of time and runs it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ort_level: Level = Field("all", description="ORT graph optimization level.")
+    providers: list[Provider] = Field(
+        default_factory=lambda: ["cpu"],
+        description="ORT provider at run time: cpu, cuda, tensorrt (repeatable).",
+        json_schema_extra={"flag": "--provider"},
+    )
+    ort_threads: int = Field(
+        0, ge=0, description="ORT intra-op threads for the runtime (0: ORT's default)."
+    )
+    fft_conv: bool = Field(False, description="ORT on CPU: long 1-D convs as block FFT convs.")
+    workspace_mb: PositiveInt | None = Field(
+        None,
+        description="TensorRT workspace limit in MiB (trt, or ort's TensorRT provider).",
+        json_schema_extra={"flag": "--workspace"},
+    )

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from speedy.backends.base import Compiled, CompileJob
 from speedy.backends.pytorch.session import torch_device
-from speedy.backends.trt.section import TrtSection
+from speedy.backends.trt.section import TrtOptions, TrtSection
 from speedy.backends.trt.session import import_tensorrt
 from speedy.compile.precision import to_fp16
 from speedy.errors import SpeedyError
@@ -107,3 +108,14 @@ def build_engine(
         "build_seconds": round(seconds, 1),
     }
     return bytes(memoryview(serialized)), target, report
+
+
+def compile_graph(job: CompileJob) -> Compiled:
+    """One graph's engine, written to `job.target`."""
+    assert isinstance(job.options, TrtOptions)
+    o = job.options
+    engine, section, report = build_engine(
+        job.source, job.inputs, job.profiles, job.fp16, o.workspace_mb, o.timing_cache
+    )
+    job.target.write_bytes(engine)
+    return Compiled([job.target.name], section, report)

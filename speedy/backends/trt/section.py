@@ -1,8 +1,10 @@
-"""What a TensorRT engine records: the TensorRT version and GPU it is tied to, and its profiles."""
+"""The TensorRT backend's build options, and what an engine records: the TensorRT version and
+GPU it is tied to, and its profiles."""
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from speedy.shapes import Profile
 
@@ -17,3 +19,18 @@ class TrtSection(BaseModel):
     gpu: str
     compute_capability: str
     profiles: list[Profile]
+
+
+class TrtOptions(BaseModel):
+    """How TensorRT builds an engine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timing_cache: Path | None = Field(
+        None, description="TensorRT timing cache file (read, then updated)."
+    )
+    workspace_mb: PositiveInt | None = Field(
+        None,
+        description="TensorRT workspace limit in MiB (trt, or ort's TensorRT provider).",
+        json_schema_extra={"flag": "--workspace"},
+    )

@@ -1,5 +1,5 @@
-"""`speedy serve` in a child process and a plain HTTP client of it, for tests, benchmarks and
-scripts (standard library only: what is measured is the server, not a client framework)."""
+"""Test support: `speedy serve` in a child process, a plain HTTP client of it (standard library
+only), and the page's Play buttons driven in headless Chromium."""
 
 import http.client
 import json
@@ -143,22 +143,6 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--autoplay-policy=no-user-gesture-required", "--mute-audio",
 ]  # fmt: skip
-
-
-@contextmanager
-def browser_page(url: str, chromium: str = "/usr/bin/chromium") -> Iterator[Any]:
-    """A Playwright page of `url` in headless Chromium, the voices listed ([dev] extra)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(url)
-            page.wait_for_selector("#voice-b option", state="attached")
-            yield page
-        finally:
-            browser.close()
 
 
 def play(page: Any, side: str) -> str:

@@ -1,4 +1,5 @@
-"""Find data-dependent shapes in an ONNX graph: ops TensorRT rejects or needs special handling for.
+"""Test support: data-dependent shapes in an ONNX graph, which TensorRT rejects or needs special
+handling for.
 
 TensorRT builds engines for shape ranges (optimization profiles), so every tensor shape must
 follow from the input shapes. Two things break that: ops whose output size depends on values

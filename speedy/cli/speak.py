@@ -1,0 +1,243 @@
+"""Commands that use artifacts: `infer` (one example), `synth` (text to a wave file) and `serve`
+(HTTP)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from speedy.cli.app import app
+from speedy.cli.params import Force, ForceFile, NoVerify, Threads, Trust
+from speedy.console import out, shown
+from speedy.errors import SpeedyError
+
+
+@app.command()
+def infer(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory of a model making audio.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="An example: a .wav (resynthesis) or mel .npy.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Threads = 2,
+    no_verify: NoVerify = False,
+    trust: Trust = False,
+    force: Force = False,
+    force_file: ForceFile = False,
+) -> None:
+    """Run an artifact on one example so a person can listen to it."""
+    from speedy import runtime
+    from speedy.audio.cache import FeatureCache, default_cache_dir
+    from speedy.audio.io import write_audio, written_by_speedy
+    from speedy.outputs import check_file_writable
+    from speedy.tasks import task_for
+    from speedy.tasks.capabilities import TakesControls
+
+    if trust:
+        runtime.trust_code()
+    check_file_writable(output, force, force_file, written_by_speedy)
+    model = runtime.load(artifact, device=device, threads=threads, verify=not no_verify)
+    task = task_for(model.manifest.model)
+    if input.suffix.lower() not in task.data_suffixes:
+        raise SpeedyError(
+            f"{input} is not {task.data_kind}, what a {task.name} model takes",
+            f"pass a {' or '.join(task.data_suffixes)} file"
+            + (
+                " (text models speak through `speedy synth`)"
+                if isinstance(task, TakesControls)
+                else ""
+            ),
+        )
+    (example, *_) = task.read_data(input, FeatureCache(default_cache_dir()))
+    waves = task.waveforms(task.run(model, task.inputs(example)))
+    if waves is None:
+        raise SpeedyError(
+            f"a {task.name} model makes {task.produces}, not audio",
+            "chain a model that makes audio of it: `speedy synth --acoustic ... --vocoder ...`",
+        )
+    rate = model.manifest.model.audio.sample_rate
+    write_audio(output, waves[0], rate)
+    out.print(f"wrote {shown(output)} ({waves[0].size / rate:.2f} s at {rate} Hz)")
+
+
+@app.command()
+def synth(
+    acoustic: Annotated[
+        Path, typer.Option(help="Artifact of a text model: text-to-mel, or a text-to-wave voice.")
+    ],
+    text: Annotated[str, typer.Option(help="What to say (in the model's language).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    vocoder: Annotated[
+        Path | None, typer.Option(help="Artifact of a vocoder of its mels (text-to-mel models).")
+    ] = None,
+    speaker: Annotated[int, typer.Option(help="Speaker id.")] = 0,
+    emotion: Annotated[
+        str | None, typer.Option(help="Emotion label (default: the model's first).")
+    ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Clip whose emotion to take (instead of --emotion).")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Speaking rate: 2 is twice as fast.")] = 1.0,
+    pitch_shift: Annotated[float | None, typer.Option(help="Pitch shift in semitones.")] = None,
+    noise_scale: Annotated[
+        float | None, typer.Option(help="Text-to-wave voices: noise scale (default: the voice's).")
+    ] = None,
+    noise_w: Annotated[
+        float | None,
+        typer.Option(help="Text-to-wave voices: duration noise (default: the voice's)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Threads = 2,
+    no_verify: NoVerify = False,
+    trust: Trust = False,
+    force: Force = False,
+    force_file: ForceFile = False,
+) -> None:
+    """Text to wave: an acoustic model's mels through a vocoder, or a text-to-wave voice, with
+    per-stage RTF."""
+    from speedy import runtime
+    from speedy.audio.io import write_audio, written_by_speedy
+    from speedy.chain import Chain
+    from speedy.outputs import check_file_writable
+
+    if trust:
+        runtime.trust_code()
+    check_file_writable(output, force, force_file, written_by_speedy)
+    chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
+    asked = {
+        "emotion": emotion,
+        "reference": reference,
+        "pitch_shift": pitch_shift,
+        "noise_scale": noise_scale,
+        "noise_w": noise_w,
+    }
+    result = chain(
+        text=text,
+        speaker=speaker,
+        speed=speed,
+        **{name: value for name, value in asked.items() if value is not None},
+    )
+    write_audio(output, result.audio, result.sample_rate)
+    rtf = ", ".join(f"{stage} {value:.3f}" for stage, value in result.rtf().items())
+    seconds = f"{result.audio_seconds:.2f} s at {result.sample_rate} Hz"
+    out.print(f"wrote {shown(output)} ({seconds}; RTF {rtf})")
+
+
+@app.command()
+def serve(
+    artifacts: Annotated[
+        list[str],
+        typer.Argument(
+            help="Artifacts to serve: text models, text-to-wave voices and vocoders; NAME=PATH "
+            "names one."
+        ),
+    ],
+    vocoder: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Vocoder the text models speak through (repeatable; default: the vocoders "
+            "among the artifacts). Each pair is a voice."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 takes a free one.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Requests run at once (threads sharing the sessions).")
+    ] = 2,
+    queue: Annotated[
+        int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
+    ] = 32,
+    wait: Annotated[
+        float, typer.Option(min=0.0, help="Seconds a request may wait before it gets 503.")
+    ] = 30.0,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads per model run.")] = 1,
+    chunk_seconds: Annotated[
+        float, typer.Option(min=0.01, help="Audio per chunk of a streamed response.")
+    ] = 0.25,
+    max_chars: Annotated[int, typer.Option(min=1, help="Longest text a request may hold.")] = 500,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (MB).")] = 16.0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at once; past them requests get 503.")
+    ] = 256,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a client has to send a request's head, and the "
+            "longest pause while it sends the body.",
+        ),
+    ] = 10.0,
+    send_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a client may read nothing of a response before its connection is closed.",
+        ),
+    ] = 30.0,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds running requests get to finish after SIGTERM; "
+            "waiting ones get 503 at once.",
+        ),
+    ] = 30.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SPEEDY_API_KEY",
+            show_envvar=True,
+            help="Key every /v1/ and /metrics request must send as 'Authorization: Bearer KEY'.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Origin whose pages may call the API (repeatable; default: none)."),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host name the server answers to besides loopback (repeatable; "
+            "default on loopback: only loopback names)."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    no_verify: NoVerify = False,
+    trust: Trust = False,
+) -> None:
+    """Serve artifacts over HTTP: POST /v1/tts, /v1/audio/speech (OpenAI's speech API) and
+    /v1/vocode, GET /v1/models, /v1/audio/voices, /health, /metrics, and a page at / that plays
+    two voices side by side or blind."""
+    from speedy import runtime
+    from speedy.serve import ServeOptions
+    from speedy.serve import serve as run_server
+
+    if trust:
+        runtime.trust_code()
+    run_server(
+        ServeOptions(
+            artifacts=artifacts,
+            vocoders=vocoder or [],
+            host=host,
+            port=port,
+            workers=workers,
+            queue=queue,
+            wait_s=wait,
+            threads=threads,
+            chunk_seconds=chunk_seconds,
+            max_chars=max_chars,
+            max_body_mb=max_body_mb,
+            max_connections=max_connections,
+            read_s=read_timeout,
+            send_s=send_timeout,
+            grace_s=grace,
+            api_key=api_key or None,
+            cors_origins=cors_origin or [],
+            allowed_hosts=allowed_host or [],
+            device=device,
+            verify=not no_verify,
+        )
+    )
