@@ -339,6 +339,7 @@ def export(
     return code, err
 
 
+@pytest.mark.slow
 def test_sequence_first_multi_layer_lstm_and_gru_export_with_the_rewrite(
     speedy_cli, tmp_path
 ) -> None:
@@ -356,6 +357,7 @@ def test_sequence_first_multi_layer_lstm_and_gru_export_with_the_rewrite(
         assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_recurrent_export_failure_names_the_layer_and_the_rewrite(speedy_cli, tmp_path) -> None:
     code, err = export(speedy_cli, "slstm", tmp_path / "out")
     assert_clean_error(code, err, "export failed: dynamo:", "'lstm' (LSTM)", "--rewrite lstm")

@@ -292,6 +292,7 @@ def test_decoder_onnx_matches_torch(model, codes, onnx_dir) -> None:
         np.testing.assert_allclose(audio, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_decoder_step_onnx_streams_like_the_whole_decode(model, codes, onnx_dir) -> None:
     step = codec.DecoderStep(model)
     specs = step.state_specs()

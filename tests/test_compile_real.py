@@ -11,7 +11,7 @@ from speedy.pipeline import make_stage
 from speedy.stages.base import execute
 from tests.test_compile_profiles import LJSPEECH
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 def test_real_hifigan_ort_compile(real_build: dict, tmp_path: Path) -> None:

@@ -157,6 +157,7 @@ def test_a_missing_graph_is_named(gpt_build: dict, tmp_path: Path, speedy_cli) -
     assert_clean_error(code, err, "has no graph 'decode'", "prefill")
 
 
+@pytest.mark.slow
 def test_dynamic_int8_reports_agreement_and_kl(gpt_build: dict, tmp_path: Path) -> None:
     from speedy.pipeline import make_stage
     from speedy.stages.base import execute

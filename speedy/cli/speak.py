@@ -2,14 +2,24 @@
 (HTTP)."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from speedy.cli.app import app
-from speedy.cli.params import Force, ForceFile, NoVerify, Threads, Trust
+from speedy.cli.params import (
+    Force,
+    ForceFile,
+    NoVerify,
+    Threads,
+    Trust,
+    given,
+    validated,
+    with_flags,
+)
 from speedy.console import out, shown
 from speedy.errors import SpeedyError
+from speedy.serve.options import ServeOptions
 
 
 @app.command()
@@ -125,6 +135,7 @@ def synth(
 
 
 @app.command()
+@with_flags(ServeOptions)
 def serve(
     artifacts: Annotated[
         list[str],
@@ -133,111 +144,17 @@ def serve(
             "names one."
         ),
     ],
-    vocoder: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Vocoder the text models speak through (repeatable; default: the vocoders "
-            "among the artifacts). Each pair is a voice."
-        ),
-    ] = None,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 takes a free one.")] = 8000,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Requests run at once (threads sharing the sessions).")
-    ] = 2,
-    queue: Annotated[
-        int, typer.Option(min=0, help="Requests that may wait for a worker; more get 503.")
-    ] = 32,
-    wait: Annotated[
-        float, typer.Option(min=0.0, help="Seconds a request may wait before it gets 503.")
-    ] = 30.0,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads per model run.")] = 1,
-    chunk_seconds: Annotated[
-        float, typer.Option(min=0.01, help="Audio per chunk of a streamed response.")
-    ] = 0.25,
-    max_chars: Annotated[int, typer.Option(min=1, help="Longest text a request may hold.")] = 500,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body (MB).")] = 16.0,
-    max_connections: Annotated[
-        int, typer.Option(min=1, help="Open connections at once; past them requests get 503.")
-    ] = 256,
-    read_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.1,
-            help="Seconds a client has to send a request's head, and the "
-            "longest pause while it sends the body.",
-        ),
-    ] = 10.0,
-    send_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.1,
-            help="Seconds a client may read nothing of a response before its connection is closed.",
-        ),
-    ] = 30.0,
-    grace: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            help="Seconds running requests get to finish after SIGTERM; "
-            "waiting ones get 503 at once.",
-        ),
-    ] = 30.0,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="SPEEDY_API_KEY",
-            show_envvar=True,
-            help="Key every /v1/ and /metrics request must send as 'Authorization: Bearer KEY'.",
-        ),
-    ] = None,
-    cors_origin: Annotated[
-        list[str] | None,
-        typer.Option(help="Origin whose pages may call the API (repeatable; default: none)."),
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Host name the server answers to besides loopback (repeatable; "
-            "default on loopback: only loopback names)."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     no_verify: NoVerify = False,
     trust: Trust = False,
+    **options: Any,
 ) -> None:
     """Serve artifacts over HTTP: POST /v1/tts, /v1/audio/speech (OpenAI's speech API) and
     /v1/vocode, GET /v1/models, /v1/audio/voices, /health, /metrics, and a page at / that plays
     two voices side by side or blind."""
     from speedy import runtime
-    from speedy.serve import ServeOptions
-    from speedy.serve import serve as run_server
+    from speedy.serve.server import serve as run_server
 
     if trust:
         runtime.trust_code()
-    run_server(
-        ServeOptions(
-            artifacts=artifacts,
-            vocoders=vocoder or [],
-            host=host,
-            port=port,
-            workers=workers,
-            queue=queue,
-            wait_s=wait,
-            threads=threads,
-            chunk_seconds=chunk_seconds,
-            max_chars=max_chars,
-            max_body_mb=max_body_mb,
-            max_connections=max_connections,
-            read_s=read_timeout,
-            send_s=send_timeout,
-            grace_s=grace,
-            api_key=api_key or None,
-            cors_origins=cors_origin or [],
-            allowed_hosts=allowed_host or [],
-            device=device,
-            verify=not no_verify,
-        )
-    )
+    settings = given(options) | {"artifacts": artifacts, "verify": not no_verify}
+    run_server(validated(ServeOptions, settings, "serve"))

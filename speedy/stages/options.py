@@ -156,9 +156,7 @@ class CompileOptions(GraphOptions):
     shapes: list[str] = Field(
         default_factory=list, description="NAME:MIN,OPT,MAX for a dim or an input (repeatable)."
     )
-    max_seq_len: PositiveInt | None = Field(
-        None, description="Largest length the profiles accept."
-    )
+    max_seq_len: PositiveInt | None = Field(None, description="Largest length the profiles accept.")
     profiles_from: Path | None = Field(
         None, description="Examples whose lengths set profiles (default: --data)."
     )
