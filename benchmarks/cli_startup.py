@@ -1,9 +1,10 @@
 """What starting `speedy` costs: whole-process wall time of `speedy --help` and `speedy inspect`,
 for this tree and an earlier commit (checked out in a temporary worktree), in turns.
 
-Each command runs as a fresh interpreter (`python -c 'from speedy.cli import main; main()'` with
-the tree first on PYTHONPATH), after one warm-up run; the median of --runs runs is reported, with
-whether torch was imported. Writes benchmarks/results/cli_startup_cpu.json.
+Each command runs as a fresh interpreter (`python -c 'from speedy.cli import main; main()'`
+from the tree's directory with the tree on PYTHONPATH, an editable install's finder set aside),
+after one warm-up run; the median of --runs runs is reported, with whether torch was imported.
+Writes benchmarks/results/cli_startup_cpu.json.
 
     python benchmarks/cli_startup.py [--before 016ce78] [--runs 9] [--artifact DIR]
 """
@@ -23,8 +24,9 @@ from speedy.bench.machine import bench_machine
 from speedy.machine import write_result
 
 ROOT = Path(__file__).resolve().parent
-PROBE = (
+PROBE = (  # an editable install's finder would import this tree's speedy whatever the path
     "import sys; sys.argv = ['speedy', *sys.argv[1:]]\n"
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in str(f.__module__)]\n"
     "from speedy.cli import main\n"
     "try:\n    main()\nexcept SystemExit:\n    pass\n"
     "sys.stderr.write('TORCH=%d' % ('torch' in sys.modules))"
@@ -36,7 +38,12 @@ def run_once(tree: Path, args: list[str]) -> tuple[float, bool]:
     env = os.environ | {"PYTHONPATH": str(tree)}
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE, *args],
+        cwd=tree,  # `python -c` puts the current directory first on the path
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return time.perf_counter() - start, done.stderr.endswith("TORCH=1")
 

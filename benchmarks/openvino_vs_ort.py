@@ -3,10 +3,12 @@
 For HiFi-GAN V1 (FP32 and the recipe's mixed INT8), the Piper en_US-joe voice (FP32 and mixed
 INT8) and the GPT-TTS decode step (seeded weights, the mid shape of benchmarks/gpt_tts.py, FP32 at
 cache lengths 50, 500 and 1,500): each recipe's artifacts are built (or reused), compiled with
-`--backend openvino` (its parity check included), and both are timed in turns on the recipe's own
-evaluation data: RTF is the median over rounds of the summed run time over the summed audio time
-(a decode step: milliseconds per code). OpenVINO's largest difference from ONNX Runtime on the
-same inputs is recorded too. Writes benchmarks/results/openvino_vs_ort_cpu.json.
+`--backend openvino`, and both are timed in turns on the recipe's own evaluation data: RTF is the
+median over rounds of the summed run time over the summed audio time (a decode step:
+milliseconds per code). FP32 IR passes speedy's parity check against the ONNX graph; two INT8
+implementations round differently, so the INT8 IR is compiled unchecked and both INT8 runtimes
+are scored against the FP32 audio instead (PESQ-WB, SNR), beside their largest difference from
+each other. Writes benchmarks/results/openvino_vs_ort_cpu.json.
 
     python benchmarks/openvino_vs_ort.py [--threads 2] [--rounds 5] [--models hifigan piper gpt]
 """
@@ -32,11 +34,10 @@ from speedy.tasks.speech_codes import CONTEXTS
 ROOT = Path(__file__).resolve().parent
 
 
-def with_openvino(artifact: Artifact, ctx: StageContext) -> Artifact:
-    """`artifact` compiled for OpenVINO beside it (reused when unchanged)."""
-    stage = make_stage(
-        "compile", {"backend": "openvino", "int8": "int8" in artifact.manifest.precision}
-    )
+def with_openvino(artifact: Artifact, ctx: StageContext, verify: bool = True) -> Artifact:
+    """`artifact` compiled for OpenVINO beside it (reused when unchanged; a Q/DQ graph stays
+    INT8)."""
+    stage = make_stage("compile", {"backend": "openvino", "verify": verify})
     out = artifact.path.parent / f"{artifact.path.name}_openvino"
     return reuse_or_execute(stage, artifact, out, ctx)[0]
 
@@ -65,16 +66,34 @@ def rtf_pair(ort: Model, openvino: Model, ctx: StageContext, rounds: int) -> dic
     }
 
 
+def quality(reference: Model, models: dict[str, Model], ctx: StageContext) -> dict:
+    """PESQ-WB and SNR of each model's audio against the reference's, over the evaluation data."""
+    task, figures = ctx.task, {}
+    metrics = [m for m in ("pesq", "snr") if m in task.metrics]
+    feeds = [task.inputs(example) for example in ctx.examples]
+    expected = [task.run(reference, f) for f in feeds]
+    for name, model in models.items():
+        runs = zip(expected, feeds, strict=True)
+        scores = [task.compare(e, task.run(model, f), metrics) for e, f in runs]
+        figures[name] = {m: statistics.mean(s[m] for s in scores) for m in metrics}
+    return figures
+
+
 def recipe_pairs(recipe: str, threads: int, rounds: int, build: Path) -> dict:
     """FP32 (simplify) and mixed INT8 (quantize) of a recipe, each against its OpenVINO IR."""
     outcomes, ctx = run_recipe(load_recipe(recipe), build, threads=threads)
     found = {o.stage: o.artifact for o in outcomes}
     figures = {}
+    fp32 = runtime.load(found["simplify"].path, threads=threads)
     for label, stage in (("fp32", "simplify"), ("mixed_int8", "quantize")):
-        ov = with_openvino(found[stage], ctx)
+        ov = with_openvino(found[stage], ctx, verify=stage == "simplify")
         models = [runtime.load(a.path, threads=threads) for a in (found[stage], ov)]
         figures[label] = rtf_pair(*models, ctx, rounds)
-        figures[label]["parity"] = ov.manifest.reports["parity"]
+        if stage == "simplify":
+            figures[label]["parity"] = ov.manifest.reports["parity"]
+        else:
+            both = dict(zip(("ort", "openvino"), models, strict=True))
+            figures[label]["against_fp32"] = quality(fp32, both, ctx)
     return figures
 
 
