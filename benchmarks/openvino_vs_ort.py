@@ -8,7 +8,8 @@ median over rounds of the summed run time over the summed audio time (a decode s
 milliseconds per code). FP32 IR passes speedy's parity check against the ONNX graph; two INT8
 implementations round differently, so the INT8 IR is compiled unchecked and both INT8 runtimes
 are scored against the FP32 audio instead (PESQ-WB, SNR), beside their largest difference from
-each other. Writes benchmarks/results/openvino_vs_ort_cpu.json.
+each other. Writes benchmarks/results/openvino_vs_ort_cpu.json and the table of its figures,
+openvino_vs_ort_cpu.md.
 
     python benchmarks/openvino_vs_ort.py [--threads 2] [--rounds 5] [--models hifigan piper gpt]
 """
@@ -122,6 +123,28 @@ def gpt_steps(threads: int, rounds: int, build: Path) -> dict:
     }
 
 
+def table(result: dict) -> str:
+    """The figures as a Markdown table: RTF (a decode step: ms) of each runtime, and which wins."""
+    rows = ["| model | ORT | OpenVINO | OpenVINO speed-up | faster |", "|---|---|---|---|---|"]
+    for recipe in ("hifigan_v1", "piper_joe"):
+        for label, figures in result.get(recipe, {}).items():
+            ort, ov = figures["rtf"]["ort"], figures["rtf"]["openvino"]
+            winner = "OpenVINO" if ov < ort else "ORT"
+            speedup = figures["openvino_speedup"]
+            rows.append(
+                f"| {recipe} {label} (RTF) | {ort:.3f} | {ov:.3f} | {speedup:.2f}x | {winner} |"
+            )
+    if steps := result.get("gpt_tts_mid_decode_step"):
+        for length, ort in steps["step_ms"]["ort"].items():
+            ov = steps["step_ms"]["openvino"][length]
+            winner = "OpenVINO" if ov < ort else "ORT"
+            rows.append(
+                f"| GPT-TTS mid decode step, cache {length} (ms) | {ort:.1f} | {ov:.1f} | "
+                f"{ort / ov:.2f}x | {winner} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -139,6 +162,7 @@ def main() -> None:
                 recipes[model], args.threads, args.rounds, args.build_dir
             )
     write_result(ROOT / "results" / "openvino_vs_ort_cpu.json", result)
+    (ROOT / "results" / "openvino_vs_ort_cpu.md").write_text(table(result))
 
 
 if __name__ == "__main__":

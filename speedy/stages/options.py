@@ -147,7 +147,7 @@ class CompileOptions(GraphOptions):
     """What every backend takes (target device, precision, profiles, parity), and the chosen
     backend's own options in `backend_options` (given flat, as recipes and flags give them)."""
 
-    backend: str = Field("ort", description="What to compile to (see the backends above).")
+    backend: str = Field("ort", description="The backend to compile for (speedy.backends).")
     device: Device | None = Field(
         None, description="Target device, cpu or cuda (default: the backend's)."
     )
