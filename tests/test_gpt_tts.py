@@ -59,13 +59,15 @@ def test_onnx_generates_the_same_codes_as_pytorch(models: dict, gpt_build: dict,
 
 def test_duration_control_stops_both_at_the_target(models: dict, gpt_build, prompt) -> None:
     task = gpt_build["ctx"].task
-    timed = Generation(max_codes=200, target_codes=57)
-    runs = [task.generate(models[s], prompt, timed) for s in ("torch", "export")]
-    for run in runs:
-        assert run["codes"].shape == (1, 57) and run["code_lengths"][0] == 56
-        assert run["codes"][0, -1] == task.s.stop_code
-    np.testing.assert_array_equal(runs[0]["codes"], runs[1]["codes"])
-    assert task.seconds(runs[0]) == pytest.approx(56 / 25)
+    for target in (57, 137):  # exactly the target's codes, then the stop
+        timed = Generation(max_codes=200, target_codes=target)
+        runs = [task.generate(models[s], prompt, timed) for s in ("torch", "export")]
+        for run in runs:
+            assert run["codes"].shape == (1, target + 1) and run["code_lengths"][0] == target
+            assert run["codes"][0, -1] == task.s.stop_code
+            assert task.s.stop_code not in run["codes"][0, :-1]
+        np.testing.assert_array_equal(runs[0]["codes"], runs[1]["codes"])
+        assert task.seconds(runs[0]) == pytest.approx(target / 25)
 
 
 def test_a_pytorch_cache_continues_in_onnx(models: dict, gpt_build: dict, prompt) -> None:

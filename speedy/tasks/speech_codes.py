@@ -14,12 +14,13 @@ Generation runs here, the same loop for every backend: prefill, then one decode 
 the cache kept in one preallocated buffer per layer that grows by GROW slots when full (the
 graph reads it in place; each step writes one slot),
 each step's code chosen outside the graphs (greedy or seeded sampling, `speedy.tasks.sampling`),
-until every item has emitted the stop code, `max_codes` codes, or exactly `target_codes` (duration
-control: the stop code is held back until then, and forced there). Examples are sentences, each
-said by a speaker; without the conditioning encoders of a trained system (not built here), a
-speaker's latents and an emotion vector are seeded stand-ins. Quality compares two runs' codes:
-greedy agreement, the step of first divergence, the stop step, and the mean KL divergence of the
-next-code distributions under teacher forcing (the candidate fed the reference's codes).
+until every item has emitted the stop code, `max_codes` codes, or exactly `target_codes` codes
+and then the stop (duration control: the stop code is held back until then, and forced there).
+Examples are sentences, each said by a speaker; without the conditioning encoders of a trained
+system (not built here), a speaker's latents and an emotion vector are seeded stand-ins. Quality
+compares two runs' codes: greedy agreement, the step of first divergence, the stop step, and the
+mean KL divergence of the next-code distributions under teacher forcing (the candidate fed the
+reference's codes).
 """
 
 import math
@@ -307,11 +308,12 @@ class SpeechCodes(TakesControls):
         next logits and the cache, from any backend): int64 `codes` [batch, n] (the stop code
         repeated after an item's stop), `code_lengths` [batch] (codes before the stop), `logits`
         [batch, n, vocab]. With `forced` [batch, n], those codes are fed (teacher forcing)."""
-        limit = generation.target_codes or generation.max_codes
+        target = generation.target_codes
+        limit = generation.max_codes if target is None else target + 1  # the codes, then the stop
         if limit > self.s.max_new_codes:
             raise SpeedyError(
                 f"{limit} codes exceed the model's {self.s.max_new_codes} speech positions",
-                f"ask for at most {self.s.max_new_codes} codes",
+                f"ask for at most {self.s.max_new_codes} codes, the stop code included",
             )
         logits, cache = start or self.prefill(model, inputs)
         rng = np.random.default_rng(generation.sampling.seed)
@@ -341,8 +343,8 @@ class SpeechCodes(TakesControls):
     ) -> np.ndarray:
         logits = logits.astype(np.float64)
         target = generation.target_codes
-        if target is not None:  # duration control: no stop before the target, the stop at it
-            logits[:, self.s.stop_code] = np.inf if step == target - 1 else -np.inf
+        if target is not None:  # duration control: `target` codes, then the stop
+            logits[:, self.s.stop_code] = np.inf if step == target else -np.inf
         logits[:, self.s.start_code] = -np.inf
         history = np.stack(run.codes, axis=1) if run.codes else np.zeros((len(logits), 0), np.int64)
         code = pick(logits, history, generation.sampling, rng)
