@@ -1,5 +1,8 @@
 """User-facing errors: what went wrong and how to fix it, printed as one line by the CLI."""
 
+import importlib
+from types import ModuleType
+
 from pydantic import ValidationError
 
 
@@ -33,3 +36,13 @@ def first_invalid(exc: ValidationError, whole: str = "") -> str:
     first = exc.errors()[0]
     message = first["msg"].removeprefix("Value error, ")  # our validators' own words
     return f"{'.'.join(map(str, first['loc'])) or whole}: {message}"
+
+
+def import_extra(module: str, extra: str, name: str | None = None) -> ModuleType:
+    """`module`, or a clear error naming the extra of speedy's that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SpeedyError(
+            f"{name or module} is not installed", f"pip install 'openspeedy[{extra}]'"
+        ) from None

@@ -7,7 +7,6 @@ distribution joins through its entry point group (`speedy.families`, `speedy.tas
 """
 
 import importlib
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -42,9 +41,6 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self.names()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
     def get(self, name: str) -> T:
         """The entry registered under `name`, imported now if it was not yet."""

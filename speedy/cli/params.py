@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 
 from speedy.errors import SpeedyError, first_invalid
-from speedy.stages.options import flag_of, option_default
+from speedy.stages.options import flag_of, option_default, option_extra
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,8 +85,7 @@ def _parameter(name: str, model: type[BaseModel]) -> inspect.Parameter:
         annotation: Any = Annotated[bool, option]
     else:  # unset: None, so the model's own default applies
         shown = escape(f" [default: {default}]") if default not in (None, []) else ""
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        envvar = extra.get("envvar")
+        envvar = option_extra(name, model).get("envvar")
         option = typer.Option(
             flag,
             help=f"{field.description}{shown}",

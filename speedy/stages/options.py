@@ -233,8 +233,12 @@ def option_default(name: str, model: type[BaseModel]) -> Any:
     return model.model_fields[name].get_default(call_default_factory=True)
 
 
+def option_extra(name: str, model: type[BaseModel]) -> dict[str, Any]:
+    """What option `name` of `model` says of its command-line form (`flag`, `envvar`)."""
+    extra = model.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
 def flag_of(name: str, model: type[BaseModel]) -> str:
     """The command-line flag of option `name` of `model`."""
-    extra = model.model_fields[name].json_schema_extra
-    flag = extra.get("flag") if isinstance(extra, dict) else None
-    return str(flag or "--" + name.replace("_", "-"))
+    return str(option_extra(name, model).get("flag") or "--" + name.replace("_", "-"))

@@ -1,6 +1,5 @@
 """ONNX -> simpler ONNX per graph (onnxslim, onnxsim or ORT offline passes), dims kept, checked."""
 
-import importlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -9,7 +8,7 @@ import onnx
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.backends.ort.build import optimize
-from speedy.errors import SpeedyError
+from speedy.errors import SpeedyError, import_extra
 from speedy.onnx_io import graph_stats, load_onnx, save_onnx
 from speedy.parity import check
 from speedy.scratch import scratch
@@ -18,21 +17,12 @@ from speedy.stages.export import name_dims
 from speedy.stages.options import SimplifyOptions
 
 
-def _import(module: str, extra: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise SpeedyError(
-            f"{module} is not installed", f"pip install 'openspeedy[{extra}]'"
-        ) from None
-
-
 def _onnxslim(model: onnx.ModelProto) -> onnx.ModelProto:
-    return _import("onnxslim", "onnxslim").slim(model)
+    return import_extra("onnxslim", "onnxslim").slim(model)
 
 
 def _onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
-    simplified, ok = _import("onnxsim", "onnxsim").simplify(model)
+    simplified, ok = import_extra("onnxsim", "onnxsim").simplify(model)
     if not ok:
         raise SpeedyError("onnxsim could not validate its result", "try --tool onnxslim")
     return simplified

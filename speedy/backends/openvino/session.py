@@ -10,20 +10,14 @@ import numpy as np
 from speedy import cancel
 from speedy.artifact import Artifact, GraphEntry
 from speedy.backends.openvino.section import OpenVinoSection
-from speedy.errors import GraphRunError, SpeedyError
+from speedy.errors import GraphRunError, SpeedyError, import_extra
 from speedy.runtime.base import Session
 from speedy.specs import DimRange, Feeds
 
 
 def import_openvino() -> ModuleType:
     """The `openvino` module, or a clear error naming the extra to install."""
-    try:
-        import openvino
-    except ImportError:
-        raise SpeedyError(
-            "OpenVINO is not installed", "pip install 'openspeedy[openvino]'"
-        ) from None
-    return openvino
+    return import_extra("openvino", "openvino", "OpenVINO")
 
 
 class OpenVinoSession(Session):
