@@ -22,6 +22,7 @@ from speedy.artifact import file_digest
 from speedy.audio.mel import AudioSpec
 from speedy.data_source import DEFAULT_CLIPS
 from speedy.errors import SpeedyError, first_invalid
+from speedy.families.hf_directory import checkpoint_files
 from speedy.model_spec import CheckpointInfo, ModelSpec, ParityOptions
 from speedy.plain_data import load_yaml
 from speedy.specs import DimRange
@@ -88,13 +89,16 @@ class Recipe(BaseModel):
         try:
             if self.onnx is not None:
                 return self._imported_spec()
-            from speedy.families import describe
+            from speedy.families import describe, family_class
 
             assert self.family is not None and self.audio is not None and self.parity is not None
+            network = self.network
+            if checkpoint is not None and checkpoint.is_dir():  # it may state its own network
+                network = family_class(self.family).checkpoint_network(checkpoint) or network
             return describe(
                 recipe=self.name,
                 family=self.family,
-                network=self.network,
+                network=network,
                 audio=self.audio,
                 dims=self.dims,
                 parity=self.parity,
@@ -173,11 +177,11 @@ def package_dir(package: str) -> Path | None:
 
 
 def checkpoint_info(path: Path | None) -> CheckpointInfo | None:
-    """The provenance of a checkpoint file (None for seeded weights, or a missing file, which
-    the torch stage reports)."""
-    if path is None or not path.is_file():
+    """The provenance of a checkpoint file or directory (None for seeded weights, or a missing
+    one, which the torch stage reports)."""
+    if path is None or not path.exists():
         return None
-    return CheckpointInfo(file=path.name, digest=file_digest([path]))
+    return CheckpointInfo(file=path.name, digest=file_digest(checkpoint_files(path)))
 
 
 def builtin_recipes() -> list[str]:

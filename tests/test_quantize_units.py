@@ -153,3 +153,55 @@ def test_search_keeps_the_fewest_macs_in_float(tiny_build: dict) -> None:
     holding = [sorted(e.float_groups) for e in search.tried if e.holds]
     assert sorted(chosen) in holding and len(search.tried) <= 8  # the chosen set was measured
     assert Search(info, [Budget("mel", "<=", -1.0)], score).run(order) is None
+
+
+def padding_graph() -> onnx.ModelProto:
+    """y = pad(x, right = ceil(len / 3) * 3 - len) * 2, the length computed in float from the
+    Shape of x, as exporters write a causal conv's padding."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name: str, value, dtype=np.float32) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(value, dtype), name)
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], start=2, name="shape"),
+        helper.make_node("Cast", ["shape"], ["length"], to=TensorProto.FLOAT, name="length"),
+        helper.make_node("Div", ["length", "three"], ["frames"], name="frames"),
+        helper.make_node("Ceil", ["frames"], ["whole"], name="whole"),
+        helper.make_node("Mul", ["whole", "three"], ["ideal"], name="ideal"),
+        helper.make_node("Sub", ["ideal", "length"], ["extra_f"], name="extra_f"),
+        helper.make_node("Cast", ["extra_f"], ["extra"], to=TensorProto.INT64, name="extra"),
+        helper.make_node("Concat", ["zeros", "extra"], ["pads"], axis=0, name="pads"),
+        helper.make_node("Pad", ["x", "pads"], ["padded"], name="pad"),
+        helper.make_node("Mul", ["padded", "two"], ["y"], name="scale"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "padding",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, "m"])],
+        [const("three", [3.0]), const("two", 2.0), const("zeros", [0, 0, 0, 0, 0], np.int64)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_size_arithmetic_stays_float32_in_fp16_and_int8() -> None:
+    """The nodes computing a length are found, and FP16 keeps them float32 end to end: a length
+    of 100,001 samples (past FP16's 65,504) pads by exactly 1."""
+    import onnxruntime as ort
+
+    from speedy.quantize.fp16 import to_fp16
+    from speedy.quantize.tails import size_nodes
+
+    model = padding_graph()
+    sizes = size_nodes(model)
+    assert sizes == {"shape", "length", "frames", "whole", "ideal", "extra_f", "extra", "pads"}
+    half = to_fp16(model, sorted(sizes))
+    x = np.random.default_rng(3).standard_normal((1, 1, 100_001)).astype(np.float32)
+    session = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x})
+    assert y.shape == (1, 1, 100_002)
+    np.testing.assert_allclose(y[..., :-1], 2 * x, rtol=1e-3)
+    assert y[0, 0, -1] == 0
+    reads = {name for node in half.graph.node if node.name in sizes for name in node.input}
+    assert not any(name.endswith("_cast_to_fp32") for name in reads)  # no FP16 round trip

@@ -24,6 +24,7 @@ FAMILIES: "Registry[type[Family]]" = Registry(
         "hifigan": "speedy.families.hifigan:HiFiGAN",
         "sambert": "speedy.families.sambert:SambertFamily",
         "codec_12hz": "speedy.families.codec_12hz:Codec12Hz",
+        "qwen_tokenizer_12hz": "speedy.families.qwen_codec:QwenTokenizer12Hz",
         "gpt_tts": "speedy.families.gpt_tts:GptTts",
         "custom": "speedy.families.custom:Custom",
     },

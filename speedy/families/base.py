@@ -96,26 +96,44 @@ class Family(ABC):
             feeds[spec.name] = rng.standard_normal(spec.resolve(sizes)).astype(spec.dtype)
         return feeds
 
+    @classmethod
+    def checkpoint_network(cls, checkpoint: Path) -> dict[str, Any] | None:
+        """The `network:` settings a checkpoint states itself (a Hugging Face directory's
+        config.json), which replace the recipe's; None where checkpoints hold tensors only."""
+        return None
+
+    def read_checkpoint(self, checkpoint: Path) -> dict[str, torch.Tensor]:
+        """A checkpoint's tensors under `build()`'s parameter names."""
+        return self.adapt_state_dict(read_state_dict(checkpoint))
+
     def misfit(self, module: torch.nn.Module, checkpoint: Path) -> str | None:
         """How a checkpoint's tensors do not fit `module` (None when they do)."""
-        state = self.adapt_state_dict(read_state_dict(checkpoint))
-        expected = module.state_dict()
-        missing = sorted(expected.keys() - state.keys())
-        unexpected = sorted(state.keys() - expected.keys())
-        shared = expected.keys() & state.keys()
-        misshapen = [k for k in shared if state[k].shape != expected[k].shape]
-        if missing or unexpected or misshapen:
-            return (
-                f"missing {missing[:3]}, unexpected {unexpected[:3]}, "
-                f"other shape {sorted(misshapen)[:3]}"
-            )
-        return None
+        return state_misfit(module.state_dict(), self.read_checkpoint(checkpoint))
 
     def load(self, module: torch.nn.Module, checkpoint: Path) -> None:
         """Load a checkpoint into `module` strictly, with a clear error on mismatch."""
-        if (misfit := self.misfit(module, checkpoint)) is not None:
+        state = self.read_checkpoint(checkpoint)
+        if (misfit := state_misfit(module.state_dict(), state)) is not None:
             raise SpeedyError(
                 f"checkpoint {checkpoint} does not fit the {self.name} network: {misfit}",
                 self.checkpoint_fix,
             )
-        module.load_state_dict(self.adapt_state_dict(read_state_dict(checkpoint)))
+        module.load_state_dict(state)
+
+
+def state_misfit(expected: dict[str, torch.Tensor], state: dict[str, Any]) -> str | None:
+    """The keys by which `state` does not fit `expected` (None when it does): missing,
+    unexpected, and of another shape (with both shapes)."""
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    misshapen = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected.keys() & state.keys()
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or misshapen:
+        return (
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"other shape (checkpoint vs network) {misshapen[:3]}"
+        )
+    return None

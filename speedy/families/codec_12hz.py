@@ -119,24 +119,7 @@ class Codec12Hz(Family):
 
     def graphs(self) -> list[GraphDef]:
         p = self.shape
-        hop = p.frame_samples
-        audio = TensorSpec(name=AUDIO, dtype="float32", shape=["batch", 1, f"frames*{hop}"])
-        codes = TensorSpec(name=CODES, dtype="int64", shape=["batch", p.codebooks, "frames"])
-        chunk = TensorSpec(name=CODES, dtype="int64", shape=["batch", p.codebooks, "chunk"])
-        piece = TensorSpec(name=AUDIO, dtype="float32", shape=["batch", 1, f"chunk*{hop}"])
-        states = self.state_specs()
-        state_in, state_out = (
-            [
-                TensorSpec(name=getattr(s, side), dtype="float32", shape=list(s.shape))
-                for s in states
-            ]
-            for side in ("input_name", "output_name")
-        )
-        return [
-            GraphDef(ENCODER, [audio], [codes]),
-            GraphDef(DECODER, [codes], [audio]),
-            GraphDef(STEP, [chunk, *state_in], [piece, *state_out]),
-        ]
+        return codec_graphs(p.frame_samples, p.codebooks, self.state_specs())
 
     def graph_module(self, network: torch.nn.Module, graph: str) -> torch.nn.Module:
         assert isinstance(network, net.Codec12Hz)
@@ -157,14 +140,46 @@ class Codec12Hz(Family):
         }
 
     def dummy_feeds(self, graph: str, sizes: dict[str, int], seed: int = 0) -> Feeds:
-        """Tracing inputs: speech-level noise, random codes, zero states."""
-        p, rng, batch = self.shape, np.random.default_rng(seed), sizes.get("batch", 1)
-        if graph == ENCODER:
-            audio = 0.1 * rng.standard_normal((batch, 1, sizes["frames"] * p.frame_samples))
-            return {AUDIO: audio.astype(np.float32)}
-        frames = sizes["chunk" if graph == STEP else "frames"]
-        codes = {CODES: rng.integers(0, p.codebook_size, (batch, p.codebooks, frames))}
-        if graph == DECODER:
-            return codes
-        states = {s.input_name: np.zeros(s.concrete(batch), np.float32) for s in self.state_specs()}
-        return codes | states
+        p = self.shape
+        return tracing_feeds(graph, sizes, seed, (p.frame_samples, p.codebooks, p.codebook_size),
+                             self.state_specs())  # fmt: skip
+
+
+def codec_graphs(hop: int, codebooks: int, states: list[net.StateSpec]) -> list[GraphDef]:
+    """A codec's three graphs: `encoder` (audio of `hop` samples per frame -> codes),
+    `decoder` (codes -> audio) and `decoder_step` (a chunk of codes and `states` -> its audio
+    and the next states)."""
+    audio = TensorSpec(name=AUDIO, dtype="float32", shape=["batch", 1, f"frames*{hop}"])
+    codes = TensorSpec(name=CODES, dtype="int64", shape=["batch", codebooks, "frames"])
+    chunk = TensorSpec(name=CODES, dtype="int64", shape=["batch", codebooks, "chunk"])
+    piece = TensorSpec(name=AUDIO, dtype="float32", shape=["batch", 1, f"chunk*{hop}"])
+    state_in, state_out = (
+        [TensorSpec(name=getattr(s, side), dtype="float32", shape=list(s.shape)) for s in states]
+        for side in ("input_name", "output_name")
+    )
+    return [
+        GraphDef(ENCODER, [audio], [codes]),
+        GraphDef(DECODER, [codes], [audio]),
+        GraphDef(STEP, [chunk, *state_in], [piece, *state_out]),
+    ]
+
+
+def tracing_feeds(
+    graph: str,
+    sizes: dict[str, int],
+    seed: int,
+    framing: tuple[int, int, int],
+    states: list[net.StateSpec],
+) -> Feeds:
+    """Tracing inputs of a codec's `graph` (never parity inputs): speech-level noise, random
+    codes, zero states; `framing` is (samples per frame, codebooks, codebook size)."""
+    hop, codebooks, size = framing
+    rng, batch = np.random.default_rng(seed), sizes.get("batch", 1)
+    if graph == ENCODER:
+        audio = 0.1 * rng.standard_normal((batch, 1, sizes["frames"] * hop))
+        return {AUDIO: audio.astype(np.float32)}
+    frames = sizes["chunk" if graph == STEP else "frames"]
+    codes = {CODES: rng.integers(0, size, (batch, codebooks, frames))}
+    if graph == DECODER:
+        return codes
+    return codes | {s.input_name: np.zeros(s.concrete(batch), np.float32) for s in states}

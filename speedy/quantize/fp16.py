@@ -24,9 +24,48 @@ def to_fp16(model: onnx.ModelProto, block: Collection[str] = ()) -> onnx.ModelPr
     blocked_nodes = [b for b in block if b not in op_types]
     unique_initializers(model)
     with quiet_ort():
-        return convert_float_to_float16(
+        converted = convert_float_to_float16(
             model, keep_io_types=True, op_block_list=blocked_ops, node_block_list=blocked_nodes
         )
+    skip_round_trips(converted.graph)
+    return converted
+
+
+def skip_round_trips(graph: onnx.GraphProto) -> None:
+    """Between two float32 nodes the converter casts to FP16 and back (it gives every blocked
+    node's output an FP16 copy): the second node then reads a value rounded to FP16, which
+    overflows past 65,504 (a length of samples) and undoes keeping the node float32. Rewire each
+    such consumer to the float32 value, and drop the casts nothing reads any more."""
+    float32 = {v.name for v in [*graph.input, *graph.value_info, *graph.output]
+               if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}  # fmt: skip
+    float32 |= {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    producer = {out: node for node in graph.node for out in node.output}
+    kept = {out.name for out in graph.output}
+    direct: dict[str, str] = {}
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.op_type == "Cast" else None
+        if (
+            source is not None
+            and source.op_type == "Cast"
+            and _cast_to(node) == onnx.TensorProto.FLOAT
+            and _cast_to(source) == onnx.TensorProto.FLOAT16
+            and source.input[0] in float32
+            and node.output[0] not in kept
+        ):
+            direct[node.output[0]] = source.input[0]
+    for node in graph.node:
+        node.input[:] = [direct.get(name, name) for name in node.input]
+    while True:
+        read = {name for node in graph.node for name in node.input} | kept
+        unread = [n for n in graph.node if n.op_type == "Cast" and n.output[0] not in read]
+        if not unread:
+            return
+        for node in unread:
+            graph.node.remove(node)
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None)
 
 
 def unique_initializers(model: onnx.ModelProto) -> None:

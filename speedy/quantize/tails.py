@@ -31,6 +31,25 @@ def tail_nodes(model: onnx.ModelProto, prefixes: Sequence[str]) -> set[str]:
     return tail
 
 
+def size_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes that compute sizes: a Shape, or a node whose inputs are all constants
+    or sizes, one at least a size (a length divided and rounded up, as padding arithmetic does in
+    float). Quantizing them would round lengths."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer} | {""}
+    constants |= {out for n in graph.node if n.op_type == "Constant" for out in n.output}
+    sizes: set[str] = set()
+    nodes: set[str] = set()
+    for node in graph.node:
+        derived = any(n in sizes for n in node.input)
+        if node.op_type in ("Shape", "Size") or (
+            derived and all(n in sizes or n in constants for n in node.input)
+        ):
+            nodes.add(node.name)
+            sizes.update(node.output)
+    return nodes
+
+
 def without(info: GraphInfo, nodes: Collection[str]) -> GraphInfo:
     """`info` with `nodes` left out of its layers and groups (groups left without a layer
     disappear, the nodes that followed them into it too)."""

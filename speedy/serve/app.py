@@ -3,7 +3,10 @@
     POST /v1/tts           JSON {voice?, text, and the voice's controls} -> WAV; ?stream=1 chunks
     POST /v1/audio/speech  the OpenAI speech API: {model, input, voice, response_format, speed,
                            stream_format} -> wav, pcm, flac, mp3 or opus
-    POST /v1/vocode        a WAV/FLAC/OGG file or a log-mel .npy (?model=NAME) -> WAV
+    POST /v1/vocode        a WAV/FLAC/OGG file or a log-mel .npy (?model=NAME) -> WAV (a codec:
+                           the audio through its codes)
+    POST /v1/codes         a WAV/FLAC/OGG file (?model=NAME, a codec) -> JSON: its codes
+                           (codebooks x frames) and frame rate
     GET  /v1/models        the artifacts, their voices and controls
     GET  /v1/audio/voices  the voices in the OpenAI API's terms
     GET  /health, /metrics, and / (the page: listen to two voices side by side, or blind)
@@ -38,7 +41,7 @@ from speedy.errors import OutOfRange, SpeedyError
 from speedy.serve import openai
 from speedy.serve.admission import Admission, Busy
 from speedy.serve.audio_stream import AudioStream
-from speedy.serve.catalog import Catalog, Unknown, Voice
+from speedy.serve.catalog import Catalog, Served, Unknown, Voice
 from speedy.serve.gone import ClientGone, unless_gone
 from speedy.serve.metrics import Metrics
 from speedy.serve.reading import (
@@ -51,6 +54,7 @@ from speedy.serve.reading import (
     validated,
 )
 from speedy.serve.wav import MEDIA_TYPES, encoded, header, pcm16
+from speedy.tasks.codec import Codec
 
 T = TypeVar("T")
 PAGE = files("speedy") / "serve" / "page.html"
@@ -110,6 +114,7 @@ class Server:
                 methods=["POST"],
             ),
             Route("/v1/vocode", self.counted("vocode", self.vocode), methods=["POST"]),
+            Route("/v1/codes", self.counted("codes", self.codes), methods=["POST"]),
         ]
 
         async def http_error(request: Request, exc: Exception) -> Response:
@@ -305,8 +310,15 @@ class Server:
         media = "text/event-stream" if sse else MEDIA_TYPES[format]
         return AudioStream(first, more, close, media, {"X-Sample-Rate": str(rate)})
 
-    async def vocode(self, request: Request) -> Response:
-        served = self.catalog.upload_model(name_of(request.query_params.get("model"), "model"))
+    def _upload_model(self, request: Request) -> Served:
+        """The model taking uploads that `?model=` names (default: the first)."""
+        return self.catalog.upload_model(name_of(request.query_params.get("model"), "model"))
+
+    async def _upload(
+        self, request: Request, served: Served, run: Callable[[Any], Any]
+    ) -> tuple[Any, float]:
+        """`run(example)` on the uploaded body read as `served`'s example, and its compute
+        seconds, in the worker pool."""
         data = await read_body(request, self.limits.max_body, self.limits.read_s)
 
         def work() -> tuple[Any, float]:
@@ -317,10 +329,18 @@ class Server:
             except SpeedyError as exc:
                 raise Problem(400, exc.problem, exc.fix) from None
             begin = time.perf_counter()
-            outputs = served.task.run(served.model, served.task.inputs(example))
+            outputs = run(example)
             return outputs, time.perf_counter() - begin
 
-        outputs, compute = await self._work(request, work)
+        return await self._work(request, work)
+
+    async def vocode(self, request: Request) -> Response:
+        served = self._upload_model(request)
+        outputs, compute = await self._upload(
+            request,
+            served,
+            lambda example: served.task.run(served.model, served.task.inputs(example)),
+        )
         (audio, *_) = served.task.waveforms(outputs) or [None]
         if audio is None:
             raise Problem(422, f"{served.name} makes no audio", "vocode with a vocoder")
@@ -330,6 +350,24 @@ class Server:
         return self._audio(encoded(audio, rate, "wav"), "wav", rate, rtf, {
             "X-Audio-Seconds": f"{audio.size / rate:.4f}",
             "X-Compute-Seconds": f"{compute:.4f}",
+        })  # fmt: skip
+
+    async def codes(self, request: Request) -> Response:
+        served = self._upload_model(request)
+        task = served.task
+        if not isinstance(task, Codec):
+            raise Problem(422, f"{served.name} makes no codes", "send audio to a codec model")
+        codes, compute = await self._upload(
+            request, served, lambda example: task.encode(served.model, example[None, None])
+        )
+        rate = served.model.manifest.model.audio.sample_rate
+        self.metrics.rtf.observe("codes", compute * rate / (codes.shape[-1] * task.hop))
+        return JSONResponse({
+            "model": served.name,
+            "frame_rate": rate / task.hop,
+            "codebooks": int(codes.shape[1]),
+            "frames": int(codes.shape[2]),
+            "codes": codes[0].tolist(),
         })  # fmt: skip
 
     @staticmethod

@@ -8,6 +8,7 @@ import torch
 from speedy.artifact import Artifact, GraphEntry, file_digest
 from speedy.console import notice
 from speedy.families import resolve
+from speedy.families.hf_directory import checkpoint_files
 from speedy.families.network import build_network
 from speedy.stages.base import Draft, Stage, StageContext
 from speedy.stages.options import LoadOptions
@@ -24,7 +25,9 @@ class LoadStage(Stage):
 
     def source_digest(self, parent: Artifact | None) -> str | None:
         checkpoint = self.options.checkpoint
-        return file_digest([checkpoint]) if checkpoint and checkpoint.is_file() else None
+        if checkpoint is None or not checkpoint.exists():
+            return None
+        return file_digest(checkpoint_files(checkpoint))
 
     def build(self, parent: Artifact | None, workdir: Path, ctx: StageContext) -> Draft:
         family = resolve(ctx.spec)

@@ -51,7 +51,7 @@ from speedy.quantize.qdq import preprocess, quantize_qdq
 from speedy.quantize.ranges import activation_ranges
 from speedy.quantize.report import quality_report
 from speedy.quantize.scoring import Scorer
-from speedy.quantize.tails import tail_nodes, without
+from speedy.quantize.tails import size_nodes, tail_nodes, without
 from speedy.runtime import Model
 from speedy.scratch import scratch
 from speedy.stages.base import (
@@ -92,11 +92,12 @@ def check_finite_outputs(parent: Model, ctx: StageContext) -> None:
 
 
 def float_nodes(model: onnx.ModelProto, task: Task, graph: str) -> dict[str, list[str]]:
-    """The nodes every precision keeps float32, weights included: the task's float tail, and
-    the layers of fixed transforms (the DFT bases of the istft rewrite)."""
+    """The nodes every precision keeps float32, weights included: the task's float tail, the
+    layers of fixed transforms (the DFT bases of the istft rewrite), and size arithmetic."""
     return {
         "float_tail": sorted(tail_nodes(model, task.float_tails(graph))),
         "fixed_float": sorted(fixed_layers(model)),
+        "size_math": sorted(size_nodes(model)),
     }
 
 

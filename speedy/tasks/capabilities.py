@@ -3,13 +3,16 @@ user's controls, answer requests served over HTTP, read uploaded files. A task h
 by deriving from its class, and callers ask with `isinstance` (`streamer_of` for streaming, which
 a task may have for some of its models only)."""
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
+import soundfile as sf
 from pydantic import BaseModel, Field
 
+from speedy.errors import OutOfRange
 from speedy.runtime import Model
 from speedy.specs import Feeds
 from speedy.tasks.base import Task
@@ -78,7 +81,26 @@ class TakesUploads(Task):
     """A task that a server runs on uploaded files."""
 
     upload_kind: ClassVar[str]  # what an upload may be, in words
+    frame_unit: ClassVar[str]  # what its `frames` dim counts, in words
 
     @abstractmethod
     def read_upload(self, data: bytes) -> Any:
         """An example from the bytes of an uploaded file (`upload_kind`)."""
+
+    def check_duration(self, upload: io.BytesIO) -> None:
+        """Refuse uploaded audio longer than the model takes (its `frames` of `hop_length`
+        samples), read from the file's header before decoding it (a small FLAC can hold hours
+        of silence)."""
+        try:
+            info = sf.info(upload)
+        except Exception:  # soundfile raises several types; reading it says what is wrong
+            return
+        seconds = info.frames / info.samplerate
+        most = self.spec.dims["frames"].max
+        if seconds * self.audio.sample_rate / self.audio.hop_length > most:
+            longest = most * self.audio.hop_length / self.audio.sample_rate
+            raise OutOfRange(
+                f"the upload holds {seconds:.1f} s of audio; this model takes at most "
+                f"{longest:.1f} s ({most} {self.frame_unit})",
+                "send shorter audio, or widen dims.frames and rebuild",
+            )

@@ -16,6 +16,7 @@ chunks give what the whole signal gives, up to float rounding. A family that sta
 gets whole-signal runs only.
 """
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -24,14 +25,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from speedy.audio.cache import FeatureCache
-from speedy.audio.io import AUDIO_SUFFIXES
+from speedy.audio.io import AUDIO_SUFFIXES, read_audio
 from speedy.data_source import DEFAULT_CLIPS, audio_features, data_files
 from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS, measure
 from speedy.runtime import Model
 from speedy.specs import DimRange, Feeds
 from speedy.tasks.base import AudioOut, Figures
-from speedy.tasks.capabilities import Streams
+from speedy.tasks.capabilities import Streams, TakesUploads
 from speedy.tasks.codec_settings import AUDIO, CODES, CodecSettings, check_codes
 from speedy.tasks.codec_stream import CodecStreamer
 
@@ -45,7 +46,7 @@ def chunk_starts(frames: int, chunk: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
 
 
-class Codec(AudioOut, Streams):
+class Codec(AudioOut, Streams, TakesUploads):
     """Audio to codes to audio."""
 
     name: ClassVar[str] = "codec"
@@ -58,6 +59,8 @@ class Codec(AudioOut, Streams):
     bench_metrics: ClassVar[tuple[str, ...]] = ("codes", "snr", "mel", "mcd", "pesq", "stoi")
     rank_by: ClassVar[str] = "mel"
     default_budget: ClassVar[str] = "pesq>=4.0"  # PESQ-WB of the resynthesis
+    upload_kind: ClassVar[str] = "a WAV/FLAC/OGG file (resampled to the model's rate)"
+    frame_unit: ClassVar[str] = "code frames"
 
     @property
     def codec(self) -> CodecSettings:
@@ -86,6 +89,11 @@ class Codec(AudioOut, Streams):
                 f"pass at least {self.hop / self.audio.sample_rate:.3f} s of audio",
             )
         return audio[:whole].astype(np.float32)
+
+    def read_upload(self, data: bytes) -> np.ndarray:
+        """An uploaded audio file at the model's rate, cut to whole frames."""
+        self.check_duration(io.BytesIO(data))
+        return self.frames(read_audio(io.BytesIO(data), self.audio.sample_rate, "the upload"))
 
     def read_data(self, source: Path, cache: FeatureCache) -> list[np.ndarray]:
         return audio_features(source, self.audio, cache, self.frames)

@@ -73,8 +73,11 @@ def compile_package(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # inductor's deprecation chatter; --debug keeps errors
             shapes = dynamic_shapes(inputs, dims)  # HalfPrecision takes *args: one tuple of inputs
-            program = torch.export.export(
-                module, args, dynamic_shapes=(shapes,) if fp16 else shapes
+            program = torch.export.export(  # sizes it cannot prove for every dim: checked at run
+                module,
+                args,
+                dynamic_shapes=(shapes,) if fp16 else shapes,
+                prefer_deferred_runtime_asserts_over_guards=True,
             )
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(path), inductor_configs=INDUCTOR_CONFIGS
