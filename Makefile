@@ -26,10 +26,10 @@ run: install  ## the main job: the default recipe end to end on the shipped clip
 lint: install
 	$(BIN)/ruff check speedy tests benchmarks
 
-# Timings on the 2-core machine CI uses: the whole suite about 13 min; without the tests marked
+# Timings on the 2-core machine CI uses: the whole suite about 15 min; without the tests marked
 # slow (10 s or more each, or the real HiFi-GAN V1 build) about 7 min.
 test: lint browser  ## ruff, then the whole test suite (tiny seeded models and the real HiFi-GAN V1)
-	@echo "make test: the whole suite takes about 13 minutes on 2 cores (make test-quick: about 7)"
+	@echo "make test: the whole suite takes about 15 minutes on 2 cores (make test-quick: about 7)"
 	$(BIN)/pytest -q --durations=10
 
 test-quick: lint  ## the tests not marked slow
