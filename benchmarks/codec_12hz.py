@@ -34,12 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from speedy import runtime
+from speedy.artifact import Artifact
 from speedy.audio.io import list_audio, read_audio
 from speedy.bench.machine import bench_machine
 from speedy.bench.memory import current_rss, peak_rss
@@ -255,18 +257,16 @@ def long_memory(artifact: Path, codes: np.ndarray, long_seconds: float, threads:
     return runs | {"rss_peak_ratio": long["rss_peak"] / short["rss_peak"]}
 
 
-def quantized(built: dict, ctx, codes: list[np.ndarray], out: Path) -> dict:
-    """FP16 and INT8 decoder artifacts (INT8: the decoder_step graph too): quality against FP32
-    (the stage's report, whole decode), decode RTF, and INT8 streaming against INT8 whole."""
-    variants = {
-        "fp16": {"graphs": ["decoder"], "precision": "fp16"},
-        "int8": {
-            "graphs": ["decoder", "decoder_step"],
-            "precision": "int8",
-            "method": "minmax",
-            "calib_size": 16,
-        },
-    }
+def quantize_variants(
+    built: dict,
+    ctx,
+    variants: dict[str, dict],
+    out: Path,
+    figures: Callable[[Artifact], dict],
+) -> tuple[dict, dict[str, runtime.Model]]:
+    """Each variant's quantize stage (its options) on the simplified artifact: per variant its
+    graphs, build time, quality against FP32 (the stage's report) and the caller's `figures`;
+    and the loaded models, FP32 first."""
     models = {"fp32": runtime.load(built["simplify"].path, threads=2)}
     result = {}
     for name, options in variants.items():
@@ -280,10 +280,34 @@ def quantized(built: dict, ctx, codes: list[np.ndarray], out: Path) -> dict:
             "build_seconds": time.perf_counter() - start,
             "metrics_vs_fp32": quality["metrics"],
             "examples": quality["examples"],
-            "calibration_overlap": quality["calibration_overlap"],
-            "size_ratio": artifact.manifest.reports["quantize"]["decoder"]["size_ratio"],
+            **figures(artifact),
         }
         models[name] = runtime.load(artifact.path, threads=2)
+    return result, models
+
+
+def quantized(built: dict, ctx, codes: list[np.ndarray], out: Path) -> dict:
+    """FP16 and INT8 decoder artifacts (INT8: the decoder_step graph too): quality against FP32
+    (the stage's report, whole decode), decode RTF, and INT8 streaming against INT8 whole."""
+    variants = {
+        "fp16": {"graphs": ["decoder"], "precision": "fp16"},
+        "int8": {
+            "graphs": ["decoder", "decoder_step"],
+            "precision": "int8",
+            "method": "minmax",
+            "calib_size": 16,
+        },
+    }
+    result, models = quantize_variants(
+        built,
+        ctx,
+        variants,
+        out,
+        lambda artifact: {
+            "calibration_overlap": artifact.manifest.reports["quality"]["calibration_overlap"],
+            "size_ratio": artifact.manifest.reports["quantize"]["decoder"]["size_ratio"],
+        },
+    )
     seconds = dict.fromkeys(models, 0.0)
     audio_seconds = sum(c.shape[-1] for c in codes) * 0.08
     for clip in codes:  # the precisions take turns on every clip

@@ -35,10 +35,9 @@ from speedy.bench.machine import bench_machine
 from speedy.data_source import DEFAULT_CLIPS
 from speedy.families.network import load_network
 from speedy.machine import write_result
-from speedy.pipeline import make_stage, run_recipe
+from speedy.pipeline import run_recipe
 from speedy.quality import snr_db
 from speedy.recipe import load_recipe
-from speedy.stages.base import execute
 from speedy.tasks.codec import Codec
 
 ROOT = Path(__file__).resolve().parent
@@ -53,11 +52,9 @@ GOALS = {
 
 
 def upstream_model(built: dict):
-    """The upstream model with the torch artifact's weights."""
-
+    """The upstream model (in eval mode) with the torch artifact's weights."""
     torch_artifact = built["torch"]
-    model = load_network(torch_artifact.manifest.model, torch_artifact.file("decoder"))
-    return model.eval()
+    return load_network(torch_artifact.manifest.model, torch_artifact.file("decoder"))
 
 
 def encoder_check(upstream, model: runtime.Model, task: Codec, clips: list[Path]):
@@ -101,23 +98,17 @@ def precisions(built: dict, ctx, upstream, codes: list[np.ndarray], out: Path, m
     }  # fmt: skip
     if mixed:
         variants["mixed"] = {"graphs": ["decoder"], "precision": "mixed", "calib_size": 16}
-    models = {"fp32": runtime.load(built["simplify"].path, threads=2)}
-    result: dict = {"fp32": {"size_mb": built["simplify"].size_bytes / 1e6}}
-    for name, options in variants.items():
-        start = time.perf_counter()
-        artifact = execute(
-            make_stage("quantize", options), built["simplify"], out / name, ctx, True
-        )
-        quality = artifact.manifest.reports["quality"]
-        result[name] = {
-            "graphs": options["graphs"],
-            "build_seconds": time.perf_counter() - start,
-            "metrics_vs_fp32": quality["metrics"],
-            "examples": quality["examples"],
+    result, models = base.quantize_variants(
+        built,
+        ctx,
+        variants,
+        out,
+        lambda artifact: {
             "decoder_size_ratio": artifact.manifest.reports["quantize"]["decoder"]["size_ratio"],
             "size_mb": artifact.size_bytes / 1e6,
-        }
-        models[name] = runtime.load(artifact.path, threads=2)
+        },
+    )
+    result["fp32"] = {"size_mb": built["simplify"].size_bytes / 1e6}
     seconds = dict.fromkeys([*models, "upstream_eager"], 0.0)
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     audio_seconds = sum(c.shape[-1] for c in codes) * 0.08

@@ -37,8 +37,8 @@ def sizes_as_ints(mimi: nn.Module) -> None:
     (`.item()`), losing every length after the first conv; the same values as ints keep the
     lengths symbolic (the codes are the same: the tests compare them with upstream's encode)."""
     for conv in mimi.modules():
-        if type(conv).__name__ != "MimiConv1d":
-            continue
+        if type(conv).__name__ != "MimiConv1d" or "stride" not in conv._buffers:
+            continue  # not a Mimi conv, or one given ints already (a second wrapper)
         for name in ("stride", "kernel_size", "padding_total"):
             value = int(conv._buffers.pop(name))
             setattr(conv, name, value)
