@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 import torch
@@ -263,6 +264,21 @@ def test_whole_decode_equals_upstream_decode(
     assert audio.shape == reference.shape == (2, 1, 57 * HOP)
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.05
     assert np.abs(audio - reference).max() <= 1e-4
+
+
+def test_exportable_decoder_is_upstreams_bit_for_bit(built: dict) -> None:
+    """Integer pad arithmetic and SnakeBeta's square as a product change no value, and leave
+    the exported decoder no size arithmetic (upstream's float padding exports a Ceil per conv)."""
+    from speedy.families.qwen_codec_modules import exportable_decoder
+
+    network = tiny_family(seed=11).build()
+    codes = torch.randint(0, 64, (2, 4, 19), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        before = network.decoder(codes)
+        exportable_decoder(network.decoder)
+        assert torch.equal(network.decoder(codes), before)
+    graph = onnx.load(built["export"].file("decoder"), load_external_data=False).graph
+    assert {node.op_type for node in graph.node}.isdisjoint({"Ceil", "Pad"})
 
 
 def stream(onnx_model: runtime.Model, task: Codec, codes: np.ndarray, chunk: int) -> np.ndarray:

@@ -23,12 +23,44 @@ def attention_mask(hidden: torch.Tensor, window: int | None = None) -> torch.Ten
     ]
 
 
+def extra_padding(length: int, kernel: int, stride: int, padding: int) -> int:
+    """The right padding that makes a conv's last window whole, ceil((length - kernel + padding)
+    / stride) windows: upstream's float arithmetic (`math.ceil` of a quotient) in integers, which
+    exporters keep symbolic (0 for stride 1, so the pad is a constant that folds into the conv)."""
+    frames = -(-(length - kernel + padding) // stride)
+    return frames * stride + kernel - padding - length
+
+
 def mimi_extra_padding(conv: nn.Module, hidden: torch.Tensor) -> int:
-    """`MimiConv1d._get_extra_padding_for_conv1d` in integer arithmetic: the right padding that
-    makes the last window whole, ceil((length - kernel + padding) / stride) windows."""
-    length = hidden.shape[-1]
-    frames = -(-(length - conv.kernel_size + conv.padding_total) // conv.stride)
-    return frames * conv.stride + conv.kernel_size - conv.padding_total - length
+    """`MimiConv1d._get_extra_padding_for_conv1d` in integer arithmetic."""
+    return extra_padding(hidden.shape[-1], conv.kernel_size, conv.stride, conv.padding_total)
+
+
+def causal_extra_padding(conv: nn.Module, hidden: torch.Tensor) -> int:
+    """`Qwen3TTSTokenizerV2CausalConvNet._get_extra_padding_for_conv1d` in integer arithmetic."""
+    return extra_padding(hidden.shape[-1], conv.kernel_size, conv.stride, conv.padding)
+
+
+def snake_beta(snake: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`SnakeBeta.forward`, x + sin(x exp(alpha))^2 / (exp(beta) + eps), with the square as a
+    product: torch computes pow(s, 2) as s * s, so the values are the same, and ONNX Runtime
+    runs a Mul faster than a Pow over the decoder's largest tensors."""
+    alpha = torch.exp(snake.alpha)[None, :, None]
+    inverse_beta = 1.0 / (torch.exp(snake.beta)[None, :, None] + snake.no_div_by_zero)
+    sine = torch.sin(hidden * alpha)
+    return hidden + inverse_beta * (sine * sine)
+
+
+def exportable_decoder(decoder: nn.Module) -> None:
+    """Give the upstream decoder's causal convs integer padding arithmetic (their pads become
+    constants that fold into the convs, where upstream's exports as a Ceil and a Pad per conv)
+    and its SnakeBetas `snake_beta`; the outputs are bit for bit upstream's."""
+    for module in decoder.modules():
+        kind = type(module).__name__
+        if kind == "Qwen3TTSTokenizerV2CausalConvNet":
+            module._get_extra_padding_for_conv1d = causal_extra_padding.__get__(module)
+        elif kind == "SnakeBeta":
+            module.forward = snake_beta.__get__(module)
 
 
 def sizes_as_ints(mimi: nn.Module) -> None:
@@ -74,6 +106,7 @@ class Decoder(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.decoder = model.decoder
+        exportable_decoder(self.decoder)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         d = self.decoder

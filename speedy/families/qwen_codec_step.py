@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speedy.families.codec_12hz_model import MASKED, StateSpec
+from speedy.families.qwen_codec_modules import exportable_decoder
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class DecoderStep(nn.Module):
     def __init__(self, decoder: nn.Module, modeling: ModuleType) -> None:
         super().__init__()
         self.decoder = decoder
+        exportable_decoder(decoder)
         self._upstream = modeling  # rotary helpers and layer classes of the installed package
 
     def forward(self, codes: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
