@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and pinned: a bare `torch` requirement with no torch installed pulls a multi-GB
 # CUDA build. Override TORCH for a GPU machine, e.g. make TORCH="torch==2.13.0" install.
 TORCH ?= torch==2.13.0
-EXTRAS ?= weights,onnxsim,eval,text,report,serve,piper,openvino,qwen,dev
+EXTRAS ?= weights,onnxsim,eval,text,report,serve,piper,openvino,qwen,deploy,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(TORCH) $(EXTRAS)" | md5sum | cut -c1-8)
 
 .PHONY: install run test test-quick lint browser serve serve-bench benchmark bench bench-baseline clean

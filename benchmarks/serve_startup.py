@@ -76,15 +76,20 @@ def answers(server: Server) -> bool:
 
 @contextmanager
 def serving(
-    args: list[str], env: dict[str, str] | None = None, start_s: float = 600.0
+    args: list[str],
+    env: dict[str, str] | None = None,
+    start_s: float = 600.0,
+    verb: tuple[str, ...] = ("serve",),
+    kind: type[Server] = Server,
 ) -> Iterator[Server]:
-    """`speedy serve ARGS` in a child process (`env`: added to this one's), once it answers
-    (its errors on stderr, its log dropped); SIGTERM to it afterwards."""
+    """`speedy serve ARGS` (or another `verb`, watched as a `kind` of server) in a child process
+    (`env`: added to this one's), once it answers (its errors on stderr, its log dropped);
+    SIGTERM to it afterwards."""
     port = free_port()
-    command = [sys.executable, "-m", "speedy", "serve", *args, "--port", str(port)]
+    command = [sys.executable, "-m", "speedy", *verb, *args, "--port", str(port)]
     environment = {**os.environ, **(env or {})}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=environment)
-    server, deadline = Server(process, port), time.perf_counter() + start_s
+    server, deadline = kind(process, port), time.perf_counter() + start_s
     try:
         while not answers(server):
             if process.poll() is not None or time.perf_counter() > deadline:

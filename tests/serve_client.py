@@ -98,11 +98,15 @@ class ServerProcess(Client):
 
 @contextmanager
 def spawn(
-    args: list[str], start_s: float = 120.0, env: dict[str, str] | None = None
+    args: list[str],
+    start_s: float = 120.0,
+    env: dict[str, str] | None = None,
+    verb: tuple[str, ...] = ("serve",),
+    port: int = 0,
 ) -> Iterator[ServerProcess]:
-    """`speedy serve ARGS --port 0` in a child process (`env`: added to this one's), ready;
-    SIGTERM to it afterwards."""
-    command = [sys.executable, "-m", "speedy", "serve", *args, "--port", "0"]
+    """`speedy serve ARGS --port 0` (or another `verb` and `port`) in a child process (`env`:
+    added to this one's), once it prints its address; SIGTERM to it afterwards."""
+    command = [sys.executable, "-m", "speedy", *verb, *args, "--port", str(port)]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

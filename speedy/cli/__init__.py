@@ -9,7 +9,7 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from speedy import interrupt
-from speedy.cli import bench, build, optimize, show, speak  # noqa: F401 (they add the commands)
+from speedy.cli import bench, build, deploy, optimize, show, speak  # noqa: F401 (they add the commands)
 from speedy.cli.app import app
 from speedy.console import console, printable, shown
 from speedy.errors import SpeedyError

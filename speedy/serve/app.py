@@ -336,12 +336,7 @@ class Server:
 
     async def vocode(self, request: Request) -> Response:
         served = self._upload_model(request)
-        outputs, compute = await self._upload(
-            request,
-            served,
-            lambda example: served.task.run(served.model, served.task.inputs(example)),
-        )
-        (audio, *_) = served.task.waveforms(outputs) or [None]
+        audio, compute = await self._upload(request, served, served.vocode)
         if audio is None:
             raise Problem(422, f"{served.name} makes no audio", "vocode with a vocoder")
         rate = served.model.manifest.model.audio.sample_rate

@@ -6,7 +6,7 @@ Names are `NAME=PATH` or the artifact's recipe and stage (`hifigan_v1/quantize`)
 named `ACOUSTIC+VOCODER`, or after its one model. Requests name these, never a path on the server.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,12 @@ class Served:
         """Its task, which reads uploads (the catalog takes uploads only for such models)."""
         assert isinstance(self.task, TakesUploads)
         return self.task
+
+    def vocode(self, example: Any) -> np.ndarray | None:
+        """The audio this model makes of an upload's example (None: it makes no audio)."""
+        outputs = self.task.run(self.model, self.task.inputs(example))
+        (audio, *_) = self.task.waveforms(outputs) or [None]
+        return audio
 
     def describe(self) -> dict[str, Any]:
         """What `/v1/models` says of it: task, family, precision, size and quality report."""
@@ -106,7 +112,7 @@ class Voice:
         }
 
 
-def _named(item: str) -> tuple[str, Path]:
+def named(item: str) -> tuple[str, Path]:
     """`NAME=PATH`, or a path named after its recipe and stage directories."""
     label, sep, rest = item.partition("=")
     if sep and label and not Path(item).exists():
@@ -147,16 +153,15 @@ class Catalog:
         artifacts: Sequence[str],
         vocoders: Sequence[str],
         chunk_seconds: float,
-        device: str = "cpu",
-        threads: int | None = None,
-        verify: bool = True,
+        open_model: Callable[[Path], Model] = runtime.load,
     ) -> "Catalog":
-        """Open every artifact once; voices chain the text models with `vocoders` (default: the
+        """Open every artifact once with `open_model` (in this process by default; elsewhere,
+        see `speedy.deploy.remote`); voices chain the text models with `vocoders` (default: the
         vocoders among `artifacts`)."""
         loaded: dict[str, Served] = {}
         names: dict[str, str] = {}  # item -> its name
         for item in [*artifacts, *vocoders]:
-            name, path = _named(item)
+            name, path = named(item)
             names[item] = name
             if name in loaded:
                 if loaded[name].model.path.resolve() == path.resolve():
@@ -165,7 +170,7 @@ class Catalog:
                     f"two artifacts are named '{name}' ({loaded[name].model.path} and {path})",
                     "label them as NAME=PATH",
                 )
-            model = runtime.load(path, device, threads, verify)
+            model = open_model(path)
             task = task_for(model.manifest.model)
             loaded[name] = Served(name, model, task, streamer_of(task, chunk_seconds))
         served = [loaded[names[a]] for a in artifacts]

@@ -4,6 +4,7 @@ signal, and a drain that tells the truth."""
 import asyncio
 import signal
 import socket
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from speedy.serve.options import ServeOptions
 
 if TYPE_CHECKING:
     from speedy.serve.admission import Admission
+    from speedy.serve.app import Server
+    from speedy.serve.catalog import Catalog
 
 
 def served_hosts(options: ServeOptions) -> frozenset[str] | None:
@@ -64,29 +67,10 @@ class Draining(uvicorn.Server):
             self.loop.call_soon_threadsafe(self.admission.drain)
 
 
-def serve(options: ServeOptions) -> None:
-    """Load the artifacts, then serve until SIGINT/SIGTERM: the running requests finish, the
-    waiting ones get 503; an error if the grace period ran out with requests running."""
+def guarded_app(server: "Server", options: ServeOptions) -> ASGIApp:
+    """`server`'s routes behind the options' host, key and send-time guard, and CORS."""
     from starlette.middleware.cors import CORSMiddleware
 
-    from speedy.serve.admission import Admission
-    from speedy.serve.app import Server
-    from speedy.serve.catalog import Catalog
-    from speedy.serve.connections import timed_protocol
-    from speedy.serve.reading import Limits
-
-    catalog = Catalog.load(
-        options.artifacts,
-        options.vocoders,
-        options.chunk_seconds,
-        options.device,
-        options.threads,
-        options.verify,
-    )
-    catalog.warm_up()
-    limits = Limits(int(options.max_body_mb * 1e6), options.max_chars, options.read_s)
-    admission = Admission(options.workers, options.queue, options.wait_s)
-    server = Server(catalog, admission, limits)
     app: ASGIApp = Guard(
         server.app(),
         Policy(served_hosts(options), options.api_key, options.send_s),
@@ -99,6 +83,38 @@ def serve(options: ServeOptions) -> None:
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-RTF", "X-Audio-Seconds", "X-Compute-Seconds", "X-Sample-Rate"],
         )
+    return app
+
+
+def catalog_server(catalog: "Catalog", options: ServeOptions) -> "Server":
+    """The routes over `catalog` (warmed up here), with the options' limits and admission."""
+    from speedy.serve.admission import Admission
+    from speedy.serve.app import Server
+    from speedy.serve.reading import Limits
+
+    catalog.warm_up()
+    limits = Limits(int(options.max_body_mb * 1e6), options.max_chars, options.read_s)
+    return Server(catalog, Admission(options.workers, options.queue, options.wait_s), limits)
+
+
+def serve(options: ServeOptions) -> None:
+    """Load the artifacts, then serve until SIGINT/SIGTERM: the running requests finish, the
+    waiting ones get 503; an error if the grace period ran out with requests running."""
+    from speedy import runtime
+    from speedy.serve.catalog import Catalog
+    from speedy.serve.connections import timed_protocol
+
+    catalog = Catalog.load(
+        options.artifacts,
+        options.vocoders,
+        options.chunk_seconds,
+        partial(
+            runtime.load, device=options.device, threads=options.threads, verify=options.verify
+        ),
+    )
+    server = catalog_server(catalog, options)
+    admission = server.admission
+    app = guarded_app(server, options)
     uvicorn_server = Draining(
         uvicorn.Config(
             app,

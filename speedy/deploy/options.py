@@ -1,0 +1,45 @@
+"""The options of `speedy deploy`, declared once (the commands derive their flags from the
+fields with a description). Pure data: neither Ray nor Triton imported."""
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from speedy.serve.options import ServeOptions
+
+
+class RayOptions(BaseModel):
+    """How the model deployments of a Ray Serve application scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    replicas: list[str] = Field(
+        default_factory=list,
+        description="NAME=N: replicas of the artifact called NAME (repeatable; default 1 each).",
+        json_schema_extra={"flag": "--replicas"},
+    )
+    max_replicas: PositiveInt | None = Field(
+        None,
+        description="Autoscale every model deployment between 1 and this many replicas "
+        "(instead of --replicas).",
+    )
+    target_ongoing: PositiveFloat = Field(
+        2.0,
+        description="Requests in flight per replica that autoscaling aims for.",
+    )
+    replica_cpus: PositiveFloat | None = Field(
+        None, description="CPUs Ray reserves per model replica (default: --threads)."
+    )
+    replica_gpus: NonNegativeFloat = Field(
+        0.0,
+        description="GPUs (fractions allowed) Ray reserves per model replica with --device cuda.",
+    )
+
+
+class RayPlan(BaseModel):
+    """Everything `ray_app.build` needs: the `speedy serve` options of the ingress and how the
+    model deployments scale (the `args` of the Serve config's application)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    serve: ServeOptions
+    ray: RayOptions = RayOptions()
+    trust: bool = False

@@ -1,0 +1,172 @@
+"""`speedy deploy triton`: a Triton Inference Server model repository of speedy artifacts.
+
+* one model per graph, run by Triton's own backend for its file: `onnxruntime_onnx` (ONNX),
+  `tensorrt_plan` (TensorRT engines), `torch_aoti` (AOTInductor packages), `openvino`; inputs and
+  outputs as the manifest declares them (-1 for a dynamic dim); where every tensor's first dim
+  is the batch, `max_batch_size` is the artifact's largest batch and `dynamic_batching` is on;
+* `speedy`: a Python-backend model, decoupled, whose `model.py` runs speedy's own loops (the
+  chain, the vocoder's stream, a codec's decode, the GPT's generation) over those models through
+  BLS requests (`triton_bls`): one JSON `request` in, `audio` chunks (or `codes`) out.
+
+The Python model needs speedy in the server's Python environment (`pip install openspeedy`); the
+graph models need nothing but Triton.
+"""
+
+import json
+import shutil
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from speedy.artifact import Artifact
+from speedy.deploy import TRITON_PLAN
+from speedy.deploy.output import deployment_dir
+from speedy.deploy.remote import check_catalog, engine_name
+from speedy.errors import SpeedyError
+from speedy.serve.catalog import named
+from speedy.specs import DimRange, TensorSpec
+
+TRITON_RELEASE = "2.73.0"  # the server release of tritonclient 2.73.0's model_config.proto
+LOOP_MODEL = "speedy"
+CONFIG = "config.pbtxt"
+BATCH = "batch"
+INSTANCE_KINDS = {"cpu": pb.ModelInstanceGroup.KIND_CPU, "cuda": pb.ModelInstanceGroup.KIND_GPU}
+# A graph file's kind -> (platform, backend, the file name Triton loads by default).
+RUNNERS = {
+    "onnx": ("onnxruntime_onnx", "", "model.onnx"),
+    "trt": ("tensorrt_plan", "", "model.plan"),
+    "aoti": ("torch_aoti", "", "model.pt2"),
+    "openvino": ("", "openvino", "model.xml"),
+}
+TYPES = {
+    "bool": pb.TYPE_BOOL, "uint8": pb.TYPE_UINT8, "int8": pb.TYPE_INT8, "int16": pb.TYPE_INT16,
+    "int32": pb.TYPE_INT32, "int64": pb.TYPE_INT64, "float16": pb.TYPE_FP16,
+    "bfloat16": pb.TYPE_BF16, "float32": pb.TYPE_FP32, "float64": pb.TYPE_FP64,
+}  # fmt: skip
+
+
+def _tensor(spec: TensorSpec, batched: bool, kind: type) -> object:
+    if spec.dtype not in TYPES:
+        raise SpeedyError(f"tensor '{spec.name}' is {spec.dtype}, which Triton does not take",
+                          "deploy a graph with numeric or bool inputs and outputs")  # fmt: skip
+    shape = spec.shape[1:] if batched else spec.shape
+    dims = [d if isinstance(d, int) else -1 for d in shape]
+    return kind(name=spec.name, data_type=TYPES[spec.dtype], dims=dims)
+
+
+def graph_config(
+    name: str,
+    kind: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    dims: dict[str, DimRange],
+    device: str = "cpu",
+) -> pb.ModelConfig:
+    """The model configuration of one graph."""
+    if kind not in RUNNERS:
+        raise SpeedyError(
+            f"a {kind} graph has no Triton backend",
+            f"deploy an artifact of {', '.join(RUNNERS)} graphs (speedy export makes ONNX)",
+        )
+    platform, backend, _ = RUNNERS[kind]
+    batched = BATCH in dims and all(s.shape and s.shape[0] == BATCH for s in [*inputs, *outputs])
+    config = pb.ModelConfig(
+        name=name,
+        platform=platform,
+        backend=backend,
+        max_batch_size=dims[BATCH].max if batched else 0,
+        input=[_tensor(s, batched, pb.ModelInput) for s in inputs],
+        output=[_tensor(s, batched, pb.ModelOutput) for s in outputs],
+        instance_group=[pb.ModelInstanceGroup(kind=INSTANCE_KINDS[device], count=1)],
+    )
+    if batched:
+        config.dynamic_batching.SetInParent()
+    return config
+
+
+def loop_config(instances: int) -> pb.ModelConfig:
+    """The Python model: a JSON request in; audio (in chunks when streamed) or codes out."""
+    tensor = pb.ModelInput
+    return pb.ModelConfig(
+        name=LOOP_MODEL,
+        backend="python",
+        input=[tensor(name="request", data_type=pb.TYPE_STRING, dims=[1]),
+               tensor(name="upload", data_type=pb.TYPE_UINT8, dims=[-1], optional=True)],
+        output=[pb.ModelOutput(name="audio", data_type=pb.TYPE_FP32, dims=[-1]),
+                pb.ModelOutput(name="sample_rate", data_type=pb.TYPE_INT32, dims=[1]),
+                pb.ModelOutput(name="codes", data_type=pb.TYPE_INT64, dims=[-1, -1])],
+        model_transaction_policy=pb.ModelTransactionPolicy(decoupled=True),
+        instance_group=[pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
+                                              count=instances)],
+    )  # fmt: skip
+
+
+def write_config(directory: Path, config: pb.ModelConfig) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG).write_text(text_format.MessageToString(config))
+
+
+MODEL_PY = """\\
+# The "{loop}" model of a Triton repository written by `speedy deploy triton` (speedy {speedy}):
+# speedy's own loops over this repository's graph models, through BLS requests. The server's
+# Python environment needs speedy: pip install "openspeedy=={speedy}".
+from speedy.deploy.triton_bls import TritonPythonModel  # noqa: F401
+"""
+
+
+def write_repository(
+    items: Sequence[str],
+    vocoders: Sequence[str],
+    out: Path,
+    chunk_seconds: float = 0.25,
+    device: str = "cpu",
+    instances: int = 2,
+    force: bool = False,
+) -> dict[str, list[str]]:
+    """Write the repository of the artifacts `items` (NAME=PATH or paths; `vocoders` as
+    `speedy serve` takes them) to `out`; return each artifact's graph models."""
+    artifacts = {name: Artifact.open(path) for name, path in map(named, [*items, *vocoders])}
+    check_catalog(items, vocoders, chunk_seconds)
+    about = {"target": f"Triton Inference Server {TRITON_RELEASE}", "artifacts": list(artifacts)}
+    models: dict[str, list[str]] = {}
+    with deployment_dir(out, force, about) as repo:
+        loop = repo / LOOP_MODEL / "1"
+        plan = {"chunk_seconds": chunk_seconds, "vocoders": list(vocoders), "artifacts": []}
+        for index, (name, artifact) in enumerate(artifacts.items()):
+            graphs = {}
+            for graph, entry in artifact.manifest.graphs.items():
+                model = f"{engine_name(name)}__{graph}"
+                graphs[graph] = model
+                config = graph_config(model, entry.kind, entry.inputs, entry.outputs,
+                                      artifact.manifest.model.dims, device)  # fmt: skip
+                write_config(repo / model, config)
+                _copy_graph(artifact, graph, repo / model / "1")
+            manifest_dir = loop / "artifacts" / str(index)
+            manifest_dir.mkdir(parents=True)
+            shutil.copy2(artifact.path / "speedy.json", manifest_dir / "speedy.json")
+            plan["artifacts"].append({"name": name, "manifest": f"artifacts/{index}",
+                                      "graphs": graphs})  # fmt: skip
+            models[name] = list(graphs.values())
+        write_config(repo / LOOP_MODEL, loop_config(instances))
+        (loop / TRITON_PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+        (loop / "model.py").write_text(
+            MODEL_PY.format(loop=LOOP_MODEL, speedy=version("openspeedy"))
+        )
+    return models
+
+
+def _copy_graph(artifact: Artifact, graph: str, version_dir: Path) -> None:
+    """The graph's model file under the name its backend loads, and its other files beside it:
+    external data under its own name (the model file refers to it), weights named after the
+    model file where they were (OpenVINO's .bin)."""
+    entry = artifact.manifest.graphs[graph]
+    version_dir.mkdir(parents=True)
+    main, *rest = map(Path, entry.files)
+    loaded = Path(RUNNERS[entry.kind][2])
+    shutil.copy2(artifact.path / main, version_dir / loaded)
+    for path in rest:  # OpenVINO's weights follow the model file's name: model.bin
+        kept = loaded.stem if path.stem == main.stem else path.stem
+        shutil.copy2(artifact.path / path, version_dir / f"{kept}{path.suffix}")
