@@ -19,6 +19,7 @@ from speedy.artifact import Artifact
 from speedy.chain import Chain
 from speedy.serve.wav import encoded
 from tests.serve_client import ServerProcess, spawn
+from tests.test_cli_errors import assert_clean_error
 
 pytest.importorskip("ray.serve", reason="the [deploy] extra (ray[serve]) is missing")
 pytest.importorskip("pypinyin", reason="Chinese text needs the [text] extra (pypinyin)")
@@ -153,3 +154,21 @@ def test_a_graph_call_whose_replica_died_is_sent_again() -> None:
     assert survived.calls == ATTEMPTS
     with pytest.raises(ActorDiedError):
         graph_call(Replicas(ATTEMPTS), "vocoder")("model", {})
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--replicas", "nobody=2"], "no served artifact is named 'nobody'"),
+        (["--replicas", "vocoder=two"], "not NAME=N"),
+        (["--replicas", "vocoder=2", "--max-replicas", "3"], "exclude each other"),
+    ],
+)
+def test_bad_scaling_is_refused_before_anything_is_written(
+    speedy_cli, tiny_build, tmp_path, flags: list[str], problem: str
+) -> None:
+    out = tmp_path / "app"
+    code, _, err = speedy_cli("deploy", "ray", f"{VOCODER}={tiny_build['simplify'].path}",
+                              "-o", str(out), *flags)  # fmt: skip
+    assert_clean_error(code, err, problem)
+    assert not out.exists()

@@ -46,6 +46,7 @@ def ray(
 
     from speedy.deploy.output import deployment_dir
     from speedy.deploy.remote import check_catalog, pinned
+    from speedy.serve.catalog import named
 
     settings = given(options)
     serve_options = validated(
@@ -60,6 +61,7 @@ def ray(
         "deploy ray",
     )
     check_catalog(serve_options.artifacts, serve_options.vocoders, serve_options.chunk_seconds)
+    scaling.counts({named(item)[0] for item in [*serve_options.artifacts, *serve_options.vocoders]})
     plan = RayPlan(serve=pinned(serve_options), ray=scaling, trust=trust)
     args = plan.model_dump(mode="json")
     config = {

@@ -1,8 +1,17 @@
 """The options of `speedy deploy`, declared once (the commands derive their flags from the
 fields with a description). Pure data: neither Ray nor Triton imported."""
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
+from speedy.errors import SpeedyError
 from speedy.serve.options import ServeOptions
 
 
@@ -32,6 +41,27 @@ class RayOptions(BaseModel):
         0.0,
         description="GPUs (fractions allowed) Ray reserves per model replica with --device cuda.",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> "RayOptions":
+        if self.replicas and self.max_replicas:
+            raise ValueError("--replicas and --max-replicas exclude each other: pick one")
+        return self
+
+    def counts(self, names: set[str]) -> dict[str, int]:
+        """The replicas of each artifact `--replicas` names, among the served `names`."""
+        counts: dict[str, int] = {}
+        for item in self.replicas:
+            name, sep, count = item.rpartition("=")
+            if not sep or not count.isdigit() or int(count) < 1:
+                raise SpeedyError(
+                    f"--replicas {item}: not NAME=N", "pass e.g. --replicas hifigan_v1/quantize=2"
+                )
+            if name not in names:
+                raise SpeedyError(f"--replicas {item}: no served artifact is named '{name}'",
+                                  f"use one of: {', '.join(sorted(names))}")  # fmt: skip
+            counts[name] = int(count)
+        return counts
 
 
 class RayPlan(BaseModel):

@@ -22,7 +22,6 @@ from ray.serve.handle import DeploymentHandle
 from speedy import runtime
 from speedy.deploy.options import RayPlan
 from speedy.deploy.remote import GraphCall, engine_name, pinned, remote_model
-from speedy.errors import SpeedyError
 from speedy.serve.catalog import Catalog, named
 from speedy.specs import Feeds
 
@@ -47,15 +46,13 @@ def graph_call(handle: DeploymentHandle, name: str) -> GraphCall:
     """Graph runs through `handle`, sent again when the replica running one dies."""
 
     def call(graph: str, feeds: Mapping[str, np.ndarray]) -> Feeds:
-        for attempt in range(1, ATTEMPTS + 1):
+        for _ in range(ATTEMPTS - 1):
             try:
                 return handle.run.remote(graph, dict(feeds)).result()
             except RayActorError as exc:
-                if attempt == ATTEMPTS:
-                    raise
                 log.warning("%s: a replica died running %s (%s); sending it again", name, graph,
                             type(exc).__name__)  # fmt: skip
-        raise AssertionError("unreachable")
+        return handle.run.remote(graph, dict(feeds)).result()
 
     return call
 
@@ -84,29 +81,13 @@ class SpeedyIngress:
         return guarded_app(server, options)
 
 
-def replica_counts(items: list[str], names: set[str]) -> dict[str, int]:
-    """`NAME=N` items as {name: N}, each naming a served artifact."""
-    counts: dict[str, int] = {}
-    for item in items:
-        name, sep, count = item.rpartition("=")
-        if not sep or not count.isdigit() or int(count) < 1:
-            raise SpeedyError(
-                f"--replicas {item}: not NAME=N", "pass e.g. --replicas hifigan_v1/quantize=2"
-            )
-        if name not in names:
-            raise SpeedyError(f"--replicas {item}: no served artifact is named '{name}'",
-                              f"use one of: {', '.join(sorted(names))}")  # fmt: skip
-        counts[name] = int(count)
-    return counts
-
-
 def build(args: dict[str, Any]) -> serve.Application:
     """The application: a deployment per artifact and the ingress over them."""
     plan = RayPlan.model_validate(args)
     plan = plan.model_copy(update={"serve": pinned(plan.serve)})
     options, scaling = plan.serve, plan.ray
     artifacts = dict(map(named, [*options.artifacts, *options.vocoders]))
-    counts = replica_counts(scaling.replicas, set(artifacts))
+    counts = scaling.counts(set(artifacts))
     cpus = scaling.replica_cpus or options.threads
     gpus = scaling.replica_gpus if options.device == "cuda" else 0.0
     handles = {}
