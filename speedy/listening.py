@@ -15,6 +15,9 @@ from speedy.tasks import Task
 # and where the difference becomes plain (3.0 is "fair").
 TRANSPARENT, DEGRADED = 4.0, 3.0
 DNSMOS_DROP = 0.1  # OVRL points below the reference that count as a loss of naturalness
+# DNSMOS OVRL below which audio is not taken for speech: white noise scores about 1.1, the
+# shipped LJSpeech clips 3.0-3.4, the real HiFi-GAN V1's resynthesis of them about 3.1.
+SPEECH_OVRL = 2.0
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,21 @@ class Heard:
     pesq: float | None  # against the reference model's audio; None for the reference
     dnsmos: float | None  # DNSMOS OVRL (1 to 5) of its own audio
 
-    def verdict(self, reference: "Heard") -> str:
-        """In words, how this artifact compares with the reference."""
+    def verdict(self, reference: "Heard", seeded: bool = False) -> str:
+        """In words, how this artifact compares with the reference: PESQ against it, and an
+        absolute check of its own audio (DNSMOS), without which no audio "sounds the same"
+        (PESQ of two noises that match scores high). `seeded`: the weights are random, so the
+        words speak of a seeded model."""
         if self.pesq is None:
             return "-"
+        if self.dnsmos is None:
+            return (
+                f"PESQ-WB {self.pesq:.2f} against the reference, not checked as speech (no DNSMOS)"
+            )
+        if self.dnsmos < SPEECH_OVRL:
+            return (f"not speech-like (DNSMOS {self.dnsmos:.2f}"
+                    f"{', seeded weights' if seeded else ''}): PESQ-WB {self.pesq:.2f} only "
+                    "compares it with the reference")  # fmt: skip
         words = (
             "sounds the same"
             if self.pesq >= TRANSPARENT
@@ -35,11 +49,9 @@ class Heard:
             if self.pesq >= DEGRADED
             else "degraded"
         )
-        if self.dnsmos is not None and reference.dnsmos is not None:
-            drop = reference.dnsmos - self.dnsmos
-            if drop > DNSMOS_DROP:
-                words += f", DNSMOS {drop:.2f} lower"
-        return words
+        if reference.dnsmos is not None and reference.dnsmos - self.dnsmos > DNSMOS_DROP:
+            words += f", DNSMOS {reference.dnsmos - self.dnsmos:.2f} lower"
+        return f"{words} (relative to a seeded model)" if seeded else words
 
 
 def listen(outputs: Mapping[str, Sequence[Feeds]], task: Task, threads: int) -> dict[str, Heard]:

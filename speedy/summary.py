@@ -49,6 +49,7 @@ def summarize(
     first, runs = next(iter(compute)), len(ctx.examples)
     seconds = sum(ctx.task.seconds(result) for result in outputs[first])
     heard = listen(outputs, ctx.task, ctx.threads) if makes_audio(ctx.task) else {}
+    seeded = ctx.spec.checkpoint is None
     audio = f"{seconds:.1f} s of audio" if seconds else "no audio: latency per run"
     table = Table(title=f"{ctx.spec.recipe}: {runs} examples, {audio}, {ctx.threads} threads")
     speed = "RTF" if seconds else "latency ms"
@@ -80,7 +81,7 @@ def summarize(
             f"{row['speedup_vs_first']:.2f}x",
         ]
         if heard:
-            verdict = "reference" if name == first else heard[name].verdict(heard[first])
+            verdict = "reference" if name == first else heard[name].verdict(heard[first], seeded)
             row |= {"pesq_vs_first": heard[name].pesq, "dnsmos_ovrl": heard[name].dnsmos}
             row["sounds"] = verdict
             cells += [_figure(heard[name].pesq), _figure(heard[name].dnsmos), verdict]

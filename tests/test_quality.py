@@ -200,3 +200,21 @@ def test_parse_budget_invalid(text, match):
     with pytest.raises(SpeedyError, match=match) as info:
         parse_budget(text)
     assert info.value.fix
+
+
+def test_a_verdict_checks_the_audio_itself_not_only_against_the_reference() -> None:
+    """PESQ of a copy against its reference is relative: two matching noises score high. The
+    verdict calls audio the same only when DNSMOS also takes it for speech, and says when the
+    weights are seeded."""
+    from speedy.listening import Heard
+
+    speech, noise = Heard(None, 3.2), Heard(None, 1.08)
+    assert Heard(4.6, 3.2).verdict(speech) == "sounds the same"
+    assert Heard(4.6, 3.2).verdict(speech, seeded=True) == (
+        "sounds the same (relative to a seeded model)"
+    )
+    assert Heard(3.5, 2.9).verdict(speech) == "audibly different, DNSMOS 0.30 lower"
+    said = Heard(4.55, 1.07).verdict(noise, seeded=True)
+    assert said.startswith("not speech-like (DNSMOS 1.07, seeded weights)")
+    assert "sounds the same" not in said
+    assert "not checked as speech" in Heard(4.6, None).verdict(Heard(None, None))
