@@ -73,8 +73,8 @@ def test_every_graph_of_every_shipped_recipe(recipe: str, piper_import) -> None:
 @pytest.fixture(scope="module")
 def repository(sambert_build, tiny_build, codec_build, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("triton") / "repo"
-    write_repository([str(sambert_build["simplify"].path), f"hifigan={tiny_build['simplify'].path}",
-                      f"codec={codec_build['simplify'].path}"], [], out)  # fmt: skip
+    served = [str(sambert_build["simplify"].path), f"codec={codec_build['simplify'].path}"]
+    write_repository(served, [f"hifigan={tiny_build['simplify'].path}"], out)  # as --vocoder
     return out
 
 
@@ -82,7 +82,8 @@ def test_configs_match_the_manifests(repository, sambert_build, tiny_build, code
     listed = json.loads((repository / "speedy-deploy.json").read_text())
     assert listed["target"].startswith("Triton Inference Server ")
     plan = json.loads((repository / "speedy" / "1" / "speedy_plan.json").read_text())
-    artifacts = [sambert_build["simplify"], tiny_build["simplify"], codec_build["simplify"]]
+    assert plan["vocoders"] == ["hifigan"] and plan["served"][1] == "codec"
+    artifacts = [sambert_build["simplify"], codec_build["simplify"], tiny_build["simplify"]]
     for entry, artifact in zip(plan["artifacts"], artifacts, strict=True):
         manifest = artifact.manifest
         assert set(entry["graphs"]) == set(manifest.graphs)

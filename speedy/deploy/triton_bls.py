@@ -54,20 +54,19 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         here = Path(args["model_repository"]) / args["model_version"]
         plan = json.loads((here / TRITON_PLAN).read_text())
-        graphs = {}
-        items = []
+        graphs, items = {}, {}  # manifest directory -> graph models; name -> NAME=PATH
         for entry in plan["artifacts"]:
             path = here / entry["manifest"]
             graphs[str(path)] = entry["graphs"]
-            items.append(f"{entry['name']}={path}")
+            items[entry["name"]] = f"{entry['name']}={path}"
 
         def open_model(path: Path) -> Any:
             artifact = Artifact.open(path, verify=False)  # its manifest only: graphs are models
             return remote_model(path, bls_call(artifact, graphs[str(path)]), verify=False)
 
-        vocoders = [item for item in items if item.partition("=")[0] in plan["vocoders"]]
-        others = [item for item in items if item not in vocoders]
-        self.catalog = Catalog.load(others, vocoders, plan["chunk_seconds"], open_model)
+        self.catalog = Catalog.load([items[name] for name in plan["served"]],
+                                    [items[name] for name in plan["vocoders"]],
+                                    plan["chunk_seconds"], open_model)  # fmt: skip
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:

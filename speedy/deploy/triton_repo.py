@@ -134,7 +134,8 @@ def write_repository(
     models: dict[str, list[str]] = {}
     with deployment_dir(out, force, about) as repo:
         loop = repo / LOOP_MODEL / "1"
-        plan = {"chunk_seconds": chunk_seconds, "vocoders": list(vocoders), "artifacts": []}
+        plan = {"chunk_seconds": chunk_seconds, "served": [named(i)[0] for i in items],
+                "vocoders": [named(v)[0] for v in vocoders], "artifacts": []}  # fmt: skip
         for index, (name, artifact) in enumerate(artifacts.items()):
             graphs = {}
             for graph, entry in artifact.manifest.graphs.items():
