@@ -60,7 +60,7 @@ def cluster(sambert_build, mixed, tmp_path_factory) -> ServerProcess:
         assert application["args"]["ray"]["replicas"] == [f"{VOCODER}=2"]
         yield served
     assert served.process.returncode == 0, "".join(served.log)
-    assert "stopped" in "".join(served.log)
+    assert "stopped\n" in served.log  # SIGTERM: Ray shut down, the command ended cleanly
 
 
 def replica_pids(deployment: str) -> list[int]:
