@@ -75,6 +75,30 @@ def listen(outputs: Mapping[str, Sequence[Feeds]], task: Task, threads: int) -> 
     return heard
 
 
+def noise_at_equal_snr(
+    outputs: Mapping[str, Sequence[Feeds]], task: Task, name: str, seed: int = 0
+) -> dict[str, float | None]:
+    """What PESQ means where the audio is not speech: the reference's audio plus seeded white
+    noise at the SNR `name`'s audio has against it, scored like `name` (two noises that match
+    score high, so a high PESQ of such audio is no verdict). Means over the runs."""
+    from speedy.quality import measure
+
+    rng = np.random.default_rng(seed)
+    rate, snrs, scores = task.audio.sample_rate, [], []
+    for expected, output in zip(next(iter(outputs.values())), outputs[name], strict=True):
+        reference, test = (np.concatenate(task.waveforms(o)) for o in (expected, output))
+        snr = measure(reference, test, rate, ["snr"])["snr"]
+        if snr is None or not np.isfinite(snr):
+            continue
+        power = np.mean(reference.astype(np.float64) ** 2) / 10 ** (snr / 10)
+        noisy = (reference + rng.standard_normal(reference.shape) * np.sqrt(power)).astype(
+            np.float32
+        )
+        snrs.append(snr)
+        scores.append(measure(reference, noisy, rate, ["pesq"])["pesq"])
+    return {"snr_db": _mean(snrs), "pesq": _mean(scores)}
+
+
 def _dnsmos(
     task: Task, outputs: Mapping[str, Sequence[Feeds]], threads: int
 ) -> dict[str, float | None]:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from speedy import runtime
 from speedy.artifact import Artifact
-from speedy.listening import Heard, listen
+from speedy.listening import Heard, listen, noise_at_equal_snr
 from speedy.measure import medians, round_seconds
 from speedy.onnx_io import graph_stats, load_onnx
 from speedy.specs import Feeds
@@ -55,7 +55,8 @@ def summarize(
     speed = "RTF" if seconds else "latency ms"
     columns = ["stage", "kind", "size MB", "nodes", "parity max|err|", speed, "speed-up"]
     if heard:
-        columns += [f"PESQ-WB vs {first}", "DNSMOS", "sounds"]
+        relative = " (seeded model)" if seeded else ""
+        columns += [f"PESQ-WB vs {first}{relative}", "DNSMOS", "sounds"]
     for column in columns:
         words = column in ("stage", "kind", "sounds")
         table.add_column(column, justify="left" if words else "right")
@@ -87,9 +88,14 @@ def summarize(
             cells += [_figure(heard[name].pesq), _figure(heard[name].dnsmos), verdict]
         table.add_row(*cells)
     last = next(reversed(rows))
+    summary = {"audio_seconds": seconds or None, "threads": ctx.threads, "artifacts": rows}
     if heard and last != first:
         table.caption = _verdict(last, first, rows, heard)
-    summary = {"audio_seconds": seconds or None, "threads": ctx.threads, "artifacts": rows}
+        if seeded:  # what its PESQ means: noise that far from the reference scores as much
+            noise = summary["noise_at_equal_snr"] = noise_at_equal_snr(outputs, ctx.task, last)
+            label = f"noise at {last}'s SNR ({_figure(noise['snr_db'])} dB)"
+            table.add_row(label, *["-"] * (len(columns) - 4), _figure(noise["pesq"]), "-",
+                          "what its PESQ means here")  # fmt: skip
     return table, summary
 
 

@@ -34,6 +34,8 @@ def test_run_builds_reuses_and_rebuilds_what_changed(
     assert rows["torch"]["dnsmos_ovrl"] < 2.0 and simplify["dnsmos_ovrl"] < 2.0
     assert simplify["sounds"].startswith("not speech-like (DNSMOS ")
     assert "seeded weights" in simplify["sounds"] and "sounds the same" not in out
+    noise = summary["noise_at_equal_snr"]  # white noise as far from torch as simplify is: as
+    assert noise["snr_db"] > 60 and noise["pesq"] >= 4.5  # high a PESQ (a row of the table)
     assert all(1 < row["dnsmos_ovrl"] < 5 for row in rows.values())
     assert "simplify: " in out and "the speed of torch" in out  # the one-line verdict
 
