@@ -20,6 +20,7 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from speedy import runtime
+from speedy.artifact import Artifact
 from speedy.deploy.options import RayPlan
 from speedy.deploy.remote import GraphCall, engine_name, pinned, remote_model
 from speedy.serve.catalog import Catalog, named
@@ -72,7 +73,8 @@ class SpeedyIngress:
 
         def open_model(path: Path) -> runtime.Model:
             key = str(path)
-            return remote_model(path, graph_call(self.handles[key], key), options.verify)
+            artifact = Artifact.open(path, options.verify)
+            return remote_model(artifact, graph_call(self.handles[key], key))
 
         catalog = Catalog.load(options.artifacts, options.vocoders, options.chunk_seconds,
                                open_model)  # fmt: skip

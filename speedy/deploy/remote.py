@@ -28,9 +28,8 @@ class RemoteSession(Session):
         return self.call(self.name, feeds)
 
 
-def remote_model(path: Path, call: GraphCall, verify: bool = True) -> Model:
-    """The artifact at `path` (its manifest read here) with every graph run by `call`."""
-    artifact = Artifact.open(path, verify)
+def remote_model(artifact: Artifact, call: GraphCall) -> Model:
+    """`artifact` (its manifest, opened here) with every graph run by `call`."""
     return Model(artifact, {name: RemoteSession(name, artifact, call)
                             for name in artifact.manifest.graphs})  # fmt: skip
 
@@ -41,14 +40,21 @@ def engine_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
 
 
-def check_catalog(items: Sequence[str], vocoders: Sequence[str], chunk_seconds: float) -> None:
+def check_catalog(
+    items: Sequence[str],
+    vocoders: Sequence[str],
+    chunk_seconds: float,
+    open_artifact: Callable[[Path], Artifact] = Artifact.open,
+) -> None:
     """Refuse artifacts that `speedy serve` would refuse (missing, corrupt, a text model with no
-    vocoder of its mels), before anything is deployed."""
+    vocoder of its mels), before anything is deployed; `open_artifact` may hand out artifacts
+    the caller opened already."""
 
     def never(graph: str, feeds: Mapping[str, np.ndarray]) -> Feeds:
         raise AssertionError("a catalog being checked runs no graph")
 
-    Catalog.load(items, vocoders, chunk_seconds, lambda path: remote_model(path, never))
+    Catalog.load(items, vocoders, chunk_seconds,
+                 lambda path: remote_model(open_artifact(path), never))  # fmt: skip
 
 
 def pinned(options: ServeOptions) -> ServeOptions:

@@ -62,7 +62,7 @@ class TritonPythonModel:
 
         def open_model(path: Path) -> Any:
             artifact = Artifact.open(path, verify=False)  # its manifest only: graphs are models
-            return remote_model(path, bls_call(artifact, graphs[str(path)]), verify=False)
+            return remote_model(artifact, bls_call(artifact, graphs[str(path)]))
 
         self.catalog = Catalog.load([items[name] for name in plan["served"]],
                                     [items[name] for name in plan["vocoders"]],

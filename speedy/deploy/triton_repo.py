@@ -128,8 +128,10 @@ def write_repository(
 ) -> dict[str, list[str]]:
     """Write the repository of the artifacts `items` (NAME=PATH or paths; `vocoders` as
     `speedy serve` takes them) to `out`; return each artifact's graph models."""
-    artifacts = {name: Artifact.open(path) for name, path in map(named, [*items, *vocoders])}
-    check_catalog(items, vocoders, chunk_seconds)
+    listed = [named(item) for item in [*items, *vocoders]]
+    opened = {path: Artifact.open(path) for _, path in listed}  # each verified once
+    check_catalog(items, vocoders, chunk_seconds, opened.__getitem__)
+    artifacts = {name: opened[path] for name, path in listed}
     about = {"target": f"Triton Inference Server {TRITON_RELEASE}", "artifacts": list(artifacts)}
     models: dict[str, list[str]] = {}
     with deployment_dir(out, force, about) as repo:
