@@ -379,6 +379,17 @@ def breakdown(built: dict, model: runtime.Model, task: Codec, clip: np.ndarray) 
     }
 
 
+def built_figures(spec, data: Path, clips: int, outcomes) -> dict:
+    """What both codec benchmarks record of the built codec: its task settings (the state
+    tensors counted), the clips it ran on, and each stage's build seconds."""
+    return {
+        "task_settings": {k: v for k, v in spec.task_settings.items() if k != "state"},
+        "state_tensors": len(spec.task_settings["state"]),
+        "data": {"dir": str(data), "clips": clips, "resampled_to": 24_000},
+        "build_seconds": {o.stage: o.seconds for o in outcomes},
+    }
+
+
 def held_out_clips(directory: Path, target: Path) -> Path:
     """`target` holding links to the clips of `directory` not shipped with speedy."""
     target.mkdir(parents=True, exist_ok=True)
@@ -451,10 +462,7 @@ def main() -> None:
         "machine": bench_machine(),
         "weights": "seeded (untrained): quality compares precisions and decode paths only",
         "network": spec.network or "mimi (the family's defaults)",
-        "task_settings": {k: v for k, v in spec.task_settings.items() if k != "state"},
-        "state_tensors": len(spec.task_settings["state"]),
-        "data": {"dir": str(args.data), "clips": len(clips), "resampled_to": 24_000},
-        "build_seconds": {o.stage: o.seconds for o in outcomes},
+        **built_figures(spec, args.data, len(clips), outcomes),
         "encoder": encoder,
         "parity": parity,
         "streaming": stream,

@@ -61,6 +61,13 @@ codec = load_codec()
 # Audio
 
 
+def write_json(path: Path, result: dict) -> None:
+    """A GPU benchmark's result as JSON (speedy's own writer needs packages the GPU machine
+    lacks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """16-bit PCM WAV -> float32 mono in [-1, 1), sample rate."""
     with wave.open(str(path), "rb") as f:
@@ -369,8 +376,7 @@ def main() -> None:
         "audio_files": files,
         "wall_seconds": time.perf_counter() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     summary(result)
     print(f"wrote {args.out}")
 

@@ -235,8 +235,7 @@ def main() -> None:
         "stream": streams,
         "wall_seconds": time.perf_counter() - began,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    common.write_json(args.out, result)
     print(json.dumps({"decode": decodes, "stream": streams}, indent=2))
 
 
