@@ -50,6 +50,12 @@ def check_chain(first: ModelSpec, second: ModelSpec, where: tuple[Any, Any]) -> 
     """Refuse a pair where the second model does not take what the first makes, or was
     trained on other audio features."""
     a, b = task_for(first), task_for(second)
+    made, decoded = a.code_space(), b.code_space()
+    if made and decoded and made != decoded:
+        raise SpeedyError(
+            f"{where[0]} makes {made} and {where[1]} decodes {decoded}: different code spaces",
+            "pair a codes model with the codec its codes were made for",
+        )
     if not chains(a, b):
         raise SpeedyError(
             f"{where[0]} is a {first.family} model ({a.consumes} -> {a.produces}) and {where[1]} "
@@ -78,6 +84,11 @@ class Chain:
         self.first, self.second = first, second
         self.tasks = [task_for(first.manifest.model)]
         if second is None:
+            if space := self.tasks[0].code_space():
+                raise SpeedyError(
+                    f"{first.path} makes speech codes ({space}), not audio",
+                    "decode them with a codec of that code space (speedy chains none yet)",
+                )
             if not makes_audio(self.tasks[0]):
                 raise SpeedyError(
                     f"{first.path} makes {self.tasks[0].produces}, not audio",

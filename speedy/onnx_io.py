@@ -163,6 +163,16 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> list[Path]:
     return [path, data]
 
 
+def model_bytes(path: Path) -> int:
+    """The bytes of a model: its file and the external data it reads (of a shared data file,
+    only its own tensors')."""
+    fields = (
+        {e.key: e.value for e in t.external_data}
+        for t, _ in external_tensors(load_onnx(path, with_weights=False))
+    )
+    return path.stat().st_size + sum(int(f.get("length", 0) or 0) for f in fields)
+
+
 def graph_stats(model: onnx.ModelProto) -> dict[str, object]:
     """Node and initializer counts, weight bytes and the op-type histogram."""
     return {

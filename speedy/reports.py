@@ -16,7 +16,7 @@ class Report(BaseModel):
 class GraphSize(Report):
     nodes: int
     initializers: int
-    bytes: int
+    weight_bytes: int
 
 
 class Simplified(Report):

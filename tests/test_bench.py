@@ -134,6 +134,7 @@ def test_report_files(baseline_run) -> None:
     for name in report.artifacts:
         assert f"| {name} |" in markdown
     assert "| recording |" in markdown and "first chunk" in markdown
+    assert "relative to a seeded model: only DNSMOS says whether it is speech" in markdown
 
 
 def test_gate_passes_and_fails_on_a_degraded_artifact(

@@ -204,7 +204,7 @@ def test_an_interrupt_a_library_reported_as_its_failure(
 def test_an_unexpected_error_gets_one_line(
     speedy_cli, tiny_build: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str
 ) -> None:
-    def broken(model: object) -> None:
+    def broken(model: object, fold_limit: int | None) -> None:
         raise RuntimeError(message)
 
     monkeypatch.setitem(simplify_stage.SIMPLIFIERS, "onnxslim", broken)

@@ -177,3 +177,32 @@ def test_external_data_through_every_stage(codec_build: dict, tmp_path: Path, mo
         assert on_disk == {*parent.manifest.files, "speedy.json"}, name  # nothing stray
     outputs = ctx.task.run(runtime.load(parent.path), ctx.task.inputs(ctx.examples[0]))
     assert outputs["audio"].shape[-1] == outputs["codes"].shape[-1] * 256
+
+
+def test_folding_never_grows_the_weights() -> None:
+    """A weight used as it is and transposed: folding the transpose would store it twice, so
+    the stage simplifies again without folding constants that large; the outputs agree."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from speedy.stages.options import SimplifyOptions
+    from speedy.stages.simplify import SimplifyStage
+
+    weight = np.random.default_rng(3).standard_normal((64, 64)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])
+    nodes = [
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "w"], ["a"]),
+        helper.make_node("MatMul", ["x", "wt"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    simplified, report = SimplifyStage(SimplifyOptions())._simplified(model)
+    assert report["fold_limit"] == weight.nbytes - 1
+    assert report["after"]["weight_bytes"] == report["before"]["weight_bytes"] == weight.nbytes
+    feeds = {"x": np.random.default_rng(4).standard_normal((5, 64)).astype(np.float32)}
+    want = feeds["x"] @ weight + feeds["x"] @ weight.T
+    got = ort.InferenceSession(simplified.SerializeToString()).run(None, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

@@ -121,7 +121,10 @@ def _quality_table(report: BenchReport) -> Table:
     for name, r in report.artifacts.items():
         rows.append([name] + [_f(r.quality.get(key), p) for _, key, p in columns])
     against = "PESQ/STOI/MCD/SNR/log-mel" if _audio(report) else "tensor errors"
-    return Table(f"Quality (means over clips; {against} against {report.reference})", header, rows)
+    title = f"Quality (means over clips; {against} against {report.reference}"
+    if any(r.checkpoint is None for r in report.artifacts.values()):
+        title += ", relative to a seeded model: only DNSMOS says whether it is speech"
+    return Table(title + ")", header, rows)
 
 
 def _task_table(report: BenchReport) -> Table | None:

@@ -73,7 +73,7 @@ def simplify(
         out.print(
             f"wrote {shown(artifact.path)}{where}: nodes {before.nodes} -> {after.nodes}, "
             f"initializers {before.initializers} -> {after.initializers}, "
-            f"{before.bytes / 1e6:.1f} -> {after.bytes / 1e6:.1f} MB"
+            f"weights {before.weight_bytes / 1e6:.1f} -> {after.weight_bytes / 1e6:.1f} MB"
         )
 
 

@@ -26,8 +26,10 @@ from speedy.deploy import TRITON_PLAN
 from speedy.deploy.output import deployment_dir
 from speedy.deploy.remote import check_catalog, engine_name
 from speedy.errors import SpeedyError
+from speedy.onnx_io import load_onnx, save_onnx
 from speedy.serve.catalog import named
 from speedy.specs import DimRange, TensorSpec
+from speedy.weight_pool import POOL
 
 TRITON_RELEASE = "2.73.0"  # the server release of tritonclient 2.73.0's model_config.proto
 LOOP_MODEL = "speedy"
@@ -164,11 +166,15 @@ def write_repository(
 def _copy_graph(artifact: Artifact, graph: str, version_dir: Path) -> None:
     """The graph's model file under the name its backend loads, and its other files beside it:
     external data under its own name (the model file refers to it), weights named after the
-    model file where they were (OpenVINO's .bin)."""
+    model file where they were (OpenVINO's .bin). An ONNX graph reading the artifact's shared
+    weights is written with its own weights only (Triton models share no files)."""
     entry = artifact.manifest.graphs[graph]
     version_dir.mkdir(parents=True)
     main, *rest = map(Path, entry.files)
     loaded = Path(RUNNERS[entry.kind][2])
+    if POOL in entry.files:
+        save_onnx(load_onnx(artifact.path / main), version_dir / loaded)
+        return
     shutil.copy2(artifact.path / main, version_dir / loaded)
     for path in rest:  # OpenVINO's weights follow the model file's name: model.bin
         kept = loaded.stem if path.stem == main.stem else path.stem

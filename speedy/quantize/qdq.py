@@ -17,7 +17,7 @@ from onnx import version_converter
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from speedy.onnx_io import default_opset
+from speedy.onnx_io import default_opset, load_onnx, save_onnx
 from speedy.quantize.progress import quiet_ort
 from speedy.quantize.ranges import ORT_METHODS, Method
 from speedy.scratch import scratch
@@ -40,8 +40,10 @@ def working_directory(directory: Path) -> Iterator[None]:
 def preprocess(source: Path, target: Path) -> onnx.ModelProto:
     """ORT's pre-quantization pass (shape inference, basic graph optimizations), every node
     named so it can be chosen for quantization, older graphs raised to opset 13; run inside
-    `target`'s (temporary) directory."""
-    source, target = source.resolve(), target.resolve()
+    `target`'s (temporary) directory, on a copy of `source` whose weights are there too (ORT's
+    tools resolve external data beside the files they write)."""
+    target = target.resolve()
+    source = save_onnx(load_onnx(source), target.with_name("source.onnx"))[0]
     with quiet_ort(), working_directory(target.parent):
         try:
             quant_pre_process(str(source), str(target))
@@ -65,9 +67,10 @@ def quantize_qdq(
     nodes: Collection[str] | None,
     per_channel: bool = True,
     exclude: Collection[str] = (),
+    float_outputs: Collection[str] = (),
 ) -> None:
     """Static INT8 Q/DQ of `nodes` (None: every node ORT can quantize but `exclude`) with
-    cached `ranges`."""
+    cached `ranges`; nodes of the op types `float_outputs` keep float outputs."""
     if nodes is not None and not nodes:
         raise ValueError("quantize_qdq needs at least one node (None means all)")
     with quiet_ort():
@@ -83,6 +86,7 @@ def quantize_qdq(
             nodes_to_exclude=list(exclude),
             calibrate_method=ORT_METHODS.get(method, ORT_METHODS["minmax"]),
             calibration_cache_path=str(ranges),
+            extra_options={"OpTypesToExcludeOutputQuantization": list(float_outputs)},
         )
 
 

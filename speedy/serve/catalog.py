@@ -135,6 +135,15 @@ class Catalog:
             if chains(a.task, v.task)
         }
         self.voices |= {a.name: Voice(a.name, a) for a in text_models if makes_audio(a.task)}
+        for model in models:
+            if model.task.produces == "codes":
+                offered = [f"; {m.name} decodes {c}" for m in models if m is not model
+                           if (c := m.task.code_space())]  # fmt: skip
+                raise SpeedyError(
+                    f"{model.name} makes speech codes ({model.task.code_space()}), and speedy "
+                    f"serves no codes model yet{''.join(offered)}",
+                    "serve text-to-mel models with vocoders, or text-to-wave voices",
+                )
         for model in text_models:
             if not any(v.acoustic is model for v in self.voices.values()):
                 raise SpeedyError(

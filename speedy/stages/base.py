@@ -26,6 +26,7 @@ from speedy.model_spec import ModelSpec
 from speedy.outputs import atomic_dir
 from speedy.stages.options import GraphOptions, Options
 from speedy.tasks import Task
+from speedy.weight_pool import pool_shared_weights
 
 
 @dataclass
@@ -155,10 +156,11 @@ def execute(
     """Run `stage` into `out_dir` atomically: build, write the manifest, validate, rename."""
     with atomic_dir(out_dir, force) as workdir:
         draft = stage.build(parent, workdir, ctx)
+        graphs = pool_shared_weights(workdir, draft.graphs)
         files = directory_files(workdir)
         manifest = Manifest(
             model=ctx.spec,
-            graphs=draft.graphs,
+            graphs=graphs,
             files=files,
             digest=files_digest(files),
             lineage=Lineage(

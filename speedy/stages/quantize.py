@@ -25,7 +25,7 @@ from speedy.audio.io import nonfinite
 from speedy.backends.ort.session import OnnxSession
 from speedy.console import console, notice
 from speedy.errors import SpeedyError
-from speedy.onnx_io import load_onnx, save_onnx
+from speedy.onnx_io import load_onnx, model_bytes, save_onnx
 from speedy.quality import Budget
 from speedy.quantize.calibration import (
     Calibration,
@@ -52,6 +52,7 @@ from speedy.quantize.ranges import activation_ranges
 from speedy.quantize.report import quality_report
 from speedy.quantize.scoring import Scorer
 from speedy.quantize.tails import size_nodes, tail_nodes, without
+from speedy.quantize.twin import OVERLAPPED, WholeGraph
 from speedy.runtime import Model
 from speedy.scratch import scratch
 from speedy.stages.base import (
@@ -212,8 +213,10 @@ class QuantizeStage(Stage):
         graphs = carry_over(parent, workdir, others)
         model = runtime.load(parent.path, threads=ctx.threads, verify=False)
         check_finite_outputs(model, ctx)
-        reports = {}
-        for name in chosen:
+        reports: dict[str, Any] = {}
+        wholes: dict[str, WholeGraph] = {}  # of the steps quantized here, their whole graphs'
+        steps = {w: g for g in chosen if (w := ctx.task.twin_of(g)) in chosen}
+        for name in sorted(chosen, key=lambda g: g in steps.values()):  # wholes before steps
             entry = parent.manifest.graphs[name]
             out = workdir / entry.file
             if o.precision == "fp16":
@@ -227,11 +230,10 @@ class QuantizeStage(Stage):
                 }
             else:
                 with scratch("quantize") as tmp:
-                    report = self._quantize(model, name, tmp, out, ctx)
+                    report = self._quantize(model, name, tmp, out, ctx, wholes, name in steps)
             files = [f.name for f in (out, out.with_name(out.name + ".data")) if f.is_file()]
-            size = sum((workdir / f).stat().st_size for f in files)
-            parent_size = sum((parent.path / f).stat().st_size for f in entry.files)
-            report |= {"precision": o.precision, "size_ratio": size / parent_size}
+            size_ratio = model_bytes(out) / model_bytes(parent.file(name))
+            report |= {"precision": o.precision, "size_ratio": size_ratio}
             precision = MANIFEST_PRECISION[o.precision]
             graphs[name] = entry.model_copy(update={"files": files, "precision": precision})
             reports[name] = report
@@ -248,7 +250,19 @@ class QuantizeStage(Stage):
         nodes = {n for group in kept_groups(info, names) for n in info.members[group]}
         return [*(n for n in self.options.keep_float if n in op_types), *sorted(nodes)]
 
-    def _quantize(self, model: Model, name: str, tmp: Path, out: Path, ctx: StageContext) -> dict:
+    def _quantize(
+        self,
+        model: Model,
+        name: str,
+        tmp: Path,
+        out: Path,
+        ctx: StageContext,
+        wholes: dict[str, WholeGraph],
+        has_step: bool,
+    ) -> dict:
+        """Graph `name` quantized into `out`; static INT8 of a streaming step graph follows its
+        whole graph (in `wholes`), and a whole graph whose step is quantized too (`has_step`)
+        quantizes its weighted layers only, and is recorded there."""
         o, float_model = self.options, tmp / "float.onnx"
         source = model.artifact.file(name)
         processed = preprocess(source, float_model)
@@ -268,14 +282,31 @@ class QuantizeStage(Stage):
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
             return floats | {"table": table(info, kept, float_weights="fp32")}
+        if (whole := wholes.get(ctx.task.twin_of(name) or "")) is not None:
+            twins = whole.twins(processed, info.layers)
+            nodes = [n for n, theirs in twins.items() if theirs in whole.quantized]
+            ranges = whole.step_ranges(processed, twins, tmp / "ranges.json")
+            quantize_qdq(
+                float_model, out, ranges, o.method, nodes, o.per_channel, exclude, OVERLAPPED
+            )
+            return floats | {
+                "twin_of": ctx.task.twin_of(name),
+                "twin_layers": len(nodes),
+                "layers": len(info.layers),
+            }
         setup = self.calibrate(model, name, float_model, info, ctx)
         report: dict[str, Any] = floats | {
             "calibration": setup.describe(),
             "granularity": o.granularity,
         }
         if o.precision == "int8":
+            ranges, nodes = setup.builder.ranges, None
+            if has_step:
+                nodes = [layer.node for layer in info.layers if layer.node not in exclude]
+                wholes[name] = WholeGraph.of(processed, info.layers, ranges, nodes)
+            overlapped = OVERLAPPED if has_step else ()
             quantize_qdq(
-                float_model, out, setup.builder.ranges, o.method, None, o.per_channel, exclude
+                float_model, out, ranges, o.method, nodes, o.per_channel, exclude, overlapped
             )
             return report | {"table": table(info, kept, float_weights="fp32")}
         return report | self._mixed(setup, kept, model, name, tmp, out, ctx)

@@ -1,5 +1,6 @@
 """ONNX -> simpler ONNX per graph (onnxslim, onnxsim or ORT offline passes), dims kept, checked."""
 
+import hashlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -8,6 +9,7 @@ import onnx
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.backends.ort.build import optimize
+from speedy.console import notice
 from speedy.errors import SpeedyError, import_extra
 from speedy.onnx_io import graph_stats, load_onnx, save_onnx
 from speedy.parity import check
@@ -17,25 +19,29 @@ from speedy.stages.export import name_dims
 from speedy.stages.options import SimplifyOptions
 
 
-def _onnxslim(model: onnx.ModelProto) -> onnx.ModelProto:
-    return import_extra("onnxslim", "onnxslim").slim(model)
+def _onnxslim(model: onnx.ModelProto, fold_limit: int | None) -> onnx.ModelProto:
+    limit = {} if fold_limit is None else {"size_threshold": fold_limit}
+    return import_extra("onnxslim", "onnxslim").slim(model, **limit)
 
 
-def _onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
-    simplified, ok = import_extra("onnxsim", "onnxsim").simplify(model)
+def _onnxsim(model: onnx.ModelProto, fold_limit: int | None) -> onnx.ModelProto:
+    limit = {} if fold_limit is None else {"tensor_size_threshold": f"{fold_limit}B"}
+    simplified, ok = import_extra("onnxsim", "onnxsim").simplify(model, **limit)
     if not ok:
         raise SpeedyError("onnxsim could not validate its result", "try --tool onnxslim")
     return simplified
 
 
-def _ort(model: onnx.ModelProto) -> onnx.ModelProto:
-    """ORT's extended offline passes (the result may hold ORT-only fused ops)."""
+def _ort(model: onnx.ModelProto, fold_limit: int | None) -> onnx.ModelProto:
+    """ORT's extended offline passes (the result may hold ORT-only fused ops; ORT's folding
+    takes no size limit)."""
     with scratch("simplify") as tmp:
         source, target = tmp / "in.onnx", tmp / "out.onnx"
         optimize(save_onnx(model, source)[0], target, "extended")
         return load_onnx(target)
 
 
+# each takes the model and the largest constant its folding may make (None: any size)
 SIMPLIFIERS = {"onnxslim": _onnxslim, "onnxsim": _onnxsim, "ort": _ort}
 
 
@@ -53,16 +59,35 @@ class SimplifyStage(Stage):
         for name in chosen:
             entry = parent.manifest.graphs[name]
             model = load_onnx(parent.file(name))
-            before = graph_stats(model) | {"bytes": _bytes(parent.path, entry.files)}
-            simplified = SIMPLIFIERS[self.options.tool](model)
+            simplified, report = self._simplified(model)
+            if (grown := report["after"]["weight_bytes"] - report["before"]["weight_bytes"]) > 0:
+                notice(
+                    f"{self.options.tool} grew graph {name}'s weights by {grown / 1e6:.1f} MB "
+                    "(constants folded beside the weights they came from); --tool onnxslim, "
+                    "whose folding speedy limits, does not"
+                )
             name_dims(simplified, name, entry.inputs, entry.outputs, ctx.spec)
-            after = graph_stats(simplified)  # before saving: weights may move to external data
             files = save_onnx(simplified, workdir / entry.file)
-            after["bytes"] = sum(f.stat().st_size for f in files)
             graphs[name] = entry.model_copy(update={"files": [f.name for f in files]})
-            reports[name] = {"before": before, "after": after}
+            reports[name] = report
         order = {name: graphs[name] for name in parent.manifest.graphs}
         return Draft(order, reports={"simplify": {"tool": self.options.tool, "graphs": reports}})
+
+    def _simplified(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+        """The simplified model and its before/after statistics. Folding may not grow the
+        weights: when constants it makes outweigh those it removes (a weight kept and its
+        transpose folded beside it), the model is simplified again, folding only constants
+        smaller than the smallest of the new ones."""
+        simplify, before = SIMPLIFIERS[self.options.tool], graph_stats(model)
+        simplified = simplify(_copy(model), None)
+        report = {"before": before, "after": graph_stats(simplified)}
+        known = {_digest(t) for t in model.graph.initializer}
+        new = [t for t in simplified.graph.initializer if _digest(t) not in known]
+        if new and report["after"]["weight_bytes"] > before["weight_bytes"]:
+            report["fold_limit"] = min(len(t.raw_data) for t in new) - 1
+            simplified = simplify(model, report["fold_limit"])
+            report["after"] = graph_stats(simplified)
+        return simplified, report
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
@@ -77,5 +102,11 @@ class SimplifyStage(Stage):
         )
 
 
-def _bytes(directory: Path, files: list[str]) -> int:
-    return sum((directory / f).stat().st_size for f in files)
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _digest(tensor: onnx.TensorProto) -> tuple:
+    return tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).digest()

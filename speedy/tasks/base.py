@@ -45,6 +45,19 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass(frozen=True)
+class CodeSpace:
+    """Discrete speech codes as a model makes or decodes them."""
+
+    codebooks: int
+    size: int  # codes per codebook
+    rate: float  # frames of codes per second
+
+    def __str__(self) -> str:
+        books = "1 codebook" if self.codebooks == 1 else f"{self.codebooks} codebooks"
+        return f"{books} of {self.size:,} codes at {self.rate:g} Hz"
+
+
 class Task(ABC):
     """What a model does: data in, outputs out, and how good they are."""
 
@@ -160,6 +173,15 @@ class Task(ABC):
     def budgets(self, text: str | None) -> list[Budget]:
         """A quality budget on this task's metrics: `text`, else the task's default."""
         return parse_budget(text or self.default_budget, self.metrics)
+
+    def twin_of(self, graph: str) -> str | None:
+        """The graph that `graph` computes a chunk at a time (a streaming step graph's whole
+        graph): static INT8 quantizes it as that graph is quantized. None: no such graph."""
+        return None
+
+    def code_space(self) -> CodeSpace | None:
+        """The codes the model makes (a codes model) or decodes (a codec); None: no codes."""
+        return None
 
     # Speed.
     def measure(self, model: Model, inputs: Feeds) -> dict[str, float]:

@@ -31,7 +31,7 @@ from speedy.errors import SpeedyError
 from speedy.quality import AUDIO_METRICS, measure
 from speedy.runtime import Model
 from speedy.specs import DimRange, Feeds
-from speedy.tasks.base import AudioOut, Figures
+from speedy.tasks.base import AudioOut, CodeSpace, Figures
 from speedy.tasks.capabilities import Streams, TakesUploads
 from speedy.tasks.codec_settings import AUDIO, CODES, CodecSettings, check_codes
 from speedy.tasks.codec_stream import CodecStreamer
@@ -70,6 +70,13 @@ class Codec(AudioOut, Streams, TakesUploads):
     @property
     def hop(self) -> int:
         return self.codec.samples_per_frame
+
+    def twin_of(self, graph: str) -> str | None:
+        return DECODER if graph == self.codec.step_graph else None
+
+    def code_space(self) -> CodeSpace:
+        rate = self.audio.sample_rate / self.hop
+        return CodeSpace(self.codec.codebooks, self.codec.codebook_size, rate)
 
     @property
     def frame_range(self) -> DimRange | None:

@@ -39,7 +39,7 @@ from speedy.data_source import TEXT_SUFFIXES, text_lines
 from speedy.errors import SpeedyError
 from speedy.runtime import Model
 from speedy.specs import Feeds
-from speedy.tasks.base import Figures
+from speedy.tasks.base import CodeSpace, Figures
 from speedy.tasks.capabilities import TakesControls
 from speedy.tasks.sampling import Sampling, kl_divergence, pick
 from speedy.text import TextFrontEnd, vocabulary
@@ -365,6 +365,9 @@ class SpeechCodes(TakesControls):
     def seconds(self, outputs: Feeds) -> float:
         """Seconds of speech the codes stand for (at least one code's)."""
         return max(int(outputs["code_lengths"].sum()), 1) / self.s.codes_per_second
+
+    def code_space(self) -> CodeSpace:
+        return CodeSpace(1, self.s.start_code, self.s.codes_per_second)  # start, stop: after
 
     def handoff(self, outputs: Feeds) -> list[np.ndarray]:
         """Each item's codes before its stop (what a codec's decoder takes)."""

@@ -16,6 +16,7 @@ from speedy.backends.ort.section import (
     OrtSection,
     OrtSettings,
     Provider,
+    Weights,
 )
 from speedy.backends.ort.session import LEVELS
 from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
@@ -87,6 +88,7 @@ def settings_for(
     offline: Level,
     providers: Sequence[Provider],
     threads: int,
+    weights: Weights = "packed",
     trt_options: dict[str, str] | None = None,
 ) -> OrtSettings:
     """Session settings for the given providers (CPU always last, as the fallback).
@@ -100,6 +102,7 @@ def settings_for(
     return OrtSettings(
         graph_optimization_level=level if gpu or offline != level else "disable",
         intra_op_num_threads=threads,
+        weights=weights,
         providers=[*chosen, (PROVIDERS["cpu"], {})],
     )
 
@@ -129,7 +132,9 @@ def compile_graph(job: CompileJob) -> Compiled:
             console.print(f"  {len(rewritten)} convs as block FFT convolutions")
         files = optimize(source, job.target, level)
     trt_options = tensorrt_options(job.profiles, job.inputs, job.int8, o.workspace_mb)
-    settings = settings_for(o.ort_level, level, o.providers, o.ort_threads, trt_options)
+    settings = settings_for(
+        o.ort_level, level, o.providers, o.ort_threads, o.ort_weights, trt_options
+    )
     report["offline_level"] = level
     uses_trt = "tensorrt" in o.providers
     section = OrtSection(settings=settings, profiles=job.profiles if uses_trt else [])

@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from speedy.shapes import Profile
 
 Level = Literal["disable", "basic", "extended", "all"]
+# How a CPU session holds weights its artifact's graphs share (`speedy.weight_pool`): `packed`,
+# each graph its own copy in MLAS's packed layout (fastest); `shared`, one mapped copy of the
+# file that every graph reads in place (least memory; products repack per call).
+Weights = Literal["packed", "shared"]
 Provider = Literal["cpu", "cuda", "tensorrt"]
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -60,6 +64,7 @@ class OrtSettings(BaseModel):
     intra_op_num_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
     inter_op_num_threads: int = 1
     execution_mode: Literal["sequential", "parallel"] = "sequential"
+    weights: Weights = "packed"
     providers: list[tuple[str, dict[str, str]]]
 
     @field_validator("providers")
@@ -98,6 +103,11 @@ class OrtOptions(BaseModel):
     )
     ort_threads: int = Field(
         0, ge=0, description="ORT intra-op threads for the runtime (0: ORT's default)."
+    )
+    ort_weights: Weights = Field(
+        "packed",
+        description="ORT on CPU, weights the graphs share: packed (a packed copy per graph, "
+        "fastest) or shared (one copy read in place, least memory).",
     )
     fft_conv: bool = Field(False, description="ORT on CPU: long 1-D convs as block FFT convs.")
     workspace_mb: PositiveInt | None = Field(

@@ -69,6 +69,36 @@ def session_options(settings: OrtSettings | None, threads: int | None) -> ort.Se
     return options
 
 
+class MappedFiles:
+    """Read-only mappings of an artifact's data files, one per file, made on first use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.found: dict[str, np.memmap] = {}
+
+    def __getitem__(self, name: str) -> np.memmap:
+        if name not in self.found:
+            self.found[name] = np.memmap(self.directory / name, dtype=np.uint8, mode="r")
+        return self.found[name]
+
+
+def read_in_place(options: ort.SessionOptions, graph: GraphEntry, files: MappedFiles) -> None:
+    """Have the session read the weights of `graph`'s data files where `files` maps them,
+    unpacked: every session given the same `files` reads one copy."""
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    if data := graph.files[1:]:
+        buffers = [files[name] for name in data]
+        folder = Path(graph.file).parent  # the model names its data files relative to itself
+        options.add_external_initializers_from_files_in_memory(
+            [Path(name).relative_to(folder).as_posix() for name in data],
+            buffers,
+            [b.nbytes for b in buffers],
+        )
+        options.add_session_config_entry(
+            "session.use_external_initializer_file_buffers_directly", "1"
+        )
+
+
 class OnnxSession(Session):
     """An ONNX Runtime inference session of one graph's file."""
 
@@ -80,16 +110,21 @@ class OnnxSession(Session):
         dims: Mapping[str, DimRange],
         device: str = "cpu",
         threads: int | None = None,
+        files: MappedFiles | None = None,
     ) -> None:
         super().__init__(name, graph, dims)
         section = graph.runtime if isinstance(graph.runtime, OrtSection) else None
         settings = section.settings if section else None
         providers = providers_for(settings, device)
         load_onnx(file, with_weights=False)  # clear errors for corrupt files, unsafe paths
+        options = session_options(settings, threads)
+        # mapped data files a session reads in place, kept for its life (by default its own
+        # mappings of its artifact's directory, which holds `graph.file` at `file`)
+        self.files = files or MappedFiles(file.parents[len(Path(graph.file).parents) - 1])
+        if settings and settings.weights == "shared" and device == "cpu":
+            read_in_place(options, graph, self.files)
         try:
-            self.session = ort.InferenceSession(
-                str(file), session_options(settings, threads), providers=providers
-            )
+            self.session = ort.InferenceSession(str(file), options, providers=providers)
         except Exception as exc:
             raise SpeedyError(
                 f"ONNX Runtime cannot load {file}: {str(exc).splitlines()[0]}",
@@ -127,11 +162,12 @@ class OnnxSession(Session):
 def open_graphs(
     artifact: Artifact, names: Sequence[str], device: str, threads: int | None
 ) -> dict[str, Session]:
-    """A session per named ONNX graph of `artifact`."""
-    dims = artifact.manifest.model.dims
+    """A session per named ONNX graph of `artifact` (those set to share weights read one
+    mapping of each data file)."""
+    dims, files = artifact.manifest.model.dims, MappedFiles(artifact.path)
     return {
         name: OnnxSession(
-            name, artifact.manifest.graphs[name], artifact.file(name), dims, device, threads
+            name, artifact.manifest.graphs[name], artifact.file(name), dims, device, threads, files
         )
         for name in names
     }
