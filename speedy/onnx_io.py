@@ -173,13 +173,19 @@ def model_bytes(path: Path) -> int:
     return path.stat().st_size + sum(int(f.get("length", 0) or 0) for f in fields)
 
 
+def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes of a tensor's values, wherever they are stored (external data is not read)."""
+    if uses_external_data(tensor):
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        return math.prod(tensor.dims) * itemsize
+    return len(tensor.raw_data) or onnx.numpy_helper.to_array(tensor).nbytes
+
+
 def graph_stats(model: onnx.ModelProto) -> dict[str, object]:
     """Node and initializer counts, weight bytes and the op-type histogram."""
     return {
         "nodes": len(model.graph.node),
         "initializers": len(model.graph.initializer),
-        "weight_bytes": sum(
-            len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer
-        ),
+        "weight_bytes": sum(tensor_bytes(t) for t in model.graph.initializer),
         "op_types": dict(Counter(n.op_type for n in model.graph.node).most_common()),
     }

@@ -206,3 +206,32 @@ def test_folding_never_grows_the_weights() -> None:
     want = feeds["x"] @ weight + feeds["x"] @ weight.T
     got = ort.InferenceSession(simplified.SerializeToString()).run(None, feeds)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_folding_never_splits_a_weight_another_graph_keeps() -> None:
+    """Two products of a stacked weight's slices: folding the slices frees the stack, unless
+    another graph of the artifact holds it (the codec's codebooks: encoder and decoder), where
+    it would store the weight twice."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from speedy.stages.options import SimplifyOptions
+    from speedy.stages.simplify import SimplifyStage, _digests
+
+    stack = np.random.default_rng(5).standard_normal((2, 64, 64)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])
+    nodes = [
+        *(helper.make_node("Gather", ["w", f"i{k}"], [f"w{k}"], axis=0) for k in range(2)),
+        *(helper.make_node("MatMul", ["x", f"w{k}"], [f"p{k}"]) for k in range(2)),
+        helper.make_node("Add", ["p0", "p1"], ["y"]),
+    ]
+    weights = [numpy_helper.from_array(stack, "w")]
+    weights += [numpy_helper.from_array(np.array(k, np.int64), f"i{k}") for k in range(2)]
+    graph = helper.make_graph(nodes, "g", [x], [y], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    stage = SimplifyStage(SimplifyOptions())
+    alone, report = stage._simplified(model)
+    assert "fold_limit" not in report and len(alone.graph.initializer) == 2  # the slices
+    shared, report = stage._simplified(model, _digests(model))
+    assert report["fold_limit"] == stack.nbytes // 2 - 1 and not report["grown_bytes"]
+    assert stack.tobytes() in {t.raw_data for t in shared.graph.initializer}

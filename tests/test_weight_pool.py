@@ -84,3 +84,13 @@ def test_a_triton_model_gets_its_own_weights_only(gpt_build: dict, tmp_path: Pat
     copied = onnx.load(str(tmp_path / "1" / "model.onnx"))
     assert not external_tensors(copied)
     assert copied.SerializeToString() == load_onnx(export.file("decode")).SerializeToString()
+
+
+def test_graph_statistics_read_no_external_data(gpt_build: dict) -> None:
+    """What `speedy run`'s summary counts, from the graph file alone."""
+    from speedy.onnx_io import graph_stats
+
+    path = gpt_build["export"].file("decode")
+    alone = graph_stats(load_onnx(path, with_weights=False))
+    assert alone == graph_stats(load_onnx(path))
+    assert alone["weight_bytes"] > 4 * 6 * 256 * 256 * 4  # 4 layers' projections, at least

@@ -1,6 +1,7 @@
 """ONNX -> simpler ONNX per graph (onnxslim, onnxsim or ORT offline passes), dims kept, checked."""
 
 import hashlib
+from collections.abc import Set
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,6 +42,7 @@ def _ort(model: onnx.ModelProto, fold_limit: int | None) -> onnx.ModelProto:
         return load_onnx(target)
 
 
+MIN_FOLD_LIMIT = 1024  # bytes: folding smaller constants (shapes, scalars) is what simplify is for
 # each takes the model and the largest constant its folding may make (None: any size)
 SIMPLIFIERS = {"onnxslim": _onnxslim, "onnxsim": _onnxsim, "ort": _ort}
 
@@ -56,15 +58,17 @@ class SimplifyStage(Stage):
         chosen = selected_graphs(self.options, parent)
         graphs = carry_over(parent, workdir, [g for g in parent.manifest.graphs if g not in chosen])
         reports = {}
+        held = {name: _digests(load_onnx(parent.file(name))) for name in parent.manifest.graphs}
         for name in chosen:
             entry = parent.manifest.graphs[name]
             model = load_onnx(parent.file(name))
-            simplified, report = self._simplified(model)
-            if (grown := report["after"]["weight_bytes"] - report["before"]["weight_bytes"]) > 0:
+            elsewhere = set().union(*(d for g, d in held.items() if g != name))
+            simplified, report = self._simplified(model, elsewhere)
+            if grown := report.get("grown_bytes"):
                 notice(
-                    f"{self.options.tool} grew graph {name}'s weights by {grown / 1e6:.1f} MB "
-                    "(constants folded beside the weights they came from); --tool onnxslim, "
-                    "whose folding speedy limits, does not"
+                    f"{self.options.tool} grew the weights stored for graph {name} by "
+                    f"{grown / 1e6:.1f} MB (constants folded from weights kept here or in "
+                    "another graph); --tool onnxslim, whose folding speedy limits, does not"
                 )
             name_dims(simplified, name, entry.inputs, entry.outputs, ctx.spec)
             files = save_onnx(simplified, workdir / entry.file)
@@ -73,21 +77,28 @@ class SimplifyStage(Stage):
         order = {name: graphs[name] for name in parent.manifest.graphs}
         return Draft(order, reports={"simplify": {"tool": self.options.tool, "graphs": reports}})
 
-    def _simplified(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    def _simplified(
+        self, model: onnx.ModelProto, elsewhere: Set[tuple] = frozenset()
+    ) -> tuple[onnx.ModelProto, dict]:
         """The simplified model and its before/after statistics. Folding may not grow the
-        weights: when constants it makes outweigh those it removes (a weight kept and its
-        transpose folded beside it), the model is simplified again, folding only constants
-        smaller than the smallest of the new ones."""
+        weights the artifact stores: when the constants it makes outweigh the weights it frees
+        (those no graph holds any more: `elsewhere` are the other graphs' weights; a weight kept
+        and its transpose folded beside it frees nothing), the model is simplified again,
+        folding only constants smaller than the smallest of the new ones; then, while it still
+        grows (a fold's intermediates count too), a quarter of that, down to `MIN_FOLD_LIMIT`."""
         simplify, before = SIMPLIFIERS[self.options.tool], graph_stats(model)
         simplified = simplify(_copy(model), None)
-        report = {"before": before, "after": graph_stats(simplified)}
-        known = {_digest(t) for t in model.graph.initializer}
-        new = [t for t in simplified.graph.initializer if _digest(t) not in known]
-        if new and report["after"]["weight_bytes"] > before["weight_bytes"]:
-            report["fold_limit"] = min(len(t.raw_data) for t in new) - 1
-            simplified = simplify(model, report["fold_limit"])
-            report["after"] = graph_stats(simplified)
-        return simplified, report
+        report = {"before": before}
+        if _grown(model, simplified, elsewhere):
+            new = _digests(simplified) - _digests(model)
+            limit = min(size for *_, size in new) - 1
+            while True:
+                simplified = simplify(_copy(model), limit)
+                report |= {"fold_limit": limit, "grown_bytes": _grown(model, simplified, elsewhere)}
+                if not report["grown_bytes"] or limit < 4 * MIN_FOLD_LIMIT:
+                    break
+                limit //= 4
+        return simplified, report | {"after": graph_stats(simplified)}
 
     def validate(self, parent: Artifact | None, artifact: Artifact, ctx: StageContext) -> dict:
         assert parent is not None
@@ -108,5 +119,17 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _digest(tensor: onnx.TensorProto) -> tuple:
-    return tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).digest()
+def _digests(model: onnx.ModelProto) -> set[tuple]:
+    """Each initializer's type, shape, digest and size: what the weight pool stores once."""
+    return {
+        (t.data_type, tuple(t.dims), hashlib.sha256(t.raw_data).digest(), len(t.raw_data))
+        for t in model.graph.initializer
+    }
+
+
+def _grown(model: onnx.ModelProto, simplified: onnx.ModelProto, elsewhere: Set[tuple]) -> int:
+    """Bytes the artifact stores more for `simplified` than for `model`: its new constants less
+    the weights no graph holds any more."""
+    before, after = _digests(model), _digests(simplified)
+    freed = before - after - elsewhere
+    return max(sum(t[-1] for t in after - before) - sum(t[-1] for t in freed), 0)
