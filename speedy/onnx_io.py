@@ -1,5 +1,6 @@
 """Loading and saving ONNX files safely: clear errors, external data confined, > 2 GB support."""
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -171,6 +172,11 @@ def model_bytes(path: Path) -> int:
         for t, _ in external_tensors(load_onnx(path, with_weights=False))
     )
     return path.stat().st_size + sum(int(f.get("length", 0) or 0) for f in fields)
+
+
+def content_key(tensor: onnx.TensorProto) -> tuple[int, tuple[int, ...], str]:
+    """What makes two weights one, whatever their names: type, shape and a digest of the bytes."""
+    return tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).hexdigest()
 
 
 def tensor_bytes(tensor: onnx.TensorProto) -> int:

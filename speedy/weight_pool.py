@@ -8,7 +8,6 @@ can map the file instead of reading it, and one mapping can serve every graph of
 (`speedy.backends.ort.session`).
 """
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import onnx
 from onnx.external_data_helper import set_external_data
 
 from speedy.artifact import GraphEntry
-from speedy.onnx_io import external_tensors, load_onnx, save_onnx, subgraphs
+from speedy.onnx_io import content_key, external_tensors, load_onnx, save_onnx, subgraphs
 
 POOL = "shared_weights.data"
 ALIGN = 4096  # a page: ONNX Runtime maps external data only at page-aligned offsets
@@ -30,10 +29,8 @@ def _initializers(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
 
 
 def _key(tensor: onnx.TensorProto) -> tuple[int, tuple[int, ...], str] | None:
-    """What makes two weights one: type, shape and a digest of the bytes (None: not pooled)."""
-    if len(tensor.raw_data) < MIN_BYTES:
-        return None
-    return tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).hexdigest()
+    """The tensor's content key (None: too small to pool)."""
+    return content_key(tensor) if len(tensor.raw_data) >= MIN_BYTES else None
 
 
 def pool_shared_weights(workdir: Path, graphs: dict[str, GraphEntry]) -> dict[str, GraphEntry]:

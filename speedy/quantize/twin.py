@@ -12,7 +12,6 @@ graph adds the part of such an output that overlaps the last chunk's, and a sum 
 parts is not the rounded sum.
 """
 
-import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,20 +19,19 @@ from pathlib import Path
 import onnx
 from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
 
+from speedy.onnx_io import content_key
 from speedy.quantize.graph import Layer
 
 OVERLAPPED = ("ConvTranspose",)  # upsampling: each chunk's output overlaps the next one's
 
 
 def _keyed(model: onnx.ModelProto, layers: Sequence[Layer]) -> dict[tuple, str]:
-    """Each layer by (op type, its weight's type, shape and bytes); a key more than one layer
-    holds is left out (no single twin)."""
+    """Each layer by its op type and its weight's content; a key more than one layer holds is
+    left out (no single twin)."""
     tensors = {t.name: t for t in model.graph.initializer}
     found: dict[tuple, list[str]] = {}
     for layer in layers:
-        weight = tensors[layer.weight]
-        digest = hashlib.sha256(weight.raw_data).hexdigest()
-        key = (layer.op_type, weight.data_type, tuple(weight.dims), digest)
+        key = (layer.op_type, *content_key(tensors[layer.weight]))
         found.setdefault(key, []).append(layer.node)
     return {key: nodes[0] for key, nodes in found.items() if len(nodes) == 1}
 

@@ -1,6 +1,5 @@
 """ONNX -> simpler ONNX per graph (onnxslim, onnxsim or ORT offline passes), dims kept, checked."""
 
-import hashlib
 from collections.abc import Set
 from pathlib import Path
 from typing import ClassVar
@@ -12,7 +11,7 @@ from speedy.artifact import Artifact
 from speedy.backends.ort.build import optimize
 from speedy.console import notice
 from speedy.errors import SpeedyError, import_extra
-from speedy.onnx_io import graph_stats, load_onnx, save_onnx
+from speedy.onnx_io import content_key, graph_stats, load_onnx, save_onnx
 from speedy.parity import check
 from speedy.scratch import scratch
 from speedy.stages.base import Draft, Stage, StageContext, carry_over, check_kind, selected_graphs
@@ -120,11 +119,8 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _digests(model: onnx.ModelProto) -> set[tuple]:
-    """Each initializer's type, shape, digest and size: what the weight pool stores once."""
-    return {
-        (t.data_type, tuple(t.dims), hashlib.sha256(t.raw_data).digest(), len(t.raw_data))
-        for t in model.graph.initializer
-    }
+    """Each initializer's content key and size: what the weight pool stores once."""
+    return {(*content_key(t), len(t.raw_data)) for t in model.graph.initializer}
 
 
 def _grown(model: onnx.ModelProto, simplified: onnx.ModelProto, elsewhere: Set[tuple]) -> int:
