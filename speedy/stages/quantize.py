@@ -282,7 +282,8 @@ class QuantizeStage(Stage):
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
             return floats | {"table": table(info, kept, float_weights="fp32")}
-        if (whole := wholes.get(ctx.task.twin_of(name) or "")) is not None:
+        if (twin_of := ctx.task.twin_of(name)) in wholes:
+            whole = wholes[twin_of]
             twins = whole.twins(processed, info.layers)
             nodes = [n for n, theirs in twins.items() if theirs in whole.quantized]
             ranges = whole.step_ranges(processed, twins, tmp / "ranges.json")
@@ -290,7 +291,7 @@ class QuantizeStage(Stage):
                 float_model, out, ranges, o.method, nodes, o.per_channel, exclude, OVERLAPPED
             )
             return floats | {
-                "twin_of": ctx.task.twin_of(name),
+                "twin_of": twin_of,
                 "twin_layers": len(nodes),
                 "layers": len(info.layers),
             }

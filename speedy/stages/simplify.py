@@ -86,14 +86,14 @@ class SimplifyStage(Stage):
         folding only constants smaller than the smallest of the new ones; then, while it still
         grows (a fold's intermediates count too), a quarter of that, down to `MIN_FOLD_LIMIT`."""
         simplify, before = SIMPLIFIERS[self.options.tool], graph_stats(model)
-        simplified = simplify(_copy(model), None)
+        simplified, own = simplify(_copy(model), None), _digests(model)
         report = {"before": before}
-        if _grown(model, simplified, elsewhere):
-            new = _digests(simplified) - _digests(model)
+        if _grown(own, simplified, elsewhere):
+            new = _digests(simplified) - own
             limit = min(size for *_, size in new) - 1
             while True:
                 simplified = simplify(_copy(model), limit)
-                report |= {"fold_limit": limit, "grown_bytes": _grown(model, simplified, elsewhere)}
+                report |= {"fold_limit": limit, "grown_bytes": _grown(own, simplified, elsewhere)}
                 if not report["grown_bytes"] or limit < 4 * MIN_FOLD_LIMIT:
                     break
                 limit //= 4
@@ -123,9 +123,9 @@ def _digests(model: onnx.ModelProto) -> set[tuple]:
     return {(*content_key(t), len(t.raw_data)) for t in model.graph.initializer}
 
 
-def _grown(model: onnx.ModelProto, simplified: onnx.ModelProto, elsewhere: Set[tuple]) -> int:
-    """Bytes the artifact stores more for `simplified` than for `model`: its new constants less
-    the weights no graph holds any more."""
-    before, after = _digests(model), _digests(simplified)
+def _grown(before: Set[tuple], simplified: onnx.ModelProto, elsewhere: Set[tuple]) -> int:
+    """Bytes the artifact stores more for `simplified` than for the model whose `_digests` are
+    `before`: its new constants less the weights no graph holds any more."""
+    after = _digests(simplified)
     freed = before - after - elsewhere
     return max(sum(t[-1] for t in after - before) - sum(t[-1] for t in freed), 0)

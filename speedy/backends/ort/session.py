@@ -118,10 +118,10 @@ class OnnxSession(Session):
         providers = providers_for(settings, device)
         load_onnx(file, with_weights=False)  # clear errors for corrupt files, unsafe paths
         options = session_options(settings, threads)
-        # mapped data files a session reads in place, kept for its life (by default its own
-        # mappings of its artifact's directory, which holds `graph.file` at `file`)
-        self.files = files or MappedFiles(file.parents[len(Path(graph.file).parents) - 1])
+        self.files = files  # mapped data files the session reads in place: kept for its life
         if settings and settings.weights == "shared" and device == "cpu":
+            # (by default its own mappings of its artifact's directory, which holds `graph.file`)
+            self.files = files or MappedFiles(file.parents[len(Path(graph.file).parents) - 1])
             read_in_place(options, graph, self.files)
         try:
             self.session = ort.InferenceSession(str(file), options, providers=providers)
