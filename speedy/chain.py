@@ -87,7 +87,7 @@ class Chain:
             if space := self.tasks[0].code_space():
                 raise SpeedyError(
                     f"{first.path} makes speech codes ({space}), not audio",
-                    "decode them with a codec of that code space (speedy chains none yet)",
+                    "pass the codec of that code space with --vocoder",
                 )
             if not makes_audio(self.tasks[0]):
                 raise SpeedyError(
@@ -163,6 +163,6 @@ class Chain:
         """The second model's waveform of what the first handed on."""
         task = self.tasks[1]
         assert self.second is not None
-        waves = task.waveforms(task.run(self.second, task.inputs(handed)))
+        waves = task.waveforms(task.run(self.second, task.chained_inputs(handed)))
         assert waves is not None  # `check_chain`: it makes audio
         return waves[0]

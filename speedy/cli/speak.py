@@ -79,16 +79,24 @@ def synth(
     text: Annotated[str, typer.Option(help="What to say (in the model's language).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
     vocoder: Annotated[
-        Path | None, typer.Option(help="Artifact of a vocoder of its mels (text-to-mel models).")
+        Path | None,
+        typer.Option(help="Artifact of a vocoder of its mels, or the codec of its codes."),
     ] = None,
-    speaker: Annotated[int, typer.Option(help="Speaker id.")] = 0,
+    speaker: Annotated[
+        str | None, typer.Option(help="Speaker: an id, or a name for models with named voices.")
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="Language, for models that take one (default: auto).")
+    ] = None,
     emotion: Annotated[
         str | None, typer.Option(help="Emotion label (default: the model's first).")
     ] = None,
     reference: Annotated[
         Path | None, typer.Option(help="Clip whose emotion to take (instead of --emotion).")
     ] = None,
-    speed: Annotated[float, typer.Option(help="Speaking rate: 2 is twice as fast.")] = 1.0,
+    speed: Annotated[
+        float | None, typer.Option(help="Speaking rate: 2 is twice as fast (default: 1).")
+    ] = None,
     pitch_shift: Annotated[float | None, typer.Option(help="Pitch shift in semitones.")] = None,
     noise_scale: Annotated[
         float | None, typer.Option(help="Text-to-wave voices: noise scale (default: the voice's).")
@@ -104,8 +112,8 @@ def synth(
     force: Force = False,
     force_file: ForceFile = False,
 ) -> None:
-    """Text to wave: an acoustic model's mels through a vocoder, or a text-to-wave voice, with
-    per-stage RTF."""
+    """Text to wave: an acoustic model's mels through a vocoder, a codes model's codes through
+    its codec, or a text-to-wave voice, with per-stage RTF."""
     from speedy import runtime
     from speedy.audio.io import write_audio, written_by_speedy
     from speedy.chain import Chain
@@ -116,18 +124,16 @@ def synth(
     check_file_writable(output, force, force_file, written_by_speedy)
     chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
     asked = {
+        "speaker": speaker,
+        "language": language,
+        "speed": speed,
         "emotion": emotion,
         "reference": reference,
         "pitch_shift": pitch_shift,
         "noise_scale": noise_scale,
         "noise_w": noise_w,
     }
-    result = chain(
-        text=text,
-        speaker=speaker,
-        speed=speed,
-        **{name: value for name, value in asked.items() if value is not None},
-    )
+    result = chain(text=text, **{name: value for name, value in asked.items() if value is not None})
     write_audio(output, result.audio, result.sample_rate)
     rtf = ", ".join(f"{stage} {value:.3f}" for stage, value in result.rtf().items())
     seconds = f"{result.audio_seconds:.2f} s at {result.sample_rate} Hz"

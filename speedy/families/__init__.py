@@ -25,6 +25,7 @@ FAMILIES: "Registry[type[Family]]" = Registry(
         "sambert": "speedy.families.sambert:SambertFamily",
         "codec_12hz": "speedy.families.codec_12hz:Codec12Hz",
         "qwen_tokenizer_12hz": "speedy.families.qwen_codec:QwenTokenizer12Hz",
+        "qwen3_tts": "speedy.families.qwen_tts:QwenTts",
         "gpt_tts": "speedy.families.gpt_tts:GptTts",
         "custom": "speedy.families.custom:Custom",
     },

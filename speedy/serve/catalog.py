@@ -97,8 +97,8 @@ class Voice:
     def stream(self, controls: dict[str, Any]) -> Iterator[np.ndarray]:
         """The audio of a request, chunk by chunk as the vocoder streams it."""
         assert self.streamer is not None and self.vocoder is not None
-        mel = self.chain.handed(self.chain.request(**controls))
-        return self.streamer.stream(self.vocoder.model, self.vocoder.task.inputs(mel))
+        handed = self.chain.handed(self.chain.request(**controls))
+        return self.streamer.stream(self.vocoder.model, self.vocoder.task.chained_inputs(handed))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -136,13 +136,14 @@ class Catalog:
         }
         self.voices |= {a.name: Voice(a.name, a) for a in text_models if makes_audio(a.task)}
         for model in models:
-            if model.task.produces == "codes":
+            decoded = any(v.acoustic is model for v in self.voices.values())
+            if model.task.produces == "codes" and not decoded:
                 offered = [f"; {m.name} decodes {c}" for m in models if m is not model
                            if (c := m.task.code_space())]  # fmt: skip
                 raise SpeedyError(
-                    f"{model.name} makes speech codes ({model.task.code_space()}), and speedy "
-                    f"serves no codes model yet{''.join(offered)}",
-                    "serve text-to-mel models with vocoders, or text-to-wave voices",
+                    f"{model.name} makes speech codes ({model.task.code_space()}) and no served "
+                    f"codec decodes them{''.join(offered)}",
+                    "serve it with the codec of its code space (--vocoder ARTIFACT)",
                 )
         for model in text_models:
             if not any(v.acoustic is model for v in self.voices.values()):

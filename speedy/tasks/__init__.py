@@ -28,6 +28,7 @@ TASKS: Registry[type[Task]] = Registry(
         "text_to_mel": "speedy.tasks.text_to_mel:TextToMel",
         "codec": "speedy.tasks.codec:Codec",
         "speech_codes": "speedy.tasks.speech_codes:SpeechCodes",
+        "frame_codes": "speedy.tasks.frame_codes:FrameCodes",
         "generic": "speedy.tasks.generic:Generic",
         "text_to_wave": "speedy.tasks.text_to_wave:TextToWave",
     },

@@ -139,6 +139,11 @@ class Task(ABC):
         """Each item's waveform, or None for a task whose outputs are not audio."""
         return None
 
+    def chained_inputs(self, handed: Any) -> Feeds:
+        """The inputs of one run of what a chained first model handed on (an example, by
+        default)."""
+        return self.inputs(handed)
+
     def handoff(self, outputs: Feeds) -> list[Any]:
         """Per item, what a chained next model takes as an example (`produces`)."""
         waves = self.waveforms(outputs)
@@ -220,8 +225,11 @@ def makes_audio(task: Task) -> bool:
 
 
 def chains(first: Task, second: Task) -> bool:
-    """Whether `second` takes what `first` makes, and makes sound of it."""
-    return first.produces == second.consumes and makes_audio(second)
+    """Whether `second` takes what `first` makes (its kind of example, or codes of the code
+    space it decodes), and makes sound of it."""
+    codes = first.code_space()
+    decodes = codes is not None and codes == second.code_space()
+    return (first.produces == second.consumes or decodes) and makes_audio(second)
 
 
 class _Recorder(Session):

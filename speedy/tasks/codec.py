@@ -113,6 +113,12 @@ class Codec(AudioOut, Streams, TakesUploads):
     def inputs(self, example: np.ndarray) -> Feeds:
         return {AUDIO: example[None, None].astype(np.float32)}
 
+    def chained_inputs(self, handed: np.ndarray) -> Feeds:
+        """A codes model's frames [codebooks, frames] (its codes to decode), else audio."""
+        if handed.ndim == 2 and handed.dtype.kind == "i":
+            return {CODES: handed[None].astype(np.int64)}
+        return self.inputs(handed)
+
     def sized_inputs(self, examples: Sequence[np.ndarray], sizes: Mapping[str, int]) -> Feeds:
         """`batch` clips of `samples` samples (or `frames` whole frames where the model has no
         `samples` dim), cut in turn from the examples played end to end."""

@@ -1,0 +1,347 @@
+"""The qwen3_tts family: the Qwen3-TTS talker and code predictor built from the installed
+`qwen-tts` package's classes, a tiny configuration saved with upstream `save_pretrained` (with
+its text tokenizer) and read back as a user's checkpoint directory, through export; the ONNX
+graphs' generation loop against upstream `generate` frame for frame, batches, sampling, and
+one-line errors."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speedy import runtime
+from speedy.errors import SpeedyError
+from speedy.families import resolve
+from speedy.recipe import load_recipe
+from speedy.tasks.frame_codes import FrameCodes, Utterance
+from speedy.tasks.sampling import Sampling
+
+if importlib.util.find_spec("qwen_tts") is None:
+    pytest.skip("qwen-tts is not installed", allow_module_level=True)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "qwen3_tts_tiny.yaml"
+TOKENIZER = Path(__file__).parent / "fixtures" / "qwen_tokenizer_12hz_tiny.yaml"
+SAVED_SEED = 12  # the checkpoint's weights (not the recipe's seed 0): its stops come late
+SPECIALS = {
+    "<|im_start|>": 290,
+    "<|im_end|>": 291,
+    "<|tts_pad|>": 295,
+    "<|tts_bos|>": 296,
+    "<|tts_eos|>": 297,
+}
+PROMPTS = [  # three lengths, none in the recipe's data; the first stops before 130 frames
+    ("今天天气很好，我们去公园散步吧，然后回家吃饭。", "bo"),
+    ("天气很好。", "bo"),
+    ("Where does the river go when it leaves the old mill?", "amy"),
+]
+
+pytestmark = pytest.mark.slow  # export and upstream generation take about a minute
+
+
+def tiny_family(seed: int = 0):
+    spec = load_recipe(str(FIXTURE)).model_spec()
+    return resolve(spec.model_copy(update={"network": spec.network | {"seed": seed}}))
+
+
+def save_text_tokenizer(directory: Path) -> None:
+    """A byte-level BPE tokenizer (Qwen2's kind) sized for the tiny text vocabulary, saved by
+    transformers' `Qwen2TokenizerFast` as a Qwen3-TTS directory holds it."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {char: i for i, char in enumerate(alphabet)} | {"Ġt": 256, "he": 257, "assistant": 258}
+    vocab |= {f"<|unused_{i}|>": i for i in range(259, 300) if i not in SPECIALS.values()}
+    vocab |= SPECIALS
+    model = models.BPE(vocab=vocab, merges=[("Ġ", "t"), ("h", "e")])
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in SPECIALS])
+    tokenizer.add_tokens([AddedToken("assistant")])  # one token, as Qwen2's merges make it
+    Qwen2TokenizerFast(tokenizer_object=tokenizer).save_pretrained(directory)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Qwen3-TTS directory as a user holds one: upstream `save_pretrained` of the tiny
+    configuration (config.json, model.safetensors), its generation_config.json and tokenizer."""
+    directory = tmp_path_factory.mktemp("qwen3_tts") / "Qwen3-TTS-tiny-CustomVoice"
+    tiny_family(SAVED_SEED).build().save_pretrained(directory)
+    # save_pretrained writes a model_type into speaker_encoder_config that upstream's own config
+    # class refuses on loading (published directories do not hold one)
+    config = json.loads((directory / "config.json").read_text())
+    del config["speaker_encoder_config"]["model_type"]
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "generation_config.json").write_text(
+        '{"do_sample": true, "top_k": 50, "top_p": 1.0, "temperature": 0.9, '
+        '"repetition_penalty": 1.05, "subtalker_dosample": true, "subtalker_top_k": 50, '
+        '"subtalker_top_p": 1.0, "subtalker_temperature": 0.9, "max_new_tokens": 8192}'
+    )
+    save_text_tokenizer(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def upstream(checkpoint: Path) -> torch.nn.Module:
+    """The reference: the installed package's model, loaded by transformers' `from_pretrained`
+    (upstream's own override also loads the speech tokenizer, which is a model of its own)."""
+    from transformers import PreTrainedModel
+
+    from speedy.families.qwen_upstream import tts_model
+
+    modeling, _ = tts_model()
+    load = PreTrainedModel.from_pretrained.__func__  # type: ignore[attr-defined]
+    return load(modeling.Qwen3TTSForConditionalGeneration, checkpoint).eval()
+
+
+@pytest.fixture(scope="module")
+def built(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from speedy.pipeline import run_recipe
+
+    build = tmp_path_factory.mktemp("qwen3_tts_build")
+    outcomes, ctx = run_recipe(load_recipe(str(FIXTURE)), build, checkpoint=checkpoint)
+    return {"ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
+
+
+@pytest.fixture(scope="module")
+def model(built: dict) -> runtime.Model:
+    return runtime.load(built["export"].path, threads=2)
+
+
+@pytest.fixture(scope="module")
+def task(built: dict) -> FrameCodes:
+    assert isinstance(built["ctx"].task, FrameCodes)
+    return built["ctx"].task
+
+
+def prompt(task: FrameCodes, index: int) -> dict:
+    text, speaker = PROMPTS[index]
+    return task.inputs(Utterance("", text, "auto", speaker))
+
+
+# ----------------------------------------------------------------------------------------------
+# The upstream classes, the checkpoint directory, the text tokenizer
+
+
+def test_the_network_is_the_installed_packages_own(checkpoint: Path, upstream) -> None:
+    """The network is upstream's class; only the talker's and the 12 Hz tokenizer's modules are
+    imported (never the 25 Hz tokenizer, torchaudio or sox); the checkpoint's tensors are what
+    the recipe builds with the saved seed, not its default seed."""
+    from speedy.families.qwen_upstream import tts_model
+
+    modeling, _ = tts_model()
+    network = tiny_family(SAVED_SEED).build()
+    assert type(network) is modeling.Qwen3TTSForConditionalGeneration
+    assert "site-packages/qwen_tts/core/models/" in modeling.__file__
+    assert not [k for k in sys.modules if k.split(".")[0] in ("torchaudio", "sox")]
+    assert not [k for k in sys.modules if k.startswith("qwen_tts.core.tokenizer_25hz")]
+    saved, seeded = upstream.state_dict(), tiny_family().build().state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in network.state_dict().items())
+    assert not torch.equal(saved["talker.codec_head.weight"], seeded["talker.codec_head.weight"])
+
+
+def test_text_ids_are_upstreams_tokenizer(checkpoint: Path, task: FrameCodes) -> None:
+    """The artifact's torch-free tokenizer gives the ids upstream's processor gives (its
+    `_build_assistant_text` around each text), Chinese and merges included."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    for text in ["the theme", "今天天气很好", "Numbers 12, 3.5 and the end."]:
+        turn = f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        assert task.text_ids(text).tolist() == tokenizer(turn)["input_ids"]
+    assert 256 in task.text_ids("at the") and 258 in task.text_ids("x")  # merges, "assistant"
+
+
+def test_the_recipe_network_is_the_checkpoints(checkpoint: Path, built: dict) -> None:
+    """--checkpoint replaces the recipe's network with the directory's config.json, generation
+    config and tokenizer; the task's default sampling is the generation config's."""
+    spec = built["export"].manifest.model
+    assert spec.checkpoint is not None and spec.network["text_tokenizer"] is not None
+    assert spec.network["generation"]["subtalker_temperature"] == 0.9
+    defaults = built["ctx"].task.defaults
+    assert defaults.sampling == Sampling(temperature=0.9, top_k=50, repetition_penalty=1.05)
+    assert defaults.predictor == Sampling(temperature=0.9, top_k=50)
+
+
+# ----------------------------------------------------------------------------------------------
+# The generation loop against upstream `generate`
+
+
+def upstream_run(upstream, task: FrameCodes, frames: int) -> list[dict]:
+    """Upstream greedy `generate` of the prompts in one batch (it pads them on the left), with
+    the talker's and the predictor's logits of every step (hooks on their heads), per item."""
+    talker, predictor = [], []
+    hooks = [
+        upstream.talker.codec_head.register_forward_hook(
+            lambda m, i, o: talker.append(o[:, -1].numpy())
+        )
+    ]
+    hooks += [
+        head.register_forward_hook(lambda m, i, o: predictor.append(o[:, -1].numpy()))
+        for head in upstream.talker.code_predictor.lm_head
+    ]
+    ids = [torch.from_numpy(task.text_ids(text))[None] for text, _ in PROMPTS]
+    try:
+        with torch.no_grad():
+            codes, _ = upstream.generate(
+                input_ids=ids,
+                languages=["auto"] * len(ids),
+                speakers=[speaker for _, speaker in PROMPTS],
+                do_sample=False,
+                subtalker_dosample=False,
+                max_new_tokens=frames + 1,
+            )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [
+        {
+            "codes": c.numpy().T,
+            "logits": np.stack(talker)[:, i],
+            "predictor_logits": np.stack(predictor)[:, i],
+        }
+        for i, c in enumerate(codes)
+    ]
+
+
+def test_greedy_frames_equal_upstream_generate(upstream, task: FrameCodes, model) -> None:
+    """Greedy codes of every codebook from the ONNX graphs, one prompt at a time, equal upstream
+    `generate` (do_sample=False, subtalker_dosample=False, its repetition penalty) frame for
+    frame on three prompts for over 100 frames, with the stop at the same frame (the first
+    prompt stops on its own); the talker's and the predictor's logits of every step within
+    1e-4 of upstream's."""
+    frames = 130
+    generation = task.generation.model_copy(update={"max_frames": frames})
+    for index, expected in enumerate(upstream_run(upstream, task, frames)):
+        ours = task.generate(model, prompt(task, index), generation)
+        length = int(ours["code_lengths"][0])
+        assert length > 100 and (length < frames) == (index == 0)
+        np.testing.assert_array_equal(ours["codes"][0][:, :length], expected["codes"])
+        steps = length + 1  # the last step chose the stop, or ended the run
+        assert np.abs(ours["logits"][0] - expected["logits"][:steps]).max() < 1e-4
+        predictor = ours["predictor_logits"][0].reshape(-1, task.s.codebook_size)
+        assert np.abs(predictor - expected["predictor_logits"][: len(predictor)]).max() < 1e-4
+
+
+def test_a_batch_equals_its_items_alone(task: FrameCodes, model) -> None:
+    """Prompts of three lengths in one batch (left padding, as upstream batches) give each
+    item's codes and stop frame alone."""
+    generation = task.generation.model_copy(update={"max_frames": 40})
+    utterances = [Utterance("", text, "auto", speaker) for text, speaker in PROMPTS]
+    batch = task.generate(model, task._prompt(utterances), generation)
+    for i, utterance in enumerate(utterances):
+        alone = task.generate(model, task.inputs(utterance), generation)
+        n = int(alone["code_lengths"][0])
+        assert batch["code_lengths"][i] == n
+        np.testing.assert_array_equal(batch["codes"][i][:, :n], alone["codes"][0][:, :n])
+
+
+def test_seeded_sampling_at_both_levels(task: FrameCodes, model) -> None:
+    """Sampling with the model's defaults (temperature, top-k at both levels, the penalty) is
+    reproducible under a seed, differs between seeds and from greedy, and never chooses a
+    control code but the stop."""
+    inputs = prompt(task, 2)
+    defaults = task.defaults.model_copy(update={"max_frames": 30})
+    runs = [
+        task.generate(
+            model,
+            inputs,
+            defaults.model_copy(
+                update={"sampling": defaults.sampling.model_copy(update={"seed": seed})}
+            ),
+        )["codes"]
+        for seed in (3, 3, 4)
+    ]
+    greedy = task.generate(model, inputs, task.generation.model_copy(update={"max_frames": 30}))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2]) and not np.array_equal(runs[0], greedy["codes"])
+    first = np.concatenate([r[:, 0].ravel() for r in runs])
+    assert ((first < task.s.codebook_size) | (first == task.s.codes["eos"])).all()
+    assert (np.concatenate([r[:, 1:].ravel() for r in runs]) < task.s.codebook_size).all()
+
+
+def test_teacher_forced_quality_of_the_export(task: FrameCodes, built: dict, model) -> None:
+    """The export against its torch parent, on a prompt of the recipe's data: every code
+    agrees, no divergence, and the teacher-forced KL is at float rounding."""
+    torch_model = runtime.load(built["torch"].path)
+    inputs = task.inputs(built["ctx"].examples[5])
+    expected = task.run(torch_model, inputs)
+    figures = task.evaluate(expected, model, inputs, task.report_metrics)
+    assert figures["agreement"] == 1.0 and figures["stop_diff"] == 0.0
+    assert figures["divergence"] == expected["codes"].shape[2]
+    assert 0.0 <= figures["kl"] < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("controls", "message"),
+    [
+        ({"text": "hello", "speaker": "zed"}, "speaker 'zed' is not one of the model's"),
+        ({"text": "hello", "language": "klingon"}, "language 'klingon' is not one of the model's"),
+        ({"text": ""}, "the text is empty"),
+    ],
+)
+def test_bad_requests_are_refused_by_name(task: FrameCodes, controls: dict, message: str) -> None:
+    with pytest.raises(SpeedyError, match=message):
+        task.request(task.Controls(**controls))
+
+
+def test_a_directory_of_another_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "qwen3_tts_tokenizer_12hz"}')
+    from speedy.families.qwen_tts import QwenTts
+
+    with pytest.raises(SpeedyError, match="model_type is 'qwen3_tts_tokenizer_12hz'"):
+        QwenTts.checkpoint_network(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Speech: the codes through the Qwen3-TTS-Tokenizer-12Hz of their code space
+
+
+@pytest.fixture(scope="module")
+def codec(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny Qwen3-TTS-Tokenizer-12Hz (4 codebooks of 64 codes at 12.5 Hz, the tiny talker's
+    code space), as a torch artifact."""
+    from speedy.pipeline import run_recipe
+
+    recipe = load_recipe(str(TOKENIZER)).model_copy(update={"stages": []})
+    (outcome,), _ = run_recipe(recipe, tmp_path_factory.mktemp("qwen_codec"))
+    return outcome.artifact
+
+
+def test_synth_says_the_text_through_the_codec(
+    speedy_cli, built: dict, codec, tmp_path: Path
+) -> None:
+    """`speedy synth` chains the talker with the codec of its code space: the WAV is the codec's
+    audio of the talker's greedy codes for the request, one 1,920-sample frame per code frame."""
+    import soundfile as sf
+
+    from speedy.tasks.codec import Codec
+
+    out = tmp_path / "evening.wav"
+    args = ["--acoustic", built["export"].path, "--vocoder", codec.path, "--speaker", "bo"]
+    code, stdout, err = speedy_cli("synth", *args, "--text", "Good evening.", "-o", out)
+    assert code == 0, err
+    assert "acoustic" in stdout and "vocoder" in stdout
+    task, decoder = built["ctx"].task, runtime.load(codec.path)
+    inputs = task.request(task.Controls(text="Good evening.", speaker="bo"))
+    (codes,) = task.handoff(task.run(runtime.load(built["export"].path), inputs))
+    codec_task = Codec(decoder.manifest.model)
+    expected = codec_task.run(decoder, codec_task.chained_inputs(codes))["audio"].reshape(-1)
+    audio, rate = sf.read(out, dtype="float32")
+    assert rate == 24_000 and audio.size == codes.shape[1] * 1920 > 0
+    assert np.abs(audio - np.clip(expected, -1, 1)).max() <= 1 / 32767
+
+
+def test_a_codec_of_another_code_space_is_refused(
+    speedy_cli, built: dict, codec_build: dict
+) -> None:
+    """A codec whose code space differs gets a one-line error naming both code spaces."""
+    args = ["--acoustic", built["export"].path, "--vocoder", codec_build["export"].path]
+    code, _, err = speedy_cli("synth", *args, "--text", "Hi.", "-o", "never.wav")
+    assert code != 0 and "Traceback" not in err
+    assert "makes 4 codebooks of 64 codes at 12.5 Hz" in err and "different code spaces" in err
