@@ -10,6 +10,7 @@ model's task says what it makes and takes, and the user controls the first one a
 """
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,11 @@ class Chain:
         """What the first model hands the second for one utterance (e.g. its mel)."""
         (handed,) = self.tasks[0].handoff(self.tasks[0].run(self.first, inputs))
         return handed
+
+    def handed_pieces(self, inputs: Feeds) -> Iterator[Any]:
+        """What the first model hands the second for one utterance, piece by piece as it is
+        made (a codes model's frames)."""
+        return self.tasks[0].handoff_pieces(self.first, inputs)
 
     def vocode(self, handed: Any) -> np.ndarray:
         """The second model's waveform of what the first handed on."""

@@ -345,3 +345,69 @@ def test_a_codec_of_another_code_space_is_refused(
     code, _, err = speedy_cli("synth", *args, "--text", "Hi.", "-o", "never.wav")
     assert code != 0 and "Traceback" not in err
     assert "makes 4 codebooks of 64 codes at 12.5 Hz" in err and "different code spaces" in err
+
+
+def test_a_server_pairs_the_talker_with_its_codec(built: dict, codec) -> None:
+    """`speedy serve`'s catalog makes the talker and the codec of its code space one voice whose
+    speakers are the model's; a request's audio is the chain's."""
+    from speedy.chain import Chain
+    from speedy.serve.catalog import Catalog
+
+    catalog = Catalog.load([f"talker={built['export'].path}", f"codec={codec.path}"], [], 0.08)
+    voice = catalog.voice(None)
+    assert voice.name == "talker+codec" and voice.describe()["choices"]["speaker"] == ["amy", "bo"]
+    request = {"text": "Good evening.", "speaker": "bo"}
+    expected = Chain.load(built["export"].path, codec.path)(**request).audio
+    np.testing.assert_array_equal(voice.chain(**request).audio, expected)
+    assert voice.streamer is not None  # /v1/tts?stream=1 streams frames as they are made
+
+
+def test_int4_weight_only_matmuls(built: dict, tmp_path: Path) -> None:
+    """`--precision int4` stores every MatMul weight of the talker and predictor graphs in 4
+    bits (ONNX Runtime's MatMulNBits, float activations); the embedding tables stay float; the
+    report gives code agreement and teacher-forced KL against FP32."""
+    from dataclasses import replace
+
+    import onnx
+
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    graphs = ["decode", "predictor_decode"]
+    options = {"graphs": graphs, "precision": "int4", "no_budget": True}
+    ctx = replace(built["ctx"], examples=built["ctx"].examples[:4])  # quality on 4 sentences
+    artifact = execute(make_stage("quantize", options), built["export"], tmp_path / "q", ctx)
+    for graph in graphs:
+        proto = onnx.load(str(artifact.file(graph)))
+        weights = {t.name for t in proto.graph.initializer}
+        assert "MatMulNBits" in [n.op_type for n in proto.graph.node]
+        assert not [n for n in proto.graph.node if n.op_type == "MatMul" and weights & {*n.input}]
+        assert artifact.manifest.graphs[graph].precision == "int4-weights"
+    assert artifact.manifest.graphs["embed"].precision == "fp32"
+    metrics = artifact.manifest.reports["quality"]["metrics"]
+    assert 0 <= metrics["agreement"] <= 1 and metrics["kl"] >= 0
+
+
+def test_speech_streams_from_the_first_frame_and_equals_the_whole(built: dict, codec) -> None:
+    """Chained with its codec, the talker's frames are decoded (decoder_step, one frame per
+    call) as soon as each is made: the first 80 ms of audio comes before the talker's first
+    decode step, and the stream equals the whole synthesis within 1e-4."""
+    from speedy.chain import Chain
+    from speedy.runtime import Model
+    from speedy.tasks import streamer_of
+    from speedy.tasks.base import _Recorder
+
+    chain = Chain.load(built["export"].path, codec.path)
+    decode = _Recorder(chain.first["decode"], limit=10_000)
+    sessions = {name: chain.first[name] for name in chain.first.graphs} | {"decode": decode}
+    chain.first = Model(chain.first.artifact, sessions)
+    codec_task = chain.tasks[1]
+    streamer = streamer_of(codec_task, 0.08)
+    assert streamer is not None
+    pieces = chain.handed_pieces(chain.request(text="Good evening.", speaker="bo"))
+    stream = streamer.stream(chain.second, (codec_task.chained_inputs(p) for p in pieces))
+    first = next(stream)
+    assert first.size == 1920 and not decode.calls
+    streamed = np.concatenate([first, *stream])
+    whole = chain(text="Good evening.", speaker="bo").audio
+    assert streamed.size == whole.size > 1920 and np.abs(streamed - whole).max() <= 1e-4

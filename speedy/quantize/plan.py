@@ -65,8 +65,10 @@ def table(
     sensitivities: Sequence[Sensitivity] = (),
     unfused: Collection[str] = (),
     float_weights: FloatWeights = "int8",
+    quantized: str = "int8",
 ) -> list[dict[str, Any]]:
-    """One row per group: op types, share of MACs, sensitivity scores, chosen precision."""
+    """One row per group: op types, share of MACs, sensitivity scores, chosen precision (the
+    `quantized` one, or float)."""
     scores = {s.group: s.scores for s in sensitivities}
     rows, weights = [], WEIGHT_LABELS[float_weights]
     for group in info.groups:
@@ -76,7 +78,7 @@ def table(
         elif all(node in unfused for node in layers):
             precision = f"float ({weights}, no int8 kernel)"
         else:
-            precision = "int8"
+            precision = quantized
         rows.append(
             {
                 "group": group,

@@ -95,10 +95,13 @@ class Voice:
         return self.acoustic.task
 
     def stream(self, controls: dict[str, Any]) -> Iterator[np.ndarray]:
-        """The audio of a request, chunk by chunk as the vocoder streams it."""
+        """The audio of a request, chunk by chunk as the vocoder streams what the text model
+        hands on (a codes model: each frame as soon as it is made)."""
         assert self.streamer is not None and self.vocoder is not None
-        handed = self.chain.handed(self.chain.request(**controls))
-        return self.streamer.stream(self.vocoder.model, self.vocoder.task.chained_inputs(handed))
+        pieces = self.chain.handed_pieces(self.chain.request(**controls))
+        return self.streamer.stream(
+            self.vocoder.model, (self.vocoder.task.chained_inputs(p) for p in pieces)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

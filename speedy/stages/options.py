@@ -21,7 +21,7 @@ from speedy.errors import SpeedyError
 
 Exporter = Literal["dynamo", "torchscript"]
 Tool = Literal["onnxslim", "onnxsim", "ort"]
-Precision = Literal["int8", "fp16", "mixed", "dynamic"]
+Precision = Literal["int8", "fp16", "mixed", "dynamic", "int4"]
 Method = Literal["minmax", "entropy", "percentile", "mse"]
 Granularity = Literal["block", "node"]
 FloatWeights = Literal["int8", "fp16", "fp32"]
@@ -81,7 +81,8 @@ class QuantizeOptions(GraphOptions):
     precision: Precision = Field(
         "mixed",
         description="int8: every node (naive); mixed: INT8 with the most harmful groups in float "
-        "under --budget; fp16; dynamic (MatMul-heavy graphs).",
+        "under --budget; fp16; dynamic (MatMul-heavy graphs); int4 (4-bit weight-only "
+        "MatMuls, for transformer decode).",
     )
     calib: str = Field(
         "default",
@@ -101,7 +102,7 @@ class QuantizeOptions(GraphOptions):
         "task's, pesq>=4.0 for vocoders, tensor_snr>=30 for generic models).",
     )
     no_budget: bool = Field(
-        False, description="Keep the result whatever its quality (int8, fp16, dynamic)."
+        False, description="Keep the result whatever its quality (int8, fp16, dynamic, int4)."
     )
     granularity: Granularity = Field(
         "block", description="Sensitivity and precision per module block or node."
@@ -138,7 +139,7 @@ class QuantizeOptions(GraphOptions):
         if self.no_budget and self.precision == "mixed":
             raise SpeedyError(
                 "--no-budget: mixed precision searches under a quality budget",
-                "drop --no-budget, or use --precision int8, fp16 or dynamic",
+                "drop --no-budget, or use --precision int8, fp16, dynamic or int4",
             )
         return self
 

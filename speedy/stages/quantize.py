@@ -1,13 +1,16 @@
-"""ONNX float32 -> INT8 (static Q/DQ), FP16, dynamic INT8, or INT8/float mixed under a budget.
+"""ONNX float32 -> INT8 (static Q/DQ), FP16, dynamic INT8, 4-bit weights, or INT8/float mixed
+under a budget.
 
 `int8` quantizes every node ONNX Runtime can (the naive baseline); `mixed` keeps the groups the
 task's metric finds most harmful in float until the quality budget holds on held-out calibration
-data; `fp16` halves the weights; `dynamic` suits MatMul-heavy graphs. A model of several graphs
-is quantized graph by graph (`--graph` picks some; the others stay as they are), each calibrated
-on what it receives when the float model runs the calibration examples. Every result records its
-quality against its parent on the run's data, end to end, in the task's metrics and those of its
-budget (`--budget`, else the task's default); an unmet budget fails the stage unless `no_budget`
-keeps it. Layers of fixed transforms (DFT bases) stay float32 in every precision.
+data; `fp16` halves the weights; `dynamic` suits MatMul-heavy graphs; `int4` stores MatMul
+weights in 4 bits (MatMulNBits: a transformer's decode reads an eighth of the bytes). A model of
+several graphs is quantized graph by graph (`--graph` picks some; the others stay as they are),
+each calibrated on what it receives when the float model runs the calibration examples. Every
+result records its quality against its parent on the run's data, end to end, in the task's
+metrics and those of its budget (`--budget`, else the task's default); an unmet budget fails the
+stage unless `no_budget` keeps it. Layers of fixed transforms (DFT bases) stay float32 in every
+precision.
 """
 
 import hashlib
@@ -46,6 +49,7 @@ from speedy.quantize.graph import (
 )
 from speedy.quantize.metrics import unmet
 from speedy.quantize.mixed import Evaluation
+from speedy.quantize.nbits import quantize_matmul_4bits
 from speedy.quantize.plan import Plan, plan_mixed, table
 from speedy.quantize.qdq import preprocess, quantize_qdq
 from speedy.quantize.ranges import activation_ranges
@@ -71,6 +75,7 @@ MANIFEST_PRECISION = {
     "mixed": "int8+fp32",
     "fp16": "fp16",
     "dynamic": "int8-dynamic",
+    "int4": "int4-weights",
 }
 CONV_HEAVY = 0.5  # share of MACs in convolutions above which dynamic INT8 is slow on CPU
 
@@ -282,6 +287,9 @@ class QuantizeStage(Stage):
             _warn_conv_heavy(info)
             quantize_dynamic_int8(float_model, out, o.per_channel, exclude)
             return floats | {"table": table(info, kept, float_weights="fp32")}
+        if o.precision == "int4":
+            quantize_matmul_4bits(float_model, out, exclude)
+            return floats | {"table": table(info, kept, float_weights="fp32", quantized="int4")}
         if (twin_of := ctx.task.twin_of(name)) in wholes:
             whole = wholes[twin_of]
             twins = whole.twins(processed, info.layers)

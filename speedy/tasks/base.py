@@ -10,7 +10,7 @@ has.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -150,6 +150,11 @@ class Task(ABC):
         if waves is None:
             raise SpeedyError(f"a {self.name} model hands nothing on", "chain another model")
         return waves
+
+    def handoff_pieces(self, model: Model, inputs: Feeds) -> Iterator[Any]:
+        """What one item's run hands a chained model, piece by piece as it is made (by default
+        all of it, once: an autoregressive model hands on each step's)."""
+        yield from self.handoff(self.run(model, inputs))[:1]
 
     # Quality.
     @abstractmethod

@@ -19,7 +19,7 @@ the stop frame, and the mean KL divergence of every next-code distribution under
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -296,17 +296,29 @@ class FrameCodes(TakesRequests):
         after an item's stop), `code_lengths` [batch] (frames before the stop), `logits`
         [batch, n + 1, vocab] and `predictor_logits` [batch, n, groups - 1, codebook size].
         With `forced` [batch, groups, n], those codes are fed (teacher forcing)."""
+        run = Frames()
+        for _ in self.frames(model, inputs, generation, run, forced):
+            pass
+        return self._outputs(run)
+
+    def frames(
+        self,
+        model: Model,
+        inputs: Feeds,
+        generation: FrameGeneration,
+        run: Frames,
+        forced: np.ndarray | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Each frame's codes [batch, groups] as soon as they are chosen, kept in `run` with
+        the distributions they were chosen from."""
         embeds, mask, text, pad = self.embeddings(model, inputs)
         out = model["prefill"].run({"embeds": embeds, "attention_mask": mask})
         presents = {n: v for n, v in out.items() if n.startswith("present_")}
-        logits, hidden, cache = (
-            out["logits"],
-            out["hidden"],
-            Cache.of(out["cache_mask"], presents, GROW),
-        )
+        logits, hidden = out["logits"], out["hidden"]
+        cache = Cache.of(out["cache_mask"], presents, GROW)
         real = mask.sum(axis=1, keepdims=True)
         rng = np.random.default_rng(generation.sampling.seed)
-        run = Frames(stopped=np.zeros(len(embeds), bool))
+        run.stopped = np.zeros(len(embeds), bool)
         limit = generation.max_frames if forced is None else forced.shape[2]
         while True:
             step = len(run.codes)
@@ -317,20 +329,18 @@ class FrameCodes(TakesRequests):
                 first = self._first_code(logits, run, generation, rng)
             run.stopped |= first == self.s.codes["eos"]
             if step >= limit or (generation.stop and forced is None and run.stopped.all()):
-                break
-            frame = self.predict(
-                model,
-                hidden,
-                first,
-                generation.predictor,
-                rng,
-                run,
-                None if forced is None else forced[:, :, step],
-            )
+                return
+            teacher = None if forced is None else forced[:, :, step]
+            frame = self.predict(model, hidden, first, generation.predictor, rng, run, teacher)
             run.codes.append(frame)
+            yield frame
             streamed = text[:, step] if step < text.shape[1] else np.repeat(pad[None], len(text), 0)
             logits, hidden = self.step(model, cache, frame, streamed, real + step)
-        return self._outputs(run)
+
+    def handoff_pieces(self, model: Model, inputs: Feeds) -> Iterator[np.ndarray]:
+        """One item's frames [groups, 1] as the talker makes them (greedy), until its stop."""
+        for frame in self.frames(model, inputs, self.generation, Frames()):
+            yield frame[0][:, None]
 
     def _first_code(
         self, logits: np.ndarray, run: Frames, generation: FrameGeneration, rng: np.random.Generator

@@ -1,0 +1,246 @@
+"""Qwen3-TTS 0.6B (the `qwen-tts` package's classes, published CustomVoice configuration, seeded
+weights) on this CPU, one run, ONNX Runtime and PyTorch on the same threads: issue 33's figures.
+
+1. Parity: upstream greedy `generate` (do_sample=False, subtalker_dosample=False) against the
+   ONNX artifact's loop: one prefill and FRAMES frames, every codebook.
+2. Speed on one prompt: upstream eager `generate` against ONNX Runtime FP32, dynamic INT8 and
+   4-bit weight-only (MatMulNBits) artifacts in frames per second and real-time factor (a frame
+   is 80 ms), each run twice, the second counted; one frame's parts (the talker's decode step at
+   cache lengths 50 / 500 / 1,500, the code predictor's 15 steps).
+3. The bandwidth floor: the weight bytes a frame reads (the talker's decode step and the code
+   predictor's steps, from each precision's graphs) over the read rate ONNX Runtime reaches
+   here on one large MatMul of that precision.
+4. Quality of INT8 and 4-bit against FP32 (the quantize stage's report: code agreement, first
+   divergence, teacher-forced KL) on held-out sentences.
+
+    python benchmarks/qwen_tts.py [--frames N] [--threads T]
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from speedy import runtime
+from speedy.bench.machine import bench_machine
+from speedy.families import resolve
+from speedy.machine import write_result
+from speedy.onnx_io import tensor_bytes
+from speedy.pipeline import make_stage, run_recipe
+from speedy.quantize.dynamic import quantize_dynamic_int8
+from speedy.quantize.nbits import quantize_matmul_4bits
+from speedy.recipe import load_recipe
+from speedy.stages.base import execute
+from speedy.tasks.frame_codes import FrameCodes, Utterance
+
+ROOT = Path(__file__).resolve().parent
+RECIPE = "qwen3_tts_0.6b"
+PROMPT = ("The quick brown fox jumps over the lazy dog, and then it runs back home.", "ryan")
+HELD_OUT = [  # quality sentences: none is in the recipe's data
+    "Could you tell me the way to the railway station, please?",
+    "今天下午我们一起去图书馆看书吧。",
+    "The meeting has been moved to Thursday morning at nine.",
+]
+STEP_GRAPHS = ("decode", "predictor_prefill", "predictor_decode")
+MATMULS = ("MatMul", "MatMulInteger", "MatMulNBits", "DynamicQuantizeMatMul", "Gemm")
+GOALS = {
+    "fp32_over_eager_min": 3.0,
+    "fp32_within_floor_max": 1.3,
+    "quantized_rtf_max": 1.0,
+    "quantized_within_floor_max": 2.0,
+}
+
+
+def upstream_generate(network, task: FrameCodes, frames: int) -> tuple[np.ndarray, float]:
+    """Upstream greedy codes [groups, n] of PROMPT and the seconds `generate` took."""
+    import torch
+
+    text, speaker = PROMPT
+    ids = torch.from_numpy(task.text_ids(text))[None]
+    start = time.perf_counter()
+    with torch.no_grad():
+        codes, _ = network.generate(
+            input_ids=[ids],
+            languages=["auto"],
+            speakers=[speaker],
+            do_sample=False,
+            subtalker_dosample=False,
+            max_new_tokens=frames + 1,
+        )
+    return codes[0].numpy().T, time.perf_counter() - start
+
+
+def timed_run(model: runtime.Model, task: FrameCodes, frames: int) -> tuple[dict, float]:
+    """Greedy codes of PROMPT (the second of two runs) and its seconds."""
+    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
+    generation = task.generation.model_copy(update={"max_frames": frames, "stop": False})
+    task.generate(model, inputs, generation)
+    start = time.perf_counter()
+    outputs = task.generate(model, inputs, generation)
+    return outputs, time.perf_counter() - start
+
+
+def bytes_per_frame(artifact, groups: int) -> float:
+    """Weight bytes one frame reads: every MatMul weight of the talker's decode step, of the
+    predictor's prefill and of its decode steps (groups - 2 of them), and the one head of the
+    stacked heads a predictor step gathers."""
+    steps = {"decode": 1, "predictor_prefill": 1, "predictor_decode": groups - 2}
+    total = 0.0
+    for graph, count in steps.items():
+        proto = onnx.load(str(artifact.file(graph)), load_external_data=False)
+        weights = {t.name: t for t in proto.graph.initializer}
+        read = set()
+        for node in proto.graph.node:
+            if node.op_type in MATMULS:
+                read |= {name for name in node.input if name in weights}
+        heads = sum(
+            tensor_bytes(weights[node.input[0]]) / weights[node.input[0]].dims[0]
+            for node in proto.graph.node
+            if node.op_type == "Gather"
+            and node.input[0] in weights
+            and len(weights[node.input[0]].dims) == 3
+        )
+        total += count * (sum(tensor_bytes(weights[n]) for n in read) + heads)
+    return total
+
+
+def read_rates(threads: int, work: Path) -> dict[str, float]:
+    """GB/s ONNX Runtime reads weights at here: one [1, 4096] x [4096, 16384] MatMul (256 MB of
+    float32), and the same weight as dynamic INT8 and as 4-bit MatMulNBits, best of 20 runs."""
+    k, n = 4096, 16384
+    weight = np.random.default_rng(0).standard_normal((k, n)).astype(np.float32) * 0.02
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "read_rate",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    fp32 = work / "matmul.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(fp32))
+    variants = {"fp32": fp32, "int8": work / "int8.onnx", "int4": work / "int4.onnx"}
+    quantize_dynamic_int8(fp32, variants["int8"], per_channel=True)
+    quantize_matmul_4bits(fp32, variants["int4"])
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    x = np.random.default_rng(1).standard_normal((1, k)).astype(np.float32)
+    rates = {}
+    for name, path in variants.items():
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        stored = sum(tensor_bytes(t) for t in onnx.load(str(path)).graph.initializer)
+        seconds = []
+        for _ in range(20):
+            start = time.perf_counter()
+            session.run(None, {"x": x})
+            seconds.append(time.perf_counter() - start)
+        rates[name] = stored / min(seconds) / 1e9
+    return rates
+
+
+def quantized(built: dict, ctx, out: Path) -> dict:
+    """Dynamic INT8 and 4-bit weight-only artifacts of the talker and predictor graphs, with the
+    quantize stage's quality report against FP32."""
+    graphs = ["prefill", "decode", "predictor_prefill", "predictor_decode"]
+    result = {}
+    for name, precision in {"int8": "dynamic", "int4": "int4"}.items():
+        options = {"graphs": graphs, "precision": precision, "no_budget": True}
+        start = time.perf_counter()
+        artifact = execute(make_stage("quantize", options), built["export"], out / name, ctx, True)
+        quality = artifact.manifest.reports["quality"]
+        result[name] = {
+            "artifact": artifact,
+            "build_seconds": time.perf_counter() - start,
+            "metrics_vs_fp32": quality["metrics"],
+            "examples": quality["examples"],
+            "size_mb": artifact.size_bytes() / 1e6,
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "qwen_tts_cpu.json")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "held_out.txt").write_text("\n".join(HELD_OUT) + "\n")
+        recipe = load_recipe(RECIPE)
+        outcomes, ctx = run_recipe(recipe, args.build_dir, data=work / "held_out.txt")
+        built = {o.stage: o.artifact for o in outcomes}
+        task = ctx.task
+        assert isinstance(task, FrameCodes)
+        spec = built["export"].manifest.model
+        network = resolve(spec).build()
+        expected, eager_seconds = upstream_generate(network, task, args.frames)
+        del network
+        models = {"fp32": runtime.load(built["export"].path, threads=args.threads)}
+        variants = quantized(built, ctx, work / "q")
+        models |= {
+            n: runtime.load(v.pop("artifact").path, threads=args.threads)
+            for n, v in variants.items()
+        }
+        rates = read_rates(args.threads, work)
+        runs = {}
+        for name, model in models.items():
+            outputs, seconds = timed_run(model, task, args.frames)
+            frames = outputs["codes"].shape[2]
+            floor_ms = 1000 * bytes_per_frame(model.artifact, task.s.groups) / (rates[name] * 1e9)
+            ms = 1000 * seconds / frames
+            runs[name] = {
+                "frames": frames,
+                "ms_per_frame": ms,
+                "frames_per_s": frames / seconds,
+                "rtf": ms / (1000 / task.s.frames_per_second),
+                "floor_ms_per_frame": floor_ms,
+                "over_floor": ms / floor_ms,
+                **task.measure(model, task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))),
+            }
+            if name == "fp32":
+                ours = outputs["codes"][0][:, : expected.shape[1]]
+                runs[name]["identical_to_upstream"] = bool(np.array_equal(ours, expected))
+    eager_ms = 1000 * eager_seconds / expected.shape[1]
+    runs["fp32"]["speed_up_over_eager"] = eager_ms / runs["fp32"]["ms_per_frame"]
+    best = min(("int8", "int4"), key=lambda n: runs[n]["rtf"])
+    met = {
+        "parity_one_prefill_and_frames": runs["fp32"]["identical_to_upstream"],
+        "fp32_over_eager": runs["fp32"]["speed_up_over_eager"] >= GOALS["fp32_over_eager_min"],
+        "fp32_within_floor": runs["fp32"]["over_floor"] <= GOALS["fp32_within_floor_max"],
+        "quantized_real_time": runs[best]["rtf"] <= GOALS["quantized_rtf_max"],
+        "quantized_within_floor": runs[best]["over_floor"] <= GOALS["quantized_within_floor_max"],
+    }
+    result = {
+        "benchmark": "Qwen3-TTS 0.6B talker + code predictor (qwen-tts 0.1.1 classes, published "
+        f"CustomVoice configuration) on CPU: ONNX Runtime and PyTorch eager, {args.threads} "
+        "threads, one run",
+        "machine": bench_machine(),
+        "weights": "seeded (no checkpoint): quality compares precisions and paths only",
+        "prompt": PROMPT[0],
+        "upstream_eager": {"frames": int(expected.shape[1]), "ms_per_frame": eager_ms},
+        "read_rate_gb_per_s": rates,
+        "runs": runs,
+        "quantized_vs_fp32": variants,
+        "export_seconds": next(o.seconds for o in outcomes if o.stage == "export"),
+        "goals": GOALS,
+        "met": met,
+        "wall_seconds": time.perf_counter() - began,
+    }
+    write_result(args.out, result, ("met",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
