@@ -113,7 +113,7 @@ def test_stage_sections_are_checked_even_when_not_run(tmp_path: Path) -> None:
     raw = yaml.safe_load(TINY_RECIPE.read_text())
     raw["stages"] = ["export"]
     for section, settings, phrase in [
-        ("quantize", {"precision": "int4"}, "quantize.precision"),
+        ("quantize", {"precision": "int3"}, "quantize.precision"),
         ("compile", {"backend": "aoti", "int8": True}, "--int8 applies to backends that read Q/DQ"),
         ("simplify", {"tool": "magic"}, "simplify.tool"),
     ]:

@@ -28,14 +28,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from speedy.audio.cache import FeatureCache
-from speedy.data_source import TEXT_SUFFIXES, text_lines
+from speedy.data_source import text_lines
 from speedy.errors import SpeedyError
 from speedy.runtime import Model
 from speedy.specs import Feeds
 from speedy.tasks.base import CodeSpace, Figures
 from speedy.tasks.capabilities import TakesRequests
 from speedy.tasks.sampling import Sampling, kl_divergence, pick
-from speedy.tasks.speech_codes import CONTEXTS, DEFAULT_TEXTS, GROW, Cache
+from speedy.tasks.speech_codes import CONTEXTS, GROW, Cache, TextToCodes
 from speedy.text.subwords import text_ids
 
 SPECIAL_CODES = 1024  # the talker vocabulary's last ids: control codes, never chosen but the stop
@@ -76,7 +76,7 @@ class FrameGeneration(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_frames: PositiveInt = 100
-    stop: bool = True
+    stop: bool = True  # False: the stop code is never chosen (always `max_frames` frames)
     sampling: Sampling = Field(default_factory=Sampling)
     predictor: Sampling = Field(default_factory=Sampling)
 
@@ -113,28 +113,13 @@ class Frames:
     stopped: np.ndarray | None = None  # bool [batch]
 
 
-class FrameCodes(TakesRequests):
-    """Text to frames of speech codes, autoregressively."""
+class FrameCodes(TextToCodes, TakesRequests):
+    """Text to frames of speech codes, one frame per step."""
 
     name: ClassVar[str] = "frame_codes"
     Settings: ClassVar[type[BaseModel]] = FrameCodesSettings
     Controls: ClassVar[type[BaseModel]] = FrameCodesControls
     Request: ClassVar[type[BaseModel]] = FrameCodesControls
-    consumes: ClassVar[str] = "text"
-    produces: ClassVar[str] = "codes"
-    data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES
-    data_kind: ClassVar[str] = "text (.txt)"
-    metrics: ClassVar[dict[str, bool]] = {
-        "agreement": True,
-        "divergence": True,
-        "stop_diff": False,
-        "kl": False,
-    }
-    report_metrics: ClassVar[tuple[str, ...]] = ("agreement", "divergence", "stop_diff", "kl")
-    bench_metrics: ClassVar[tuple[str, ...]] = ("agreement", "divergence", "stop_diff", "kl")
-    rank_by: ClassVar[str] = "kl"
-    default_budget: ClassVar[str] = "agreement>=0.9"
-    crop_dims: ClassVar[tuple[str, ...]] = ()  # prompts and caches are never cut
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
@@ -175,10 +160,6 @@ class FrameCodes(TakesRequests):
 
     def choices(self) -> dict[str, list[Any]]:
         return {"speaker": sorted(self.s.speakers), "language": ["auto", *sorted(self.s.languages)]}
-
-    @property
-    def default_data(self) -> Path:
-        return DEFAULT_TEXTS
 
     # Data and prompts.
     def read_data(self, source: Path, cache: FeatureCache) -> list[Utterance]:
@@ -354,7 +335,7 @@ class FrameCodes(TakesRequests):
             logits[:, eos : eos + 1],
             -np.inf,
         )
-        if len(run.logits) <= MIN_FRAMES:
+        if len(run.logits) <= MIN_FRAMES or not generation.stop:
             logits[:, eos] = -np.inf
         history = (
             np.stack([c[:, 0] for c in run.codes], 1)

@@ -143,12 +143,10 @@ class Run:
     stopped: np.ndarray | None = None  # bool [batch]
 
 
-class SpeechCodes(TakesControls):
-    """Text to speech codes, autoregressively."""
+class TextToCodes(TakesControls):
+    """Text to speech codes, autoregressively: sentences in, codes out, judged by how many
+    codes two runs share and how far their next-code distributions are."""
 
-    name: ClassVar[str] = "speech_codes"
-    Settings: ClassVar[type[BaseModel]] = SpeechCodesSettings
-    Controls: ClassVar[type[BaseModel]] = SpeechCodesControls
     consumes: ClassVar[str] = "text"
     produces: ClassVar[str] = "codes"
     data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES
@@ -165,16 +163,24 @@ class SpeechCodes(TakesControls):
     default_budget: ClassVar[str] = "agreement>=0.9"
     crop_dims: ClassVar[tuple[str, ...]] = ()  # prompts and caches are never cut
 
+    @property
+    def default_data(self) -> Path:
+        return DEFAULT_TEXTS
+
+
+class SpeechCodes(TextToCodes):
+    """Text to speech codes, one code per step."""
+
+    name: ClassVar[str] = "speech_codes"
+    Settings: ClassVar[type[BaseModel]] = SpeechCodesSettings
+    Controls: ClassVar[type[BaseModel]] = SpeechCodesControls
+
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         assert isinstance(self.settings, SpeechCodesSettings)
         self.s = self.settings
         self.front_end = TextFrontEnd(vocabulary("zh_en_v1"))
         self.generation = Generation(max_codes=self.s.generate_codes)
-
-    @property
-    def default_data(self) -> Path:
-        return DEFAULT_TEXTS
 
     # Data: sentences, their text ids and the stand-in conditioning.
     def read_data(self, source: Path, cache: FeatureCache) -> list[Sentence]:

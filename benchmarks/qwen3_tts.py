@@ -12,11 +12,18 @@ weights) on this CPU, one run, ONNX Runtime and PyTorch on the same threads: iss
    here on one large MatMul of that precision.
 4. Quality of INT8 and 4-bit against FP32 (the quantize stage's report: code agreement, first
    divergence, teacher-forced KL) on held-out sentences.
+5. Speech with the Qwen3-TTS-Tokenizer-12Hz artifact (`--codec`, built by its recipe): first
+   audio (prompt, first frame, its decoder_step) for a 20-word sentence, and a 30 s utterance
+   streamed frame by frame as the fastest precision makes it: vLLM-Omni's underrun measure (a
+   wait between chunks longer than the chunk's audio) and the stream against the whole decode of
+   the same codes.
 
-    python benchmarks/qwen_tts.py [--frames N] [--threads T]
+    python benchmarks/qwen3_tts.py [--frames N] [--threads T] [--codec DIR]
 """
 
 import argparse
+import gc
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,20 +34,25 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from speedy import runtime
+from speedy.artifact import Artifact
 from speedy.bench.machine import bench_machine
 from speedy.families import resolve
 from speedy.machine import write_result
 from speedy.onnx_io import tensor_bytes
-from speedy.pipeline import make_stage, run_recipe
+from speedy.pipeline import context_for, make_stage
 from speedy.quantize.dynamic import quantize_dynamic_int8
 from speedy.quantize.nbits import quantize_matmul_4bits
-from speedy.recipe import load_recipe
 from speedy.stages.base import execute
-from speedy.tasks.frame_codes import FrameCodes, Utterance
+from speedy.tasks import streamer_of, task_for
+from speedy.tasks.frame_codes import FrameCodes, Frames, Utterance
 
 ROOT = Path(__file__).resolve().parent
 RECIPE = "qwen3_tts_0.6b"
-PROMPT = ("The quick brown fox jumps over the lazy dog, and then it runs back home.", "ryan")
+PROMPT = (  # 20 words
+    "The quick brown fox jumps over the lazy dog, and then it runs all the way back home "
+    "before the rain starts.",
+    "ryan",
+)
 HELD_OUT = [  # quality sentences: none is in the recipe's data
     "Could you tell me the way to the railway station, please?",
     "今天下午我们一起去图书馆看书吧。",
@@ -159,9 +171,51 @@ def quantized(built: dict, ctx, out: Path) -> dict:
             "build_seconds": time.perf_counter() - start,
             "metrics_vs_fp32": quality["metrics"],
             "examples": quality["examples"],
-            "size_mb": artifact.size_bytes() / 1e6,
+            "size_mb": artifact.size_bytes / 1e6,
         }
     return result
+
+
+def first_audio(model, task: FrameCodes, codec, streamer) -> dict:
+    """Milliseconds from the request to the first frame's codes, and to its audio (one
+    decoder_step call), the second of two runs."""
+    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
+    for _ in range(2):
+        start = time.perf_counter()
+        frame = next(task.frames(model, inputs, task.generation, Frames()))
+        codes = time.perf_counter() - start
+        streamer.step(codec, frame[:, :, None], streamer.start(codec))
+        audio = time.perf_counter() - start
+    return {"first_frame_ms": 1000 * codes, "first_audio_ms": 1000 * audio}
+
+
+def streamed(model, task: FrameCodes, codec, codec_task, streamer, seconds: float) -> dict:
+    """A `seconds` utterance (the stop disabled) streamed one frame per decoder_step call as the
+    talker makes it: waits between chunks longer than a chunk's audio (underruns), and the
+    stream against the whole decode of the same codes."""
+    frames = int(seconds * task.s.frames_per_second)
+    generation = task.generation.model_copy(update={"max_frames": frames, "stop": False})
+    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
+    state, pieces, arrivals, codes = streamer.start(codec), [], [], []
+    start = time.perf_counter()
+    for frame in task.frames(model, inputs, generation, Frames()):
+        codes.append(frame)
+        audio, state = streamer.step(codec, frame[:, :, None], state)
+        pieces.append(audio.reshape(-1))
+        arrivals.append(time.perf_counter() - start)
+    chunk = 1 / task.s.frames_per_second
+    gaps = np.diff(arrivals)
+    whole = codec_task.decode(codec, np.stack(codes, 2)).reshape(-1)
+    stream = np.concatenate(pieces)
+    return {
+        "frames": frames,
+        "first_chunk_ms": 1000 * arrivals[0],
+        "underruns": int((gaps > chunk).sum()),
+        "longest_wait_ms": 1000 * float(gaps.max()),
+        "stall_seconds": float(np.maximum(gaps - chunk, 0).sum()),
+        "rtf": arrivals[-1] / seconds,
+        "stream_vs_whole_max_abs": float(np.abs(stream - whole).max()),
+    }
 
 
 def main() -> None:
@@ -169,7 +223,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--build-dir", type=Path, default=ROOT.parent / "build")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "qwen_tts_cpu.json")
+    parser.add_argument("--built", type=Path, help="use the torch and export artifacts there")
+    parser.add_argument("--stream-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--codec",
+        type=Path,
+        default=ROOT.parent / "build" / "qwen3_tts_tokenizer_12hz" / "simplify",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "qwen3_tts_cpu.json")
     args = parser.parse_args()
 
     import torch
@@ -179,17 +240,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "held_out.txt").write_text("\n".join(HELD_OUT) + "\n")
-        recipe = load_recipe(RECIPE)
-        outcomes, ctx = run_recipe(recipe, args.build_dir, data=work / "held_out.txt")
-        built = {o.stage: o.artifact for o in outcomes}
+        held_out = work / "held_out.txt"
+        if args.built:  # artifacts built earlier (speedy run qwen3_tts_0.6b), taken as they are
+            built = {s: Artifact.open(args.built / s) for s in ("torch", "export")}
+            ctx = context_for(built["export"].manifest.model, held_out, args.threads)
+        else:  # built in a process of their own: the export's memory is not this one's
+            command = [sys.executable, "-m", "speedy", "run", RECIPE, "--build-dir", args.build_dir]
+            subprocess.run(command, check=True)
+            built = {s: Artifact.open(args.build_dir / RECIPE / s) for s in ("torch", "export")}
+            ctx = context_for(built["export"].manifest.model, held_out, args.threads)
         task = ctx.task
         assert isinstance(task, FrameCodes)
-        spec = built["export"].manifest.model
-        network = resolve(spec).build()
+        network = resolve(built["export"].manifest.model).build()
         expected, eager_seconds = upstream_generate(network, task, args.frames)
         del network
-        models = {"fp32": runtime.load(built["export"].path, threads=args.threads)}
+        gc.collect()
         variants = quantized(built, ctx, work / "q")
+        models = {"fp32": runtime.load(built["export"].path, threads=args.threads)}
         models |= {
             n: runtime.load(v.pop("artifact").path, threads=args.threads)
             for n, v in variants.items()
@@ -213,6 +280,20 @@ def main() -> None:
             if name == "fp32":
                 ours = outputs["codes"][0][:, : expected.shape[1]]
                 runs[name]["identical_to_upstream"] = bool(np.array_equal(ours, expected))
+        speech = None
+        if args.codec.is_dir():
+            codec = runtime.load(args.codec, threads=args.threads)
+            codec_task = task_for(codec.manifest.model)
+            streamer = streamer_of(codec_task, 1 / task.s.frames_per_second)
+            fastest = min(("int8", "int4"), key=lambda n: runs[n]["rtf"])
+            speech = {
+                "codec": str(args.codec),
+                "first_audio": {
+                    n: first_audio(m, task, codec, streamer) for n, m in models.items()
+                },
+                "stream_30s": {"precision": fastest}
+                | streamed(models[fastest], task, codec, codec_task, streamer, args.stream_seconds),
+            }
     eager_ms = 1000 * eager_seconds / expected.shape[1]
     runs["fp32"]["speed_up_over_eager"] = eager_ms / runs["fp32"]["ms_per_frame"]
     best = min(("int8", "int4"), key=lambda n: runs[n]["rtf"])
@@ -234,7 +315,7 @@ def main() -> None:
         "read_rate_gb_per_s": rates,
         "runs": runs,
         "quantized_vs_fp32": variants,
-        "export_seconds": next(o.seconds for o in outcomes if o.stage == "export"),
+        "speech": speech,
         "goals": GOALS,
         "met": met,
         "wall_seconds": time.perf_counter() - began,
