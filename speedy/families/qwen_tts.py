@@ -32,11 +32,11 @@ from speedy.families.qwen_tts_graphs import (
 )
 from speedy.families.qwen_upstream import tts_model
 from speedy.specs import Feeds, TensorSpec
+from speedy.tasks.frame_codes import SPECIAL_CODES
 from speedy.text.subwords import from_checkpoint
 
 MODEL_TYPE = "qwen3_tts"
 GENERATION = "generation_config.json"
-SPECIAL_CODES = 1024  # the talker vocabulary's last ids: control codes, never sampled but the stop
 FRAMES_PER_SECOND = 12.5
 GRAPHS = {
     "embed": Embed,
