@@ -35,7 +35,7 @@ from speedy.specs import Feeds
 from speedy.tasks.base import CodeSpace, Figures
 from speedy.tasks.capabilities import TakesRequests
 from speedy.tasks.sampling import Sampling, kl_divergence, pick
-from speedy.tasks.speech_codes import CONTEXTS, GROW, Cache, TextToCodes
+from speedy.tasks.speech_codes import CONTEXTS, GROW, Cache, TextToCodes, timed_step
 from speedy.text.subwords import text_ids
 
 SPECIAL_CODES = 1024  # the talker vocabulary's last ids: control codes, never chosen but the stop
@@ -377,22 +377,8 @@ class FrameCodes(TextToCodes, TakesRequests):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Feed a frame to the decode graph and write its keys and values into the next free
         slot; the next logits and hidden state."""
-        if cache.length == cache.mask.shape[1]:
-            cache.grow(GROW)
-        out = model["decode"].run(
-            {
-                "codes": frame,
-                "text": text.astype(np.float32),
-                "position": position.astype(np.int64),
-                "cache_mask": cache.mask,
-            }
-            | cache.tensors
-        )
-        for name, value in out.items():
-            if name.startswith("new_"):
-                cache.tensors[name.replace("new_", "cache_")][:, :, cache.length] = value[:, :, 0]
-        cache.mask[:, cache.length] = 1
-        cache.length, cache.steps = cache.length + 1, cache.steps + 1
+        text, position = text.astype(np.float32), position.astype(np.int64)
+        out = cache.feed(model["decode"], {"codes": frame, "text": text, "position": position})
         return out["logits"], out["hidden"]
 
     def _outputs(self, run: Frames) -> Feeds:
@@ -481,22 +467,12 @@ class FrameCodes(TextToCodes, TakesRequests):
 
     def step_seconds(self, model: Model, length: int, repeats: int = 5) -> float:
         """Median seconds of one talker step over a random cache of `length` used slots."""
-        rng = np.random.default_rng(0)
-        shape = (1, self.s.kv_heads, length, self.s.head_dim)
-        presents = {
-            f"present_{kind}_{i}": rng.standard_normal(shape).astype(np.float32)
-            for i in range(self.s.layers)
-            for kind in ("key", "value")
-        }
         frame = np.zeros((1, self.s.groups), np.int64)
         text = np.zeros((1, self.s.hidden), np.float32)
-        seconds = []
-        for _ in range(repeats + 1):
-            cache = Cache.of(np.ones((1, length), np.int64), presents, room=1)
-            start = time.perf_counter()
-            self.step(model, cache, frame, text, np.full((1, 1), length))
-            seconds.append(time.perf_counter() - start)
-        return float(np.median(seconds[1:]))
+        position = np.full((1, 1), length)
+        step = lambda cache: self.step(model, cache, frame, text, position)  # noqa: E731
+        shape = (self.s.layers, self.s.kv_heads, self.s.head_dim)
+        return timed_step(step, shape, length, repeats)
 
 
 def _padded(name: str, rows: Sequence[np.ndarray]) -> Feeds:

@@ -25,7 +25,7 @@ reference's codes).
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 from speedy.audio.cache import FeatureCache
 from speedy.data_source import TEXT_SUFFIXES, text_lines
 from speedy.errors import SpeedyError
-from speedy.runtime import Model
+from speedy.runtime import Model, Session
 from speedy.specs import Feeds
 from speedy.tasks.base import CodeSpace, Figures
 from speedy.tasks.capabilities import TakesControls
@@ -132,6 +132,41 @@ class Cache:
             name: np.pad(value, ((0, 0), (0, 0), (0, slots), (0, 0)))
             for name, value in self.tensors.items()
         }
+
+    def feed(self, decode: Session, feeds: Feeds) -> Feeds:
+        """Run a decode step graph on `feeds`, the cache mask and the slots (grown by GROW
+        when full), and write the step's `new_*` keys and values into the next free slot; its
+        outputs."""
+        if self.length == self.mask.shape[1]:
+            self.grow(GROW)
+        outputs = decode.run(feeds | {"cache_mask": self.mask} | self.tensors)
+        for name, value in outputs.items():
+            if name.startswith("new_"):
+                self.tensors[name.replace("new_", "cache_")][:, :, self.length] = value[:, :, 0]
+        self.mask[:, self.length] = 1
+        self.length, self.steps = self.length + 1, self.steps + 1
+        return outputs
+
+
+def timed_step(
+    step: Callable[[Cache], object], shape: tuple[int, int, int], length: int, repeats: int = 5
+) -> float:
+    """Median seconds of one `step` over a random cache of `length` used slots, fresh for each
+    call; `shape` is (layers, heads, head size)."""
+    layers, heads, head_dim = shape
+    rng = np.random.default_rng(0)
+    presents = {
+        f"present_{kind}_{i}": rng.standard_normal((1, heads, length, head_dim)).astype(np.float32)
+        for i in range(layers)
+        for kind in ("key", "value")
+    }
+    seconds = []
+    for _ in range(repeats + 1):
+        cache = Cache.of(np.ones((1, length), np.int64), presents, room=1)
+        start = time.perf_counter()
+        step(cache)
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds[1:]))
 
 
 @dataclass
@@ -276,19 +311,10 @@ class SpeechCodes(TextToCodes):
         """Feed `token` (int64 [batch]) to the decode graph and write its key and value into the
         next free slot; its logits."""
         self.check_cache(cache)
-        if cache.length == cache.mask.shape[1]:
-            cache.grow(GROW)
         position = np.full_like(token[:, None], self.s.position_offset + cache.steps)
-        outputs = model["decode"].run(
-            {"token": token[:, None], "position": position, "cache_mask": cache.mask}
-            | cache.tensors
-        )
-        for name, value in outputs.items():
-            if name.startswith("new_"):
-                cache.tensors[name.replace("new_", "cache_")][:, :, cache.length] = value[:, :, 0]
-        cache.mask[:, cache.length] = 1
-        cache.length, cache.steps = cache.length + 1, cache.steps + 1
-        return outputs["logits"]
+        return cache.feed(model["decode"], {"token": token[:, None], "position": position})[
+            "logits"
+        ]
 
     def check_cache(self, cache: Cache) -> None:
         """A clear error for a cache of another model (layers, heads or head size)."""
@@ -441,17 +467,6 @@ class SpeechCodes(TextToCodes):
 
     def step_seconds(self, model: Model, length: int, repeats: int = 5) -> float:
         """Median seconds of one decode step over a random cache of `length` used slots."""
-        rng = np.random.default_rng(0)
-        shape = (1, self.s.heads, length, self.s.head_dim)
-        presents = {
-            f"present_{kind}_{i}": rng.standard_normal(shape).astype(np.float32)
-            for i in range(self.s.layers)
-            for kind in ("key", "value")
-        }
-        seconds = []
-        for _ in range(repeats + 1):
-            cache = Cache.of(np.ones((1, length), np.int64), presents, room=1)
-            start = time.perf_counter()
-            self.step(model, cache, np.zeros(1, np.int64))
-            seconds.append(time.perf_counter() - start)
-        return float(np.median(seconds[1:]))
+        shape = (self.s.layers, self.s.heads, self.s.head_dim)
+        step = lambda cache: self.step(model, cache, np.zeros(1, np.int64))  # noqa: E731
+        return timed_step(step, shape, length, repeats)
