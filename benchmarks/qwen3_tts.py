@@ -6,7 +6,7 @@ weights) on this CPU, one run, ONNX Runtime and PyTorch on the same threads: iss
 2. Speed on one prompt: upstream eager `generate` against ONNX Runtime FP32, dynamic INT8 and
    4-bit weight-only (MatMulNBits) artifacts in frames per second and real-time factor (a frame
    is 80 ms), each run twice, the second counted; one frame's parts (the talker's decode step at
-   cache lengths 50 / 500 / 1,500, the code predictor's 15 steps).
+   cache lengths 50 / 500 / 1,500, the code predictor's graph of 15 steps).
 3. The bandwidth floor: the weight bytes a frame reads (the talker's decode step and the code
    predictor's steps, from each precision's graphs) over the read rate ONNX Runtime reaches
    here on one large MatMul of that precision.
@@ -58,7 +58,7 @@ HELD_OUT = [  # quality sentences: none is in the recipe's data
     "今天下午我们一起去图书馆看书吧。",
     "The meeting has been moved to Thursday morning at nine.",
 ]
-STEP_GRAPHS = ("decode", "predictor_prefill", "predictor_decode")
+STEP_GRAPHS = ("decode", "predictor")
 MATMULS = ("MatMul", "MatMulInteger", "MatMulNBits", "DynamicQuantizeMatMul", "Gemm")
 GOALS = {
     "fp32_over_eager_min": 3.0,
@@ -97,27 +97,21 @@ def timed_run(model: runtime.Model, task: FrameCodes, frames: int) -> tuple[dict
     return outputs, time.perf_counter() - start
 
 
-def bytes_per_frame(artifact, groups: int) -> float:
-    """Weight bytes one frame reads: every MatMul weight of the talker's decode step, of the
-    predictor's prefill and of its decode steps (groups - 2 of them), and the one head of the
-    stacked heads a predictor step gathers."""
-    steps = {"decode": 1, "predictor_prefill": 1, "predictor_decode": groups - 2}
+def bytes_per_frame(artifact) -> float:
+    """Weight bytes one frame reads: every MatMul weight of the talker's decode step and of the
+    code predictor's graph, each as many times as a node reads it (the predictor's steps read
+    the same layers once per step)."""
     total = 0.0
-    for graph, count in steps.items():
+    for graph in STEP_GRAPHS:
         proto = onnx.load(str(artifact.file(graph)), load_external_data=False)
         weights = {t.name: t for t in proto.graph.initializer}
-        read = set()
-        for node in proto.graph.node:
-            if node.op_type in MATMULS:
-                read |= {name for name in node.input if name in weights}
-        heads = sum(
-            tensor_bytes(weights[node.input[0]]) / weights[node.input[0]].dims[0]
+        total += sum(
+            tensor_bytes(weights[name])
             for node in proto.graph.node
-            if node.op_type == "Gather"
-            and node.input[0] in weights
-            and len(weights[node.input[0]].dims) == 3
+            if node.op_type in MATMULS
+            for name in node.input
+            if name in weights
         )
-        total += count * (sum(tensor_bytes(weights[n]) for n in read) + heads)
     return total
 
 
@@ -159,7 +153,7 @@ def read_rates(threads: int, work: Path) -> dict[str, float]:
 def quantized(built: dict, ctx, out: Path) -> dict:
     """Dynamic INT8 and 4-bit weight-only artifacts of the talker and predictor graphs, with the
     quantize stage's quality report against FP32."""
-    graphs = ["prefill", "decode", "predictor_prefill", "predictor_decode"]
+    graphs = ["prefill", "decode", "predictor"]
     result = {}
     for name, precision in {"int8": "dynamic", "int4": "int4"}.items():
         options = {"graphs": graphs, "precision": precision, "no_budget": True}
@@ -266,7 +260,7 @@ def main() -> None:
         for name, model in models.items():
             outputs, seconds = timed_run(model, task, args.frames)
             frames = outputs["codes"].shape[2]
-            floor_ms = 1000 * bytes_per_frame(model.artifact, task.s.groups) / (rates[name] * 1e9)
+            floor_ms = 1000 * bytes_per_frame(model.artifact) / (rates[name] * 1e9)
             ms = 1000 * seconds / frames
             runs[name] = {
                 "frames": frames,

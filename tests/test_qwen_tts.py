@@ -265,6 +265,36 @@ def test_seeded_sampling_at_both_levels(task: FrameCodes, model) -> None:
     assert (np.concatenate([r[:, 1:].ravel() for r in runs]) < task.s.codebook_size).all()
 
 
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        Sampling(temperature=0.9, top_k=50),
+        Sampling(temperature=0.7, top_p=0.8),
+        Sampling(temperature=1.3, top_k=7, top_p=0.6),
+        Sampling(),
+    ],
+)
+def test_the_predictor_graph_draws_as_pick(sampling: Sampling) -> None:
+    """The code predictor's in-graph choice takes the same code as `pick` (the talker's) from
+    the same logits and uniform draws: temperature, top-k, top-p and greedy."""
+    from speedy.families.qwen_tts_graphs import choose
+    from speedy.tasks.sampling import pick
+
+    logits = 3 * np.random.default_rng(11).standard_normal((400, 300)).astype(np.float32)
+    draws = np.random.default_rng(sampling.top_k).random(len(logits))
+    chosen = choose(
+        torch.from_numpy(logits),
+        torch.from_numpy(draws.astype(np.float32)),
+        torch.tensor([sampling.temperature]),
+        torch.tensor([sampling.top_k]),
+        torch.tensor([sampling.top_p]),
+    ).numpy()
+    empty = np.zeros((len(logits), 0), np.int64)
+    expected = pick(logits, empty, sampling, np.random.default_rng(sampling.top_k))
+    np.testing.assert_array_equal(chosen, expected)
+    assert len(np.unique(expected)) > (1 if sampling.temperature else 0)
+
+
 def test_teacher_forced_quality_of_the_export(task: FrameCodes, built: dict, model) -> None:
     """The export against its torch parent, on a prompt of the recipe's data: every code
     agrees, no divergence, and the teacher-forced KL is at float rounding."""
@@ -373,15 +403,23 @@ def test_int4_weight_only_matmuls(built: dict, tmp_path: Path) -> None:
     from speedy.pipeline import make_stage
     from speedy.stages.base import execute
 
-    graphs = ["decode", "predictor_decode"]
+    graphs = ["decode", "predictor"]
     options = {"graphs": graphs, "precision": "int4", "no_budget": True}
     ctx = replace(built["ctx"], examples=built["ctx"].examples[:4])  # quality on 4 sentences
     artifact = execute(make_stage("quantize", options), built["export"], tmp_path / "q", ctx)
+    settings, projections = built["ctx"].task.s, 7  # q, k, v, o, gate, up, down
+    reads = {  # once per step: every layer's projections, the head (and the predictor's input
+        # projection from the talker's width, which the tiny configuration has)
+        "decode": settings.layers * projections + 1,
+        "predictor": (settings.groups - 1) * (settings.predictor_layers * projections + 2),
+    }
     for graph in graphs:
         proto = onnx.load(str(artifact.file(graph)))
         weights = {t.name for t in proto.graph.initializer}
-        assert "MatMulNBits" in [n.op_type for n in proto.graph.node]
-        assert not [n for n in proto.graph.node if n.op_type == "MatMul" and weights & {*n.input}]
+        assert [n.op_type for n in proto.graph.node].count("MatMulNBits") == reads[graph]
+        assert not [
+            n for n in proto.graph.node if n.op_type in ("MatMul", "Gemm") and weights & {*n.input}
+        ]
         assert artifact.manifest.graphs[graph].precision == "int4-weights"
     assert artifact.manifest.graphs["embed"].precision == "fp32"
     metrics = artifact.manifest.reports["quality"]["metrics"]

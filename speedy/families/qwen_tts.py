@@ -1,7 +1,7 @@
 """`qwen3_tts`: the Qwen3-TTS talker and code predictor (12 Hz, 16 codebooks), built from the
 installed `qwen-tts` package's own classes (`Qwen3TTSForConditionalGeneration`), as the
-`frame_codes` task's graphs (`speedy.families.qwen_tts_graphs`): `embed`, `prefill`, `decode`,
-`predictor_prefill` and `predictor_decode`. The audio is the Qwen3-TTS-Tokenizer-12Hz's
+`frame_codes` task's graphs (`speedy.families.qwen_tts_graphs`): `embed`, `prefill`, `decode`
+and `predictor`. The audio is the Qwen3-TTS-Tokenizer-12Hz's
 (`qwen_tokenizer_12hz`), a model of its own that these codes chain into.
 
 `network:` is a Qwen3-TTS `config.json` (`Qwen3TTSConfig`'s fields), its `generation_config.json`
@@ -23,13 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from speedy.errors import SpeedyError, first_invalid
 from speedy.families import hf_directory
 from speedy.families.base import Family, GraphDef
-from speedy.families.qwen_tts_graphs import (
-    Decode,
-    Embed,
-    PredictorDecode,
-    PredictorPrefill,
-    Prefill,
-)
+from speedy.families.qwen_tts_graphs import CodePredictor, Decode, Embed, Prefill
 from speedy.families.qwen_upstream import tts_model
 from speedy.specs import Feeds, TensorSpec
 from speedy.tasks.frame_codes import SPECIAL_CODES
@@ -42,8 +36,7 @@ GRAPHS = {
     "embed": Embed,
     "prefill": Prefill,
     "decode": Decode,
-    "predictor_prefill": PredictorPrefill,
-    "predictor_decode": PredictorDecode,
+    "predictor": CodePredictor,
 }
 
 
@@ -156,18 +149,13 @@ class QwenTts(Family):
         logits = TensorSpec(name="logits", dtype="float32", shape=["batch", t.vocab_size])
         talker_hidden = TensorSpec(name="hidden", dtype="float32", shape=["batch", hidden])
 
-        def kv(
-            prefix: str, heads: int, dim: int, length: str | int, layers: int
-        ) -> list[TensorSpec]:
+        def kv(prefix: str, length: str | int) -> list[TensorSpec]:
+            shape = ["batch", t.num_key_value_heads, length, t.head_dim]
             return [
-                TensorSpec(name=n, dtype="float32", shape=["batch", heads, length, dim])
-                for n in names(layers, prefix)
+                TensorSpec(name=n, dtype="float32", shape=shape)
+                for n in names(t.num_hidden_layers, prefix)
             ]
 
-        talker_kv = (t.num_key_value_heads, t.head_dim)
-        predictor_kv = (p.num_key_value_heads, p.head_dim)
-        layers, predictor_layers = t.num_hidden_layers, p.num_hidden_layers
-        code_logits = TensorSpec(name="logits", dtype="float32", shape=["batch", p.vocab_size])
         return [
             GraphDef(
                 "embed",
@@ -194,7 +182,7 @@ class QwenTts(Family):
                     logits,
                     talker_hidden,
                     TensorSpec(name="cache_mask", dtype="int64", shape=["batch", "seq"]),
-                    *kv("present", *talker_kv, "seq", layers),
+                    *kv("present", "seq"),
                 ],
             ),
             GraphDef(
@@ -204,25 +192,27 @@ class QwenTts(Family):
                     TensorSpec(name="text", dtype="float32", shape=["batch", hidden]),
                     TensorSpec(name="position", dtype="int64", shape=["batch", 1]),
                     TensorSpec(name="cache_mask", dtype="int64", shape=["batch", "slots"]),
-                    *kv("cache", *talker_kv, "slots", layers),
+                    *kv("cache", "slots"),
                 ],
-                [logits, talker_hidden, *kv("new", *talker_kv, 1, layers)],
+                [logits, talker_hidden, *kv("new", 1)],
             ),
             GraphDef(
-                "predictor_prefill",
+                "predictor",
                 [
                     talker_hidden,
                     TensorSpec(name="code", dtype="int64", shape=["batch", 1]),
+                    TensorSpec(name="forced", dtype="int64", shape=["batch", groups - 1]),
+                    TensorSpec(name="noise", dtype="float32", shape=["batch", groups - 1]),
+                    TensorSpec(name="temperature", dtype="float32", shape=[1]),
+                    TensorSpec(name="top_k", dtype="int64", shape=[1]),
+                    TensorSpec(name="top_p", dtype="float32", shape=[1]),
                 ],
-                [code_logits, *kv("present", *predictor_kv, 2, predictor_layers)],
-            ),
-            GraphDef(
-                "predictor_decode",
                 [
-                    TensorSpec(name="code", dtype="int64", shape=["batch", 1]),
-                    *kv("past", *predictor_kv, "past", predictor_layers),
+                    TensorSpec(name="codes", dtype="int64", shape=["batch", groups - 1]),
+                    TensorSpec(
+                        name="logits", dtype="float32", shape=["batch", groups - 1, p.vocab_size]
+                    ),
                 ],
-                [code_logits, *kv("present", *predictor_kv, "next", predictor_layers)],
             ),
         ]
 
@@ -292,12 +282,17 @@ class QwenTts(Family):
             }
             shape = (batch, t.num_key_value_heads, slots, t.head_dim)
             feeds |= {n: rng.standard_normal(shape) for n in names(t.num_hidden_layers, "cache")}
-        elif graph == "predictor_prefill":
-            feeds = {"hidden": rng.standard_normal((batch, t.hidden_size)), "code": codes(batch, 1)}
         else:
-            shape = (batch, p.num_key_value_heads, sizes["past"], p.head_dim)
-            feeds = {"code": codes(batch, 1)}
-            feeds |= {n: rng.standard_normal(shape) for n in names(p.num_hidden_layers, "past")}
+            others = t.num_code_groups - 1
+            feeds = {
+                "hidden": rng.standard_normal((batch, t.hidden_size)),
+                "code": codes(batch, 1),
+                "forced": np.where(rng.random((batch, others)) < 0.5, codes(batch, others), -1),
+                "noise": rng.random((batch, others)),
+                "temperature": np.array([0.9]),
+                "top_k": np.array([50]),
+                "top_p": np.array([0.95]),
+            }
         return {
             k: v.astype(np.float32 if v.dtype.kind == "f" else np.int64) for k, v in feeds.items()
         }

@@ -10,9 +10,9 @@ function is upstream's; only the cache handling is written here, as explicit ten
 * `Decode`: one frame: the previous frame's codes (all codebooks) and its text embedding (the
   streamed text, or the pad embedding once the text is spent), summed as upstream does, over
   cache slots it reads but never copies -> logits, hidden, the step's own keys and values.
-* `PredictorPrefill` / `PredictorDecode`: the code predictor over one frame: the talker's hidden
-  state and the first code, then one code at a time with a short cache of its own; the step's
-  codebook (its embedding table and head) follows from the cache length.
+* `CodePredictor`: the code predictor over one frame, all its steps in one graph: the talker's
+  hidden state and the first code -> the other codebooks' codes (greedy or sampled inside the
+  graph from the caller's uniform draws, or fed: teacher forcing) and their logits.
 
 Grouped-query attention reads the cache per key head (queries grouped), never repeated.
 """
@@ -83,6 +83,12 @@ def attend_slots(
     return _out(attn, out), k, v
 
 
+def matmul_head(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`head` of `hidden` [batch, 1, hidden] -> [batch, vocab]: over three dims the exporter
+    writes a MatMul, which the quantizers take, where a 2-D input would make a Gemm."""
+    return head(hidden)[:, 0]
+
+
 def layer(
     block: nn.Module,
     x: torch.Tensor,
@@ -117,8 +123,9 @@ class Talker(nn.Module):
         return rotate
 
     def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.talker.model.norm(x)[:, -1]
-        return self.talker.codec_head(hidden), hidden
+        """The first code's logits and the normed hidden state at the last position."""
+        hidden = self.talker.model.norm(x)[:, -1:]
+        return matmul_head(self.talker.codec_head, hidden), hidden[:, 0]
 
 
 class Embed(Talker):
@@ -187,8 +194,14 @@ class Decode(Talker):
         return (logits, hidden, *news)
 
 
-class Predictor(nn.Module):
-    """What the code predictor's graphs share."""
+class CodePredictor(nn.Module):
+    """The code predictor over one frame, every step in one graph: hidden f32[batch, hidden]
+    (the talker's, at the frame), code i64[batch, 1] (the frame's first code), forced
+    i64[batch, groups - 1] (codes fed instead of chosen, teacher forcing; -1: choose), noise
+    f32[batch, groups - 1] (a uniform draw per step, for sampling), temperature f32[1] (0:
+    greedy), top_k i64[1] (0: no limit), top_p f32[1] -> codes i64[batch, groups - 1] and logits
+    f32[batch, groups - 1, codebook] of the other codebooks. Each step uses its codebook's own
+    head and embedding table; the cache of at most `groups` positions grows inside the graph."""
 
     def __init__(self, talker: nn.Module, modeling: ModuleType) -> None:
         super().__init__()
@@ -196,11 +209,35 @@ class Predictor(nn.Module):
         self.predictor = talker.code_predictor
         self.modeling = modeling
 
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        code: torch.Tensor,
+        forced: torch.Tensor,
+        noise: torch.Tensor,
+        temperature: torch.Tensor,
+        top_k: torch.Tensor,
+        top_p: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([hidden[:, None], self.talker.get_input_embeddings()(code)], dim=1)
+        heads, tables = self.predictor.lm_head, self.predictor.get_input_embeddings()
+        past, codes, logits = (), [], []
+        for group, head in enumerate(heads):
+            last, past = self.run(x, past)
+            step = matmul_head(head, last)
+            chosen = choose(step, noise[:, group], temperature, top_k, top_p)
+            codes.append(torch.where(forced[:, group] >= 0, forced[:, group], chosen))
+            logits.append(step)
+            if group + 1 < len(heads):  # the last code's embedding is the talker's to take
+                x = tables[group](codes[-1][:, None])
+        return torch.stack(codes, 1), torch.stack(logits, 1)
+
     def run(
-        self, x: torch.Tensor, past: Sequence[torch.Tensor], group: torch.Tensor | int
-    ) -> tuple[torch.Tensor, ...]:
+        self, x: torch.Tensor, past: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """The predictor over `x` (talker-sized embeddings) after `past` cached positions; the
-        logits of codebook `group` + 1 at the last position, and the keys and values."""
+        normed hidden state at the last position [batch, 1, hidden], and the keys and values so
+        far."""
         p = self.predictor
         x = p.small_to_mtp_projection(x)
         batch, seq = x.shape[:2]
@@ -213,35 +250,32 @@ class Predictor(nn.Module):
 
         keys = torch.arange(start + seq, device=x.device)
         mask = (keys[None, :] <= positions[0][:, None])[None, None, None]
-        presents = []
+        presents: list[torch.Tensor] = []
         for i, block in enumerate(p.model.layers):
-            pair = past[2 * i : 2 * i + 2]
-            x, k, v = layer(block, x, attend, rotate, mask, pair)
+            x, k, v = layer(block, x, attend, rotate, mask, past[2 * i : 2 * i + 2])
             presents += [k, v]
-        hidden = p.model.norm(x)[:, -1]
-        heads = torch.stack([head.weight for head in p.lm_head])  # [groups - 1, vocab, hidden]
-        return (hidden @ heads[group].transpose(0, 1), *presents)
+        return p.model.norm(x)[:, -1:], tuple(presents)
 
 
-class PredictorPrefill(Predictor):
-    """hidden f32[batch, hidden] (the talker's, at the frame), code i64[batch, 1] (the frame's
-    first code) -> logits f32[batch, vocab] of the second codebook, then present_key_i,
-    present_value_i f32[batch, kv_heads, 2, head_dim]."""
-
-    def forward(self, hidden: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = torch.cat([hidden[:, None], self.talker.get_input_embeddings()(code)], dim=1)
-        return self.run(x, (), 0)
-
-
-class PredictorDecode(Predictor):
-    """code i64[batch, 1] (codebook `past` - 1), then past_key_i, past_value_i f32[batch,
-    kv_heads, past, head_dim] -> logits f32[batch, vocab] of codebook `past`, then present_key_i,
-    present_value_i with this step appended."""
-
-    def forward(self, code: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        group = past[0].shape[2] - 1  # the codebook of `code`, counting the first as 0
-        tables = torch.stack([table.weight for table in self.predictor.get_input_embeddings()])
-        vocab = tables.shape[1]
-        rows = tables.reshape(-1, tables.shape[-1])
-        x = rows[code + (group - 1) * vocab]
-        return self.run(x, past, group)
+def choose(
+    logits: torch.Tensor,
+    noise: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+) -> torch.Tensor:
+    """Each item's code from `logits` [batch, vocab]: the argmax at temperature 0, else the
+    code where its uniform draw `noise` [batch] falls in the cumulative distribution, after
+    temperature, top-k and top-p (nucleus), as `speedy.tasks.sampling.pick` draws it."""
+    vocab = logits.shape[-1]
+    scaled = logits / temperature.clamp_min(1e-6)
+    ordered = scaled.sort(dim=-1, descending=True).values
+    kth = ordered.index_select(-1, torch.where(top_k > 0, top_k, vocab).clamp(max=vocab) - 1)
+    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probabilities = torch.softmax(scaled, dim=-1)
+    ordered = probabilities.sort(dim=-1, descending=True).values
+    kept = (ordered.cumsum(-1) - ordered < top_p).sum(-1, keepdim=True)
+    probabilities = probabilities.masked_fill(probabilities < ordered.gather(-1, kept - 1), 0.0)
+    cdf = probabilities.cumsum(-1)
+    sampled = (cdf <= noise[:, None] * cdf[:, -1:]).sum(-1).clamp(max=vocab - 1)
+    return torch.where(temperature > 0, sampled, logits.argmax(-1))

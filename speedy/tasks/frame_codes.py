@@ -5,8 +5,8 @@ codebooks one after another, and the whole frame is fed back.
 Graph contract (`speedy.families.qwen_tts_graphs` has the shapes): `embed` (text ids -> projected
 text embeddings, codec ids -> codec embeddings), `prefill` (the prompt's embeddings -> first
 logits, hidden, cache), `decode` (a frame's codes and text embedding over cache slots -> next
-logits, hidden, the step's keys and values), `predictor_prefill` and `predictor_decode` (the
-talker's hidden state and the first code, then one code at a time over a short cache).
+logits, hidden, the step's keys and values), `predictor` (the talker's hidden state and the
+first code -> the frame's other codes, chosen inside the graph, and their logits).
 
 The loop runs here, the same for every backend, as upstream's `generate` does it: the prompt
 (role, codec control codes with the language and speaker, the text's first token; the rest of the
@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 
 from speedy.audio.cache import FeatureCache
 from speedy.data_source import text_lines
@@ -79,6 +86,13 @@ class FrameGeneration(BaseModel):
     stop: bool = True  # False: the stop code is never chosen (always `max_frames` frames)
     sampling: Sampling = Field(default_factory=Sampling)
     predictor: Sampling = Field(default_factory=Sampling)
+
+    @field_validator("predictor")
+    @classmethod
+    def _no_predictor_penalty(cls, value: Sampling) -> Sampling:
+        if value.repetition_penalty != 1.0:
+            raise ValueError("the code predictor has no repetition penalty (nor has upstream's)")
+        return value
 
 
 class FrameCodesControls(BaseModel):
@@ -356,21 +370,22 @@ class FrameCodes(TextToCodes, TakesRequests):
         run: Frames,
         forced: np.ndarray | None,
     ) -> np.ndarray:
-        """The frame's codes [batch, groups]: `first`, then the code predictor's."""
-        out = model["predictor_prefill"].run({"hidden": hidden, "code": first[:, None]})
-        codes, logits = [first], []
-        for group in range(1, self.s.groups):
-            logits.append(out["logits"].astype(np.float32))
-            history = np.stack(codes[1:], 1) if group > 1 else np.zeros((len(first), 0), np.int64)
-            code = (
-                pick(out["logits"], history, sampling, rng) if forced is None else forced[:, group]
-            )
-            codes.append(code)
-            if group < self.s.groups - 1:
-                past = {n.replace("present_", "past_"): v for n, v in out.items() if n != "logits"}
-                out = model["predictor_decode"].run({"code": code[:, None]} | past)
-        run.predictor_logits.append(np.stack(logits, 1))
-        return np.stack(codes, 1).astype(np.int64)
+        """The frame's codes [batch, groups]: `first`, then the code predictor's, chosen inside
+        its graph (greedy, or sampled from uniform draws made here) or fed (`forced`)."""
+        shape = (len(first), self.s.groups - 1)
+        out = model["predictor"].run(
+            {
+                "hidden": hidden,
+                "code": first[:, None],
+                "forced": np.full(shape, -1, np.int64) if forced is None else forced[:, 1:],
+                "noise": rng.random(shape, np.float32),
+                "temperature": np.array([sampling.temperature], np.float32),
+                "top_k": np.array([sampling.top_k], np.int64),
+                "top_p": np.array([sampling.top_p], np.float32),
+            }
+        )
+        run.predictor_logits.append(out["logits"].astype(np.float32))
+        return np.concatenate([first[:, None], out["codes"]], 1).astype(np.int64)
 
     def step(
         self, model: Model, cache: Cache, frame: np.ndarray, text: np.ndarray, position: np.ndarray
