@@ -115,6 +115,19 @@ def bytes_per_frame(artifact) -> float:
     return total
 
 
+def precision_variants(fp32: Path) -> dict[str, Path]:
+    """The FP32 graph at `fp32` and, beside it, its dynamic INT8 (per-channel weights, the
+    quantize stage's default) and 4-bit MatMulNBits copies, by speedy's own functions."""
+    variants = {
+        "fp32": fp32,
+        "int8": fp32.with_name("int8.onnx"),
+        "int4": fp32.with_name("int4.onnx"),
+    }
+    quantize_dynamic_int8(fp32, variants["int8"], per_channel=True)
+    quantize_matmul_4bits(fp32, variants["int4"])
+    return variants
+
+
 def read_rates(threads: int, work: Path) -> dict[str, float]:
     """GB/s ONNX Runtime reads weights at here: one [1, 4096] x [4096, 16384] MatMul (256 MB of
     float32), and the same weight as dynamic INT8 and as 4-bit MatMulNBits, best of 20 runs."""
@@ -129,9 +142,7 @@ def read_rates(threads: int, work: Path) -> dict[str, float]:
     )
     fp32 = work / "matmul.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(fp32))
-    variants = {"fp32": fp32, "int8": work / "int8.onnx", "int4": work / "int4.onnx"}
-    quantize_dynamic_int8(fp32, variants["int8"], per_channel=True)
-    quantize_matmul_4bits(fp32, variants["int4"])
+    variants = precision_variants(fp32)
     import onnxruntime as ort
 
     options = ort.SessionOptions()

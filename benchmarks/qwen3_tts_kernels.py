@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+from qwen3_tts import precision_variants
 
 from speedy.artifact import Artifact
 from speedy.bench.machine import bench_machine
 from speedy.machine import write_result
 from speedy.onnx_io import load_onnx, save_onnx, tensor_bytes
-from speedy.quantize.dynamic import quantize_dynamic_int8
-from speedy.quantize.nbits import quantize_matmul_4bits
 
 ROOT = Path(__file__).resolve().parent
 FRAME_GRAPHS = ("decode", "predictor")  # what one frame runs after the prompt
@@ -97,9 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         save_onnx(frame_matmuls(artifact), fp32)
-        variants = {"fp32": fp32, "int8": Path(tmp) / "int8.onnx", "int4": Path(tmp) / "int4.onnx"}
-        quantize_dynamic_int8(fp32, variants["int8"], per_channel=True)  # the stage's default
-        quantize_matmul_4bits(fp32, variants["int4"])
+        variants = precision_variants(fp32)
         medians = timed_rounds(variants, args.threads, args.rounds, args.runs)
         precisions = {}
         for name, path in variants.items():
