@@ -79,6 +79,7 @@ def test_every_figure_with_ratios(baseline_run) -> None:
         "export": "onnx",
     }
     for name, result in report.artifacts.items():
+        assert result.digest == Artifact.open(Path(result.path)).manifest.digest
         assert result.size_bytes > 0 and result.load_seconds > 0 and result.first_run_seconds > 0
         memory = result.memory
         assert (
@@ -103,6 +104,63 @@ def test_every_figure_with_ratios(baseline_run) -> None:
         assert result.quality["snr"] > 60 and result.quality["stoi"] > 0.99
         assert result.quality["mel"] < 0.01 and result.quality["mcd"] < 0.1
     assert report.source_quality and 2 < report.source_quality["dnsmos_ovrl"] < 5
+
+
+def test_ray_deployments_autoscale_at_the_benched_latency(
+    speedy_cli, baseline_run, tiny_build: dict, tmp_path: Path
+) -> None:
+    """`speedy deploy ray --bench bench.json`: an artifact the report measured (matched by its
+    manifest digest, not its path) scales at the target latency over its p95 latency; one it did
+    not measure keeps --target-ongoing, with a notice."""
+    import yaml
+
+    report, folder, _ = baseline_run
+    moved = tmp_path / "moved"  # the same artifact elsewhere: still matched
+    shutil.copytree(tiny_build["export"].path, moved)
+    p95 = report.artifacts["export"].speed.latency_p95_ms / 1000
+    args = ["deploy", "ray", f"fast={moved}", f"other={tiny_build['simplify'].path}",
+            "--max-replicas", "3", "--bench", str(folder / "bench.json"),
+            "--target-latency", str(round(5 * p95, 4)), "--threads", "1"]  # fmt: skip
+    code, _, err = speedy_cli(*args, "-o", str(tmp_path / "app"))
+    assert code == 0, err
+    assert "other is not in the bench report" in err
+    config = yaml.safe_load((tmp_path / "app" / "serve.yaml").read_text())
+    targets = config["applications"][0]["args"]["ray"]["targets"]
+    assert targets == {"fast": pytest.approx(5, abs=0.01)}
+    code, _, err = speedy_cli(*args[:4], "--bench", str(folder / "bench.json"), "-o",
+                              str(tmp_path / "none"))  # fmt: skip
+    assert_clean_error(code, err, "give --max-replicas too")
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    code, _, err = speedy_cli(*args[:6], "--bench", str(tmp_path / "other.json"), "-o",
+                              str(tmp_path / "none"))  # fmt: skip
+    assert_clean_error(code, err, "is not a speedy bench report")
+    assert not (tmp_path / "none").exists()
+
+
+def test_triton_graphs_batch_as_benched(speedy_cli, baseline_run, tmp_path: Path) -> None:
+    """`speedy deploy triton --bench bench.json`: a measured one-graph artifact's dynamic batching
+    prefers the batch sizes within 90% of its best items per second and waits at most a tenth
+    of its p50 latency, or waits for none where batching gains under 10%."""
+    pytest.importorskip("tritonclient.grpc", reason="the [deploy] extra is missing")
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    report, folder, _ = baseline_run
+    export = report.artifacts["export"]
+    out = tmp_path / "repo"
+    code, stdout, err = speedy_cli("deploy", "triton", f"fast={export.path}", "--bench",
+                                   str(folder / "bench.json"), "-o", str(out))  # fmt: skip
+    assert code == 0, err
+    assert "1 graph model(s), 0 ensemble(s) and the speedy model" in stdout
+    config = text_format.Parse((out / "fast__model" / "config.pbtxt").read_text(), pb.ModelConfig())
+    rates = export.speed.items_per_second
+    if rates["2"] >= 1.1 * rates["1"]:
+        preferred = [2] if rates["2"] >= 0.9 * max(rates.values()) else []
+        delay = round(export.speed.latency_p50_ms * 100)
+    else:
+        preferred, delay = [], 0
+    assert list(config.dynamic_batching.preferred_batch_size) == preferred
+    assert config.dynamic_batching.max_queue_delay_microseconds == delay
 
 
 class _Media(HTMLParser):

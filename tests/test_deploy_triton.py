@@ -5,7 +5,6 @@ requests run the repository's own ONNX files: the same audio as speedy's own loo
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from speedy.chain import Chain
 from speedy.recipe import BUILTIN, load_recipe
 from speedy.specs import TensorSpec
 from tests.test_cli_errors import assert_clean_error
+from tests.triton_loop import ask, audio_of, loop_model_of
 
 pytest.importorskip("tritonclient.grpc", reason="the [deploy] extra (tritonclient) is missing")
 from google.protobuf import text_format
@@ -23,7 +23,6 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from speedy.deploy.triton_repo import graph_config, write_repository
 
-STUB = Path(__file__).parent / "triton_stub"
 TEXT = "你好，世界！Hello, Triton."
 NUMPY_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64",
                "int32": "TYPE_INT32", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8"}  # fmt: skip
@@ -99,32 +98,8 @@ def test_configs_match_the_manifests(repository, sambert_build, tiny_build, code
 
 @pytest.fixture(scope="module")
 def loop_model(repository):
-    """The repository's model.py, loaded as Triton's Python backend would, over the stand-in."""
-    sys.path.insert(0, str(STUB))
-    import triton_python_backend_utils as stub
-
-    stub.REPOSITORY = repository
-    path = repository / "speedy" / "1" / "model.py"
-    spec = importlib.util.spec_from_file_location("speedy_triton_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.TritonPythonModel()
-    model.initialize({"model_repository": str(repository / "speedy"), "model_version": "1"})
-    yield model, stub
-    sys.path.remove(str(STUB))
-    sys.modules.pop("triton_python_backend_utils")
-
-
-def ask(loop_model, fields: dict, upload: bytes | None = None) -> list:
-    model, stub = loop_model
-    inputs = [stub.Tensor("request", np.array([json.dumps(fields).encode()], np.object_))]
-    if upload is not None:
-        inputs.append(stub.Tensor("upload", np.frombuffer(upload, np.uint8)))
-    request = stub.ClientRequest(inputs)
-    assert model.execute([request]) is None  # decoupled: everything goes through the sender
-    flags = [flag for _, flag in request.sender.sent]
-    assert flags[-1] == stub.TRITONSERVER_RESPONSE_COMPLETE_FINAL and not any(flags[:-1])
-    return [response for response, _ in request.sender.sent if response is not None]
+    with loop_model_of(repository) as loaded:
+        yield loaded
 
 
 def test_speech_whole_and_streamed_equals_speedys_own_chain(loop_model, sambert_build,
@@ -140,7 +115,7 @@ def test_speech_whole_and_streamed_equals_speedys_own_chain(loop_model, sambert_
     assert np.array_equal(audio, expected)
     streamed = ask(loop_model, {"route": "tts", "voice": voice, "stream": True, **controls})
     assert len(streamed) > 1
-    chunks = np.concatenate([r.tensors[0].as_numpy() for r in streamed])
+    chunks = audio_of(streamed)
     assert chunks.shape == expected.shape and np.abs(chunks - expected).max() <= 1e-4
 
 
@@ -178,3 +153,31 @@ def test_unsupported_graphs_and_outputs_are_refused(speedy_cli, tiny_build, tmp_
                               str(tmp_path / "taken"))  # fmt: skip
     assert_clean_error(code, err, "already exists")
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep"
+
+
+def test_a_chain_of_graphs_alone_is_also_an_ensemble(loop_model, repository, sambert_build,
+                                                    tiny_build) -> None:  # fmt: skip
+    """Sambert -> HiFi-GAN is one graph each: the repository also holds it as an ensemble (text
+    model, cut of the mel to its length, vocoder) taking the text model's tensors. Run by a
+    stand-in of Triton's ensemble scheduler over the repository's own models, one request
+    gives speedy's chain audio bit for bit, the mel lengths telling where it ends."""
+    from speedy.deploy.remote import engine_name
+
+    _, stub = loop_model
+    voice = f"{sambert_build['simplify'].path.parent.name}/simplify+hifigan"
+    config = text_format.Parse((repository / engine_name(voice) / "config.pbtxt").read_text(),
+                               pb.ModelConfig())  # fmt: skip
+    acoustic = sambert_build["simplify"].manifest.graphs["model"]
+    vocoder = tiny_build["simplify"].manifest.graphs["model"]
+    check_tensors(list(config.input), acoustic.inputs, batched=True)
+    check_tensors(list(config.output), [*vocoder.outputs, acoustic.outputs[1]], batched=True)
+    local = Chain(runtime.load(sambert_build["simplify"].path, threads=1),
+                  runtime.load(tiny_build["simplify"].path, threads=1))  # fmt: skip
+    controls = {"text": "语音合成，ensemble test.", "speaker": 0, "emotion": "neutral"}
+    feeds = local.request(**controls)
+    outputs = stub.run_ensemble(config.name, [stub.Tensor(k, v) for k, v in feeds.items()])
+    hop = tiny_build["simplify"].manifest.model.audio.hop_length
+    (length,) = outputs["mel_lengths"]
+    audio = outputs["audio"].reshape(-1)
+    expected = local(**controls).audio.reshape(-1)
+    assert audio.size == length * hop == expected.size and np.array_equal(audio, expected)

@@ -335,12 +335,15 @@ def test_a_directory_of_another_model_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory: pytest.TempPathFactory):
     """The tiny Qwen3-TTS-Tokenizer-12Hz (4 codebooks of 64 codes at 12.5 Hz, the tiny talker's
-    code space), as a torch artifact."""
+    code space), exported to ONNX (checked at one size: test_qwen_tokenizer checks the rest)."""
     from speedy.pipeline import run_recipe
 
-    recipe = load_recipe(str(TOKENIZER)).model_copy(update={"stages": []})
-    (outcome,), _ = run_recipe(recipe, tmp_path_factory.mktemp("qwen_codec"))
-    return outcome.artifact
+    recipe = load_recipe(str(TOKENIZER))
+    assert recipe.parity is not None
+    parity = recipe.parity.model_copy(update={"sizes": recipe.parity.sizes[:1]})
+    recipe = recipe.model_copy(update={"parity": parity})
+    outcomes, _ = run_recipe(recipe, tmp_path_factory.mktemp("qwen_codec"))
+    return outcomes[-1].artifact
 
 
 def test_synth_says_the_text_through_the_codec(
@@ -449,3 +452,26 @@ def test_speech_streams_from_the_first_frame_and_equals_the_whole(built: dict, c
     streamed = np.concatenate([first, *stream])
     whole = chain(text="Good evening.", speaker="bo").audio
     assert streamed.size == whole.size > 1920 and np.abs(streamed - whole).max() <= 1e-4
+
+
+def test_triton_serves_the_talker_with_its_codec(built: dict, codec, tmp_path: Path) -> None:
+    """`speedy deploy triton` of the talker and its codec: the repository's Python model runs
+    the generation loop and the codec's decoder (whole, or decoder_step per frame when
+    streamed) as BLS requests to the graph models, and answers the chain's audio."""
+    pytest.importorskip("tritonclient.grpc", reason="the [deploy] extra is missing")
+    from speedy.chain import Chain
+    from speedy.deploy.triton_repo import write_repository
+    from tests.triton_loop import ask, audio_of, loop_model_of
+
+    repository = tmp_path / "repo"
+    written = write_repository([f"talker={built['export'].path}", f"codec={codec.path}"], [],
+                               repository)  # fmt: skip
+    assert "talker__predictor" in written.graphs["talker"]
+    assert "codec__decoder_step" in written.graphs["codec"] and not written.ensembles  # loops
+    request = {"text": "Where is the mill?", "speaker": "amy"}
+    expected = Chain.load(built["export"].path, codec.path)(**request).audio.reshape(-1)
+    with loop_model_of(repository) as loop:
+        (whole,) = ask(loop, {"route": "tts", "voice": "talker+codec", **request})
+        streamed = ask(loop, {"route": "tts", "voice": "talker+codec", "stream": True, **request})
+    assert expected.size > 1920 and np.array_equal(whole.tensors[0].as_numpy(), expected)
+    assert len(streamed) > 1 and np.abs(audio_of(streamed) - expected).max() <= 1e-4

@@ -142,3 +142,21 @@ def test_derived_dims_are_checked_against_their_base() -> None:
         check_feeds([audio, mask], dims, feeds | {"mask": np.zeros((1, 5), np.int64)})
     with pytest.raises(SpeedyError, match=r"frames=9 is outside the declared range 2\.\.8"):
         check_feeds([audio], dims, {"audio": np.zeros((1, 1, 36), np.float32)})
+
+
+def test_graphs_that_take_turns_on_cpu_do_not_spin(tiny_build: dict, codec_build: dict) -> None:
+    """ONNX Runtime's pool threads spin after a run by default; the graphs of a multi-graph
+    artifact run in turns, so theirs sleep at once and leave the cores to the next graph. A
+    lone graph keeps ORT's default."""
+
+    def spinning(model: runtime.Model) -> set[str]:
+        return {
+            session.session.get_session_options().get_session_config_entry(
+                "session.intra_op.allow_spinning"
+            )
+            for session in model.sessions.values()
+        }
+
+    assert spinning(runtime.load(codec_build["simplify"].path)) == {"0"}
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default
+        spinning(runtime.load(tiny_build["simplify"].path))

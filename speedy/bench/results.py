@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 REPORT_FORMAT = "speedy-bench"
-REPORT_VERSION = 3
+REPORT_VERSION = 4
 DNSMOS_FIGURES = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 REFERENCE_FIGURES = ("snr", "mel", "mcd", "pesq", "stoi")  # against the reference's output
 
@@ -53,6 +53,7 @@ class ArtifactResult(Record):
     """Everything measured for one artifact, with its ratios to the reference."""
 
     path: str
+    digest: str | None = None  # the manifest's: which artifact, wherever it lies (version 4 on)
     kind: str
     stage: str
     precision: str

@@ -466,6 +466,7 @@ def _result(
     manifest = artifact.manifest
     return ArtifactResult(
         path=str(artifact.path),
+        digest=manifest.digest,
         kind=manifest.kind,
         stage=manifest.lineage.stage,
         precision=manifest.precision,

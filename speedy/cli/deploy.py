@@ -46,6 +46,7 @@ def ray(
 
     from speedy.deploy.output import deployment_dir
     from speedy.deploy.remote import check_catalog, pinned
+    from speedy.deploy.scaling import measured, ongoing_target, read_report
     from speedy.serve.catalog import named
 
     settings = given(options)
@@ -60,8 +61,17 @@ def ray(
         {k: v for k, v in settings.items() if k in RayOptions.model_fields},
         "deploy ray",
     )
-    check_catalog(serve_options.artifacts, serve_options.vocoders, serve_options.chunk_seconds)
+    catalog = check_catalog(serve_options.artifacts, serve_options.vocoders,
+                            serve_options.chunk_seconds)  # fmt: skip
     scaling.counts({named(item)[0] for item in [*serve_options.artifacts, *serve_options.vocoders]})
+    if scaling.bench:
+        digests = {name: m.model.manifest.digest for name, m in catalog.models.items()}
+        digests |= {v.vocoder.name: v.vocoder.model.manifest.digest
+                    for v in catalog.voices.values() if v.vocoder}  # fmt: skip
+        found = measured(read_report(scaling.bench), digests, serve_options.device,
+                         serve_options.threads)  # fmt: skip
+        targets = {n: ongoing_target(n, r, scaling.target_latency) for n, r in found.items()}
+        scaling = scaling.model_copy(update={"targets": targets})
     plan = RayPlan(serve=pinned(serve_options), ray=scaling, trust=trust)
     args = plan.model_dump(mode="json")
     config = {
@@ -89,18 +99,28 @@ def triton(
     instances: Annotated[
         int, typer.Option(help="Instances of the Python model that runs speedy's loops.")
     ] = 2,
+    bench: Annotated[
+        Path | None,
+        typer.Option(
+            help="A speedy bench JSON: dynamic batching (preferred sizes, queue delay) "
+            "of the one-graph artifacts it measured."
+        ),
+    ] = None,
     force: Force = False,
     **options: Any,
 ) -> None:
     """A Triton Inference Server model repository: a model per graph (ONNX Runtime, TensorRT,
     AOTInductor or OpenVINO backend) and a Python model running speedy's loops over them."""
+    from speedy.deploy.scaling import read_report
     from speedy.deploy.triton_repo import TRITON_RELEASE, write_repository
 
     settings = validated(ServeOptions, given(options) | {"artifacts": artifacts}, "deploy triton")
-    models = write_repository(
+    report = read_report(bench) if bench else None
+    written = write_repository(
         settings.artifacts, settings.vocoders, output, settings.chunk_seconds, settings.device,
-        instances, force,
+        instances, force, report,
     )  # fmt: skip
-    count = sum(map(len, models.values()))
-    out.print(f"wrote {shown(output)}: {count} graph model(s) and the speedy model, for Triton "
-              f"Inference Server {TRITON_RELEASE}")  # fmt: skip
+    count = sum(map(len, written.graphs.values()))
+    ensembles = len(written.ensembles)
+    out.print(f"wrote {shown(output)}: {count} graph model(s), {ensembles} ensemble(s) and the "
+              f"speedy model, for Triton Inference Server {TRITON_RELEASE}")  # fmt: skip

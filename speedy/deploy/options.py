@@ -1,6 +1,8 @@
 """The options of `speedy deploy`, declared once (the commands derive their flags from the
 fields with a description). Pure data: neither Ray nor Triton imported."""
 
+from pathlib import Path
+
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +36,17 @@ class RayOptions(BaseModel):
         2.0,
         description="Requests in flight per replica that autoscaling aims for.",
     )
+    bench: Path | None = Field(
+        None,
+        description="A speedy bench JSON: each artifact it measured autoscales (with "
+        "--max-replicas) at the requests one replica serves within --target-latency.",
+    )
+    target_latency: PositiveFloat = Field(
+        1.0, description="Seconds a request may take, for --bench's autoscaling targets."
+    )
+    targets: dict[str, PositiveFloat] = Field(
+        default_factory=dict
+    )  # artifact name -> requests in flight per replica, from --bench (`with_bench_targets`)
     replica_cpus: PositiveFloat | None = Field(
         None, description="CPUs Ray reserves per model replica (default: --threads)."
     )
@@ -46,7 +59,13 @@ class RayOptions(BaseModel):
     def _one_way_to_scale(self) -> "RayOptions":
         if self.replicas and self.max_replicas:
             raise ValueError("--replicas and --max-replicas exclude each other: pick one")
+        if self.bench and not self.max_replicas:
+            raise ValueError("--bench sets autoscaling targets: give --max-replicas too")
         return self
+
+    def target(self, name: str) -> float:
+        """Requests in flight per replica that the artifact called `name` scales at."""
+        return self.targets.get(name, self.target_ongoing)
 
     def counts(self, names: set[str]) -> dict[str, int]:
         """The replicas of each artifact `--replicas` names, among the served `names`."""

@@ -98,7 +98,7 @@ def build(args: dict[str, Any]) -> serve.Application:
         if scaling.max_replicas:
             replicas = {"autoscaling_config": {
                 "min_replicas": 1, "max_replicas": scaling.max_replicas,
-                "target_ongoing_requests": scaling.target_ongoing}}  # fmt: skip
+                "target_ongoing_requests": scaling.target(name)}}  # fmt: skip
         handles[str(path)] = ArtifactGraphs.options(
             name=engine_name(name),
             ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},

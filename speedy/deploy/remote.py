@@ -45,16 +45,17 @@ def check_catalog(
     vocoders: Sequence[str],
     chunk_seconds: float,
     open_artifact: Callable[[Path], Artifact] = Artifact.open,
-) -> None:
-    """Refuse artifacts that `speedy serve` would refuse (missing, corrupt, a text model with no
-    vocoder of its mels), before anything is deployed; `open_artifact` may hand out artifacts
-    the caller opened already."""
+) -> Catalog:
+    """The catalog `speedy serve` would make of the artifacts, over graphs that never run:
+    refuses what it would refuse (missing, corrupt, a text model with no vocoder of its mels)
+    before anything is deployed; `open_artifact` may hand out artifacts the caller opened
+    already."""
 
     def never(graph: str, feeds: Mapping[str, np.ndarray]) -> Feeds:
         raise AssertionError("a catalog being checked runs no graph")
 
-    Catalog.load(items, vocoders, chunk_seconds,
-                 lambda path: remote_model(open_artifact(path), never))  # fmt: skip
+    return Catalog.load(items, vocoders, chunk_seconds,
+                        lambda path: remote_model(open_artifact(path), never))  # fmt: skip
 
 
 def pinned(options: ServeOptions) -> ServeOptions:

@@ -4,6 +4,7 @@
   `tensorrt_plan` (TensorRT engines), `torch_aoti` (AOTInductor packages), `openvino`; inputs and
   outputs as the manifest declares them (-1 for a dynamic dim); where every tensor's first dim
   is the batch, `max_batch_size` is the artifact's largest batch and `dynamic_batching` is on;
+* an `ensemble` per voice whose chain is graphs alone (see `triton_ensemble`);
 * `speedy`: a Python-backend model, decoupled, whose `model.py` runs speedy's own loops (the
   chain, the vocoder's stream, a codec's decode, the GPT's generation) over those models through
   BLS requests (`triton_bls`): one JSON `request` in, `audio` chunks (or `codes`) out.
@@ -14,7 +15,8 @@ graph models need nothing but Triton.
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
@@ -22,12 +24,15 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from speedy.artifact import Artifact
+from speedy.bench.results import BenchReport
 from speedy.deploy import TRITON_PLAN
 from speedy.deploy.output import deployment_dir
 from speedy.deploy.remote import check_catalog, engine_name
+from speedy.deploy.scaling import batching, measured
+from speedy.deploy.triton_ensemble import cut_graph, ensemble_config, graphs_alone
 from speedy.errors import SpeedyError
 from speedy.onnx_io import load_onnx, save_onnx
-from speedy.serve.catalog import named
+from speedy.serve.catalog import Voice, named
 from speedy.specs import DimRange, TensorSpec
 from speedy.weight_pool import POOL
 
@@ -66,8 +71,10 @@ def graph_config(
     outputs: Sequence[TensorSpec],
     dims: dict[str, DimRange],
     device: str = "cpu",
+    batching: tuple[list[int], int] = ([], 0),
 ) -> pb.ModelConfig:
-    """The model configuration of one graph."""
+    """The model configuration of one graph; `batching`: its dynamic batching's preferred batch
+    sizes and longest queue delay (microseconds), where it batches."""
     if kind not in RUNNERS:
         raise SpeedyError(
             f"a {kind} graph has no Triton backend",
@@ -85,7 +92,10 @@ def graph_config(
         instance_group=[pb.ModelInstanceGroup(kind=INSTANCE_KINDS[device], count=1)],
     )
     if batched:
+        preferred, delay = batching
         config.dynamic_batching.SetInParent()
+        config.dynamic_batching.preferred_batch_size.extend(preferred)
+        config.dynamic_batching.max_queue_delay_microseconds = delay
     return config
 
 
@@ -119,6 +129,14 @@ from speedy.deploy.triton_bls import TritonPythonModel  # noqa: F401
 """
 
 
+@dataclass
+class Repository:
+    """What `write_repository` wrote: each artifact's graph models, and the ensembles."""
+
+    graphs: dict[str, list[str]] = field(default_factory=dict)
+    ensembles: list[str] = field(default_factory=list)
+
+
 def write_repository(
     items: Sequence[str],
     vocoders: Sequence[str],
@@ -127,40 +145,80 @@ def write_repository(
     device: str = "cpu",
     instances: int = 2,
     force: bool = False,
-) -> dict[str, list[str]]:
+    bench: BenchReport | None = None,
+) -> Repository:
     """Write the repository of the artifacts `items` (NAME=PATH or paths; `vocoders` as
-    `speedy serve` takes them) to `out`; return each artifact's graph models."""
+    `speedy serve` takes them) to `out`; the one-graph artifacts that `bench` measured batch as
+    its figures say (a multi-graph artifact's figures are of its whole loop, not of a graph)."""
     listed = [named(item) for item in [*items, *vocoders]]
     opened = {path: Artifact.open(path) for _, path in listed}  # each verified once
-    check_catalog(items, vocoders, chunk_seconds, opened.__getitem__)
+    catalog = check_catalog(items, vocoders, chunk_seconds, opened.__getitem__)
     artifacts = {name: opened[path] for name, path in listed}
     about = {"target": f"Triton Inference Server {TRITON_RELEASE}", "artifacts": list(artifacts)}
-    models: dict[str, list[str]] = {}
+    digests = {n: a.manifest.digest for n, a in artifacts.items() if len(a.manifest.graphs) == 1}
+    found = measured(bench, digests, device, None) if bench else {}
+    written, configs, graph_models = Repository(), {}, {}
     with deployment_dir(out, force, about) as repo:
         loop = repo / LOOP_MODEL / "1"
         plan = {"chunk_seconds": chunk_seconds, "served": [named(i)[0] for i in items],
                 "vocoders": [named(v)[0] for v in vocoders], "artifacts": []}  # fmt: skip
         for index, (name, artifact) in enumerate(artifacts.items()):
             graphs = {}
+            dims = artifact.manifest.model.dims
+            figures = batching(found[name], dims[BATCH].max) if name in found else ([], 0)
             for graph, entry in artifact.manifest.graphs.items():
                 model = f"{engine_name(name)}__{graph}"
                 graphs[graph] = model
-                config = graph_config(model, entry.kind, entry.inputs, entry.outputs,
-                                      artifact.manifest.model.dims, device)  # fmt: skip
-                write_config(repo / model, config)
+                configs[model] = graph_config(model, entry.kind, entry.inputs, entry.outputs,
+                                              dims, device, figures)  # fmt: skip
+                write_config(repo / model, configs[model])
                 _copy_graph(artifact, graph, repo / model / "1")
             manifest_dir = loop / "artifacts" / str(index)
             manifest_dir.mkdir(parents=True)
             shutil.copy2(artifact.path / "speedy.json", manifest_dir / "speedy.json")
             plan["artifacts"].append({"name": name, "manifest": f"artifacts/{index}",
                                       "graphs": graphs})  # fmt: skip
-            models[name] = list(graphs.values())
+            graph_models[name] = graphs
+            written.graphs[name] = list(graphs.values())
+        for voice in catalog.voices.values():
+            if ensemble := _write_ensemble(repo, voice, graph_models, configs, device):
+                written.ensembles.append(ensemble)
         write_config(repo / LOOP_MODEL, loop_config(instances))
         (loop / TRITON_PLAN).write_text(json.dumps(plan, indent=2) + "\n")
         (loop / "model.py").write_text(
             MODEL_PY.format(loop=LOOP_MODEL, speedy=version("openspeedy"))
         )
-    return models
+    return written
+
+
+def _write_ensemble(
+    repo: Path,
+    voice: Voice,
+    graph_models: Mapping[str, Mapping[str, str]],
+    configs: Mapping[str, pb.ModelConfig],
+    device: str,
+) -> str | None:
+    """The ensemble of `voice` and its cut model, where its chain is graphs alone that batch
+    (its name; None where it is not)."""
+    graphs = graphs_alone(voice)
+    if graphs is None:
+        return None
+    assert voice.vocoder is not None
+    acoustic = configs[graph_models[voice.acoustic.name][graphs[0]]]
+    vocoder = configs[graph_models[voice.vocoder.name][graphs[1]]]
+    largest = min(acoustic.max_batch_size, vocoder.max_batch_size)
+    if not largest:  # an ensemble batches as all its steps do, or not at all
+        return None
+    name = engine_name(voice.name)
+    cut, inputs, outputs = cut_graph(voice.vocoder.model.manifest.graphs[graphs[1]].inputs[0])
+    dims = {BATCH: DimRange(min=1, opt=1, max=largest)}
+    cut_config = graph_config(f"{name}__cut", "onnx", inputs, outputs, dims, device)
+    write_config(repo / cut_config.name, cut_config)
+    (repo / cut_config.name / "1").mkdir()
+    save_onnx(cut, repo / cut_config.name / "1" / RUNNERS["onnx"][2])
+    write_config(repo / name, ensemble_config(name, acoustic, cut_config, vocoder))
+    (repo / name / "1").mkdir()  # Triton looks for a version directory, empty for an ensemble
+    return name
 
 
 def _copy_graph(artifact: Artifact, graph: str, version_dir: Path) -> None:

@@ -98,6 +98,7 @@ class TextToMel(TakesRequests):
     Request: ClassVar[type[BaseModel]] = SpeechRequest
     consumes: ClassVar[str] = "text"
     produces: ClassVar[str] = "mel"
+    handed: ClassVar[tuple[str, str]] = ("mel", "mel_lengths")  # outputs: padded mels, lengths
     data_suffixes: ClassVar[tuple[str, ...]] = TEXT_SUFFIXES
     data_kind: ClassVar[str] = "text (.txt)"
     metrics: ClassVar[dict[str, bool]] = {"mel": False, "frames_diff": False}
@@ -184,8 +185,8 @@ class TextToMel(TakesRequests):
 
     def handoff(self, outputs: Feeds) -> list[np.ndarray]:
         """Each item's mel (n_mels, frames), cut to its length."""
-        mels = []
-        for mel, length in zip(outputs["mel"], outputs["mel_lengths"], strict=True):
+        mels, (padded, lengths) = [], self.handed
+        for mel, length in zip(outputs[padded], outputs[lengths], strict=True):
             if length >= mel.shape[1]:
                 notice(
                     f"speech cut at {mel.shape[1]} frames, the acoustic model's bound for this "

@@ -108,6 +108,26 @@ class InferenceRequest:
         return InferenceResponse([Tensor(n, v) for n, v in zip(self.outputs, values, strict=True)])
 
 
+def run_ensemble(name: str, inputs: list[Tensor]) -> dict[str, np.ndarray]:
+    """What Triton's ensemble scheduler does with a request to ensemble `name` (not part of the
+    Python backend's module): its inputs checked against its config, each step run on the
+    ensemble tensors its input_map names, as soon as they exist, and its outputs returned."""
+    assert REPOSITORY is not None
+    config = text_format.Parse((REPOSITORY / name / "config.pbtxt").read_text(), pb.ModelConfig())
+    assert config.platform == "ensemble" and (REPOSITORY / name / "1").is_dir()
+    for tensor in inputs:
+        _check(config, tensor)
+    tensors = {t.name(): t.as_numpy() for t in inputs}
+    waiting = list(config.ensemble_scheduling.step)
+    while waiting:
+        step = next(s for s in waiting if set(s.input_map.values()) <= tensors.keys())
+        waiting.remove(step)
+        feeds = [Tensor(key, tensors[value]) for key, value in step.input_map.items()]
+        response = InferenceRequest(step.model_name, list(step.output_map), feeds).exec()
+        tensors |= {step.output_map[t.name()]: t.as_numpy() for t in response.tensors}
+    return {o.name: tensors[o.name] for o in config.output}
+
+
 class ResponseSender:
     def __init__(self) -> None:
         self.sent: list[tuple[InferenceResponse | None, int]] = []
