@@ -30,9 +30,10 @@ def loop_model_of(repository: Path) -> Iterator[tuple[Any, Any]]:
     model.initialize({"model_repository": str(repository / "speedy"), "model_version": "1"})
     try:
         yield model, stub
-    finally:
+    finally:  # the next repository's model.py imports both afresh, over its own stand-in
         sys.path.remove(str(STUB))
         sys.modules.pop("triton_python_backend_utils")
+        sys.modules.pop("speedy.deploy.triton_bls")
 
 
 def ask(loop_model: tuple[Any, Any], fields: dict, upload: bytes | None = None) -> list:

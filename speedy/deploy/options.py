@@ -44,9 +44,8 @@ class RayOptions(BaseModel):
     target_latency: PositiveFloat = Field(
         1.0, description="Seconds a request may take, for --bench's autoscaling targets."
     )
-    targets: dict[str, PositiveFloat] = Field(
-        default_factory=dict
-    )  # artifact name -> requests in flight per replica, from --bench (`with_bench_targets`)
+    # artifact name -> requests in flight per replica: what `speedy deploy ray` reads in --bench
+    targets: dict[str, PositiveFloat] = Field(default_factory=dict)
     replica_cpus: PositiveFloat | None = Field(
         None, description="CPUs Ray reserves per model replica (default: --threads)."
     )

@@ -131,9 +131,10 @@ from speedy.deploy.triton_bls import TritonPythonModel  # noqa: F401
 
 @dataclass
 class Repository:
-    """What `write_repository` wrote: each artifact's graph models, and the ensembles."""
+    """What `write_repository` wrote: each artifact's graph models (graph -> model), and the
+    ensembles."""
 
-    graphs: dict[str, list[str]] = field(default_factory=dict)
+    graphs: dict[str, dict[str, str]] = field(default_factory=dict)
     ensembles: list[str] = field(default_factory=list)
 
 
@@ -157,7 +158,7 @@ def write_repository(
     about = {"target": f"Triton Inference Server {TRITON_RELEASE}", "artifacts": list(artifacts)}
     digests = {n: a.manifest.digest for n, a in artifacts.items() if len(a.manifest.graphs) == 1}
     found = measured(bench, digests, device, None) if bench else {}
-    written, configs, graph_models = Repository(), {}, {}
+    written, configs = Repository(), {}
     with deployment_dir(out, force, about) as repo:
         loop = repo / LOOP_MODEL / "1"
         plan = {"chunk_seconds": chunk_seconds, "served": [named(i)[0] for i in items],
@@ -165,7 +166,8 @@ def write_repository(
         for index, (name, artifact) in enumerate(artifacts.items()):
             graphs = {}
             dims = artifact.manifest.model.dims
-            figures = batching(found[name], dims[BATCH].max) if name in found else ([], 0)
+            batched = name in found and BATCH in dims
+            figures = batching(found[name], dims[BATCH].max) if batched else ([], 0)
             for graph, entry in artifact.manifest.graphs.items():
                 model = f"{engine_name(name)}__{graph}"
                 graphs[graph] = model
@@ -178,10 +180,9 @@ def write_repository(
             shutil.copy2(artifact.path / "speedy.json", manifest_dir / "speedy.json")
             plan["artifacts"].append({"name": name, "manifest": f"artifacts/{index}",
                                       "graphs": graphs})  # fmt: skip
-            graph_models[name] = graphs
-            written.graphs[name] = list(graphs.values())
+            written.graphs[name] = graphs
         for voice in catalog.voices.values():
-            if ensemble := _write_ensemble(repo, voice, graph_models, configs, device):
+            if ensemble := _write_ensemble(repo, voice, written.graphs, configs, device):
                 written.ensembles.append(ensemble)
         write_config(repo / LOOP_MODEL, loop_config(instances))
         (loop / TRITON_PLAN).write_text(json.dumps(plan, indent=2) + "\n")

@@ -170,8 +170,8 @@ def open_graphs(
     """A session per named ONNX graph of `artifact` (those set to share weights read one
     mapping of each data file). On CPU, several graphs' pools do not spin: graphs of one artifact
     run in turns (prefill, decode, a predictor, a decoder step), and a pool spinning after its
-    run takes cores from the next graph's (a 4-bit Qwen3-TTS frame on 2 cores: about 110 ms
-    spinning, 80 without)."""
+    run takes cores from the next graph's (a 4-bit Qwen3-TTS frame on 2 cores: 138-157 ms
+    spinning, 97-107 ms not)."""
     dims, files = artifact.manifest.model.dims, MappedFiles(artifact.path)
     spinning = device != "cpu" or len(names) == 1
     graphs = artifact.manifest.graphs
