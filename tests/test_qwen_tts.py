@@ -476,3 +476,30 @@ def test_triton_serves_the_talker_with_its_codec(built: dict, codec, tmp_path: P
         streamed = ask(loop, {"route": "tts", "voice": "talker+codec", "stream": True, **request})
     assert expected.size > 1920 and np.array_equal(whole.tensors[0].as_numpy(), expected)
     assert len(streamed) > 1 and np.abs(audio_of(streamed) - expected).max() <= 1e-4
+
+
+def test_fp16_talker_and_predictor(built: dict, tmp_path: Path) -> None:
+    """`--precision fp16` of the talker and predictor graphs: every weight matrix in float16,
+    float32 at the graphs' edges, judged against FP32 by teacher-forced KL and code agreement."""
+    from dataclasses import replace
+
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    graphs = ["prefill", "decode", "predictor"]
+    options = {"graphs": graphs, "precision": "fp16", "no_budget": True}
+    ctx = replace(built["ctx"], examples=built["ctx"].examples[:4])
+    artifact = execute(make_stage("quantize", options), built["export"], tmp_path / "q", ctx)
+    import onnx
+
+    for graph in graphs:
+        proto = onnx.load(str(artifact.file(graph)))
+        floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+        kinds = {t.data_type for t in proto.graph.initializer
+                 if len(t.dims) == 2 and t.data_type in floats}  # fmt: skip
+        assert kinds == {onnx.TensorProto.FLOAT16}, (graph, kinds)  # every weight matrix
+        edges = [*proto.graph.input, *proto.graph.output]
+        assert onnx.TensorProto.FLOAT16 not in {v.type.tensor_type.elem_type for v in edges}
+    assert {artifact.manifest.graphs[g].precision for g in graphs} == {"fp16"}
+    metrics = artifact.manifest.reports["quality"]["metrics"]
+    assert metrics["kl"] < 1e-3 and metrics["agreement"] > 0.5, metrics
