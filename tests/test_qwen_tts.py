@@ -503,3 +503,21 @@ def test_fp16_talker_and_predictor(built: dict, tmp_path: Path) -> None:
     assert {artifact.manifest.graphs[g].precision for g in graphs} == {"fp16"}
     metrics = artifact.manifest.reports["quality"]["metrics"]
     assert metrics["kl"] < 1e-3 and metrics["agreement"] > 0.5, metrics
+
+
+def test_compiled_for_onnx_runtime_generates_the_same_codes(
+    built: dict, model: runtime.Model, task: FrameCodes, tmp_path: Path
+) -> None:
+    """`speedy compile --backend ort` (every graph optimized offline, its session settings
+    stored) generates the export's greedy codes, every codebook, on a prompt of its own."""
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    stage = make_stage("compile", {"backend": "ort"})
+    compiled = execute(stage, built["export"], tmp_path / "ort", built["ctx"])
+    assert {g.runtime.backend for g in compiled.manifest.graphs.values()} == {"ort"}
+    inputs = task.inputs(Utterance("", "A compiled voice speaks.", "auto", "amy"))
+    generation = task.generation.model_copy(update={"max_frames": 40, "stop": False})
+    expected = task.generate(model, inputs, generation)["codes"]
+    codes = task.generate(runtime.load(compiled.path, threads=2), inputs, generation)["codes"]
+    assert codes.shape == expected.shape and np.array_equal(codes, expected)
