@@ -45,9 +45,10 @@ from speedy.onnx_io import tensor_bytes
 from speedy.pipeline import context_for, make_stage
 from speedy.quantize.dynamic import quantize_dynamic_int8
 from speedy.quantize.nbits import quantize_matmul_4bits
+from speedy.specs import Feeds
 from speedy.stages.base import execute
 from speedy.tasks import streamer_of, task_for
-from speedy.tasks.frame_codes import FrameCodes, Frames, Utterance
+from speedy.tasks.frame_codes import FrameCodes, FrameGeneration, Frames, Utterance
 
 ROOT = Path(__file__).resolve().parent
 RECIPE = "qwen3_tts_0.6b"
@@ -90,10 +91,38 @@ def upstream_generate(network, task: FrameCodes, frames: int) -> tuple[np.ndarra
     return codes[0].numpy().T, time.perf_counter() - start
 
 
+def prompt_inputs(task: FrameCodes) -> Feeds:
+    """The talker's inputs for PROMPT."""
+    return task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
+
+
+def frames_of(task: FrameCodes, frames: int) -> FrameGeneration:
+    """The task's generation settings for exactly `frames` frames (the stop code disabled)."""
+    return task.generation.model_copy(update={"max_frames": frames, "stop": False})
+
+
+def session_model(path: Path, threads: int, spinning: bool) -> runtime.Model:
+    """The artifact at `path`, each graph in an ONNX Runtime session of `threads` intra-op
+    threads whose pool spins after a run, or not."""
+    artifact = Artifact.open(path, verify=False)
+    dims = artifact.manifest.model.dims
+    return runtime.Model(artifact, {
+        name: OnnxSession(name, graph, artifact.file(name), dims, "cpu", threads, None, spinning)
+        for name, graph in artifact.manifest.graphs.items()})  # fmt: skip
+
+
+def frame_ms(
+    model: runtime.Model, task: FrameCodes, inputs: Feeds, generation: FrameGeneration
+) -> float:
+    """Milliseconds per frame of one generation."""
+    start = time.perf_counter()
+    outputs = task.generate(model, inputs, generation)
+    return 1000 * (time.perf_counter() - start) / outputs["codes"].shape[2]
+
+
 def timed_run(model: runtime.Model, task: FrameCodes, frames: int) -> tuple[dict, float]:
     """Greedy codes of PROMPT (the second of two runs) and its seconds."""
-    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
-    generation = task.generation.model_copy(update={"max_frames": frames, "stop": False})
+    inputs, generation = prompt_inputs(task), frames_of(task, frames)
     task.generate(model, inputs, generation)
     start = time.perf_counter()
     outputs = task.generate(model, inputs, generation)
@@ -188,24 +217,17 @@ def spinning_turns(path: Path, task: FrameCodes, frames: int, threads: int) -> d
     """Milliseconds per frame of the artifact at `path` with its sessions' thread pools spinning
     after each run (ONNX Runtime's default) and not (speedy's for graphs that take turns), the
     two loaded side by side and run in turns, three rounds each after a warm-up."""
-    artifact = Artifact.open(path, verify=False)
-    graphs, dims = artifact.manifest.graphs, artifact.manifest.model.dims
-
-    def loaded(spin: bool) -> runtime.Model:
-        return runtime.Model(artifact, {
-            name: OnnxSession(name, graph, artifact.file(name), dims, "cpu", threads, None, spin)
-            for name, graph in graphs.items()})  # fmt: skip
-
-    models = {"spinning": loaded(True), "not_spinning": loaded(False)}
-    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
-    generation = task.generation.model_copy(update={"max_frames": frames, "stop": False})
+    models = {
+        "spinning": session_model(path, threads, True),
+        "not_spinning": session_model(path, threads, False),
+    }
+    inputs, generation = prompt_inputs(task), frames_of(task, frames)
     ms: dict[str, list[float]] = {name: [] for name in models}
     for round_ in range(4):
         for name, model in models.items():
-            start = time.perf_counter()
-            outputs = task.generate(model, inputs, generation)
+            took = frame_ms(model, task, inputs, generation)
             if round_:  # the first round warms up
-                ms[name].append(1000 * (time.perf_counter() - start) / outputs["codes"].shape[2])
+                ms[name].append(took)
     return {"ms_per_frame": ms, "median_ratio": float(np.median(ms["spinning"]) /
                                                       np.median(ms["not_spinning"]))}  # fmt: skip
 
@@ -213,7 +235,7 @@ def spinning_turns(path: Path, task: FrameCodes, frames: int, threads: int) -> d
 def first_audio(model, task: FrameCodes, codec, streamer) -> dict:
     """Milliseconds from the request to the first frame's codes, and to its audio (one
     decoder_step call), the second of two runs."""
-    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
+    inputs = prompt_inputs(task)
     for _ in range(2):
         start = time.perf_counter()
         frame = next(task.frames(model, inputs, task.generation, Frames()))
@@ -228,8 +250,7 @@ def streamed(model, task: FrameCodes, codec, codec_task, streamer, seconds: floa
     talker makes it: waits between chunks longer than a chunk's audio (underruns), and the
     stream against the whole decode of the same codes."""
     frames = int(seconds * task.s.frames_per_second)
-    generation = task.generation.model_copy(update={"max_frames": frames, "stop": False})
-    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
+    inputs, generation = prompt_inputs(task), frames_of(task, frames)
     state, pieces, arrivals, codes = streamer.start(codec), [], [], []
     start = time.perf_counter()
     for frame in task.frames(model, inputs, generation, Frames()):
@@ -309,7 +330,7 @@ def main() -> None:
                 "rtf": ms / (1000 / task.s.frames_per_second),
                 "floor_ms_per_frame": floor_ms,
                 "over_floor": ms / floor_ms,
-                **task.measure(model, task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))),
+                **task.measure(model, prompt_inputs(task)),
             }
             if name == "fp32":
                 ours = outputs["codes"][0][:, : expected.shape[1]]

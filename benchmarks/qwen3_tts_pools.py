@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +27,17 @@ MODES = ("own_spinning", "own_not_spinning", "global")
 FRAMES = 20
 
 
-def frame_ms(path: Path, mode: str, threads: int) -> list[float]:
+def loops_ms(path: Path, mode: str, threads: int) -> list[float]:
     """Milliseconds per frame of 3 timed loops (after one warm-up) in `mode`."""
     from onnxruntime.capi import _pybind_state
 
     if mode == "global":  # before any session: the process's environment takes it
         _pybind_state.set_global_thread_pool_sizes(threads, 1)
-    from qwen3_tts import PROMPT
+    from qwen3_tts import frame_ms, frames_of, prompt_inputs, session_model
 
     import speedy.backends.ort.session as ort_session
-    from speedy import runtime
     from speedy.artifact import Artifact
     from speedy.pipeline import context_for
-    from speedy.tasks.frame_codes import Utterance
 
     own_options = ort_session.session_options
 
@@ -50,24 +47,14 @@ def frame_ms(path: Path, mode: str, threads: int) -> list[float]:
         return chosen
 
     ort_session.session_options = options
-    artifact = Artifact.open(path, verify=False)
-    dims = artifact.manifest.model.dims
-    model = runtime.Model(artifact, {
-        name: ort_session.OnnxSession(name, graph, artifact.file(name), dims, "cpu", threads,
-                                      None, spinning=mode != "own_not_spinning")
-        for name, graph in artifact.manifest.graphs.items()})  # fmt: skip
+    model = session_model(path, threads, spinning=mode != "own_not_spinning")
+    manifest = Artifact.open(path, verify=False).manifest
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "data.txt").write_text("Hello.\n")
-        task = context_for(artifact.manifest.model, Path(tmp) / "data.txt", threads).task
-    inputs = task.inputs(Utterance("", PROMPT[0], "auto", PROMPT[1]))
-    generation = task.generation.model_copy(update={"max_frames": FRAMES, "stop": False})
+        task = context_for(manifest.model, Path(tmp) / "data.txt", threads).task
+    inputs, generation = prompt_inputs(task), frames_of(task, FRAMES)
     task.generate(model, inputs, generation)
-    ms = []
-    for _ in range(3):
-        start = time.perf_counter()
-        outputs = task.generate(model, inputs, generation)
-        ms.append(1000 * (time.perf_counter() - start) / outputs["codes"].shape[2])
-    return ms
+    return [frame_ms(model, task, inputs, generation) for _ in range(3)]
 
 
 def main() -> None:
@@ -79,7 +66,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "qwen3_tts_pools_cpu.json")
     args = parser.parse_args()
     if args.mode:
-        print(json.dumps(frame_ms(args.artifact, args.mode, args.threads)))
+        print(json.dumps(loops_ms(args.artifact, args.mode, args.threads)))
         return
     from speedy.artifact import Artifact
     from speedy.bench.machine import bench_machine

@@ -166,8 +166,8 @@ def write_repository(
         for index, (name, artifact) in enumerate(artifacts.items()):
             graphs = {}
             dims = artifact.manifest.model.dims
-            batched = name in found and BATCH in dims
-            figures = batching(found[name], dims[BATCH].max) if batched else ([], 0)
+            benched = name in found and BATCH in dims
+            figures = batching(found[name], dims[BATCH].max) if benched else ([], 0)
             for graph, entry in artifact.manifest.graphs.items():
                 model = f"{engine_name(name)}__{graph}"
                 graphs[graph] = model
