@@ -6,15 +6,15 @@ weights) on this CPU, one run, ONNX Runtime and PyTorch on the same threads: iss
 2. Speed on one prompt: upstream eager `generate` against ONNX Runtime FP32, dynamic INT8 and
    4-bit weight-only (MatMulNBits) artifacts in frames per second and real-time factor (a frame
    is 80 ms), each run twice, the second counted; one frame's parts (the talker's decode step at
-   cache lengths 50 / 500 / 1,500, the code predictor's graph of 15 steps).
+   cache lengths 50 / 500 / 1,500, the code predictor's graph of 15 steps). ONNX Runtime runs in
+   a process of its own on one shared thread pool, as `speedy synth` and `speedy serve` do (the
+   quantizers here open sessions with pools of their own).
 3. The bandwidth floor: the weight bytes a frame reads (the talker's decode step and the code
    predictor's steps, from each precision's graphs) over the read rate ONNX Runtime reaches
    here on one large MatMul of that precision.
 4. Quality of INT8 and 4-bit against FP32 (the quantize stage's report: code agreement, first
    divergence, teacher-forced KL) on held-out sentences.
-5. Thread pools: the fastest precision's frame with its sessions' pools spinning after each run
-   (ONNX Runtime's default) and not (speedy's default for graphs that take turns), in turns.
-6. Speech with the Qwen3-TTS-Tokenizer-12Hz artifact (`--codec`, built by its recipe): first
+5. Speech with the Qwen3-TTS-Tokenizer-12Hz artifact (`--codec`, built by its recipe): first
    audio (prompt, first frame, its decoder_step) for a 20-word sentence, and a 30 s utterance
    streamed frame by frame as the fastest precision makes it: vLLM-Omni's underrun measure (a
    wait between chunks longer than the chunk's audio) and the stream against the whole decode of
@@ -25,6 +25,7 @@ weights) on this CPU, one run, ONNX Runtime and PyTorch on the same threads: iss
 
 import argparse
 import gc
+import json
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from speedy import runtime
 from speedy.artifact import Artifact
+from speedy.backends.ort import pool
 from speedy.backends.ort.session import OnnxSession
 from speedy.bench.machine import bench_machine
 from speedy.families import resolve
@@ -213,25 +215,6 @@ def quantized(built: dict, ctx, out: Path) -> dict:
     return result
 
 
-def spinning_turns(path: Path, task: FrameCodes, frames: int, threads: int) -> dict:
-    """Milliseconds per frame of the artifact at `path` with its sessions' thread pools spinning
-    after each run (ONNX Runtime's default) and not (speedy's for graphs that take turns), the
-    two loaded side by side and run in turns, three rounds each after a warm-up."""
-    models = {
-        "spinning": session_model(path, threads, True),
-        "not_spinning": session_model(path, threads, False),
-    }
-    inputs, generation = prompt_inputs(task), frames_of(task, frames)
-    ms: dict[str, list[float]] = {name: [] for name in models}
-    for round_ in range(4):
-        for name, model in models.items():
-            took = frame_ms(model, task, inputs, generation)
-            if round_:  # the first round warms up
-                ms[name].append(took)
-    return {"ms_per_frame": ms, "median_ratio": float(np.median(ms["spinning"]) /
-                                                      np.median(ms["not_spinning"]))}  # fmt: skip
-
-
 def first_audio(model, task: FrameCodes, codec, streamer) -> dict:
     """Milliseconds from the request to the first frame's codes, and to its audio (one
     decoder_step call), the second of two runs."""
@@ -273,6 +256,54 @@ def streamed(model, task: FrameCodes, codec, codec_task, streamer, seconds: floa
     }
 
 
+def ort_figures(paths: dict[str, Path], codec_path: Path, frames: int, threads: int,
+                stream_seconds: float) -> dict:  # fmt: skip
+    """Each artifact's speed on one shared pool (set here, before any session): frames per
+    second, its parts, its floor's bytes; the FP32 codes; with the codec, first audio, and a
+    stream of the fastest quantized precision."""
+    pool.share(threads)
+    models = {name: runtime.load(path, threads=threads) for name, path in paths.items()}
+    task = task_for(models["fp32"].manifest.model)
+    assert isinstance(task, FrameCodes)
+    runs = {}
+    for name, model in models.items():
+        outputs, seconds = timed_run(model, task, frames)
+        count = outputs["codes"].shape[2]
+        runs[name] = {
+            "frames": count,
+            "ms_per_frame": 1000 * seconds / count,
+            "frames_per_s": count / seconds,
+            "bytes_per_frame": bytes_per_frame(model.artifact),
+            **task.measure(model, prompt_inputs(task)),
+        }
+        if name == "fp32":
+            codes = outputs["codes"][0].tolist()
+    speech = None
+    if codec_path.is_dir():
+        fastest = min(("int8", "int4"), key=lambda n: runs[n]["ms_per_frame"])
+        codec = runtime.load(codec_path, threads=threads)
+        codec_task = task_for(codec.manifest.model)
+        streamer = streamer_of(codec_task, 1 / task.s.frames_per_second)
+        speech = {
+            "codec": str(codec_path),
+            "first_audio": {n: first_audio(m, task, codec, streamer) for n, m in models.items()},
+            "stream_30s": {"precision": fastest}
+            | streamed(models[fastest], task, codec, codec_task, streamer, stream_seconds),
+        }
+    return {"runs": runs, "fp32_codes": codes, "speech": speech}
+
+
+def in_own_process(paths: dict[str, Path], args: argparse.Namespace) -> dict:
+    """`ort_figures` in a child process (a process's shared pool is set once, before its first
+    session)."""
+    named = json.dumps({name: str(path) for name, path in paths.items()})
+    command = [sys.executable, __file__, "--ort-child", named, "--codec", str(args.codec),
+               "--frames", str(args.frames), "--threads", str(args.threads),
+               "--stream-seconds", str(args.stream_seconds)]  # fmt: skip
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
@@ -286,7 +317,13 @@ def main() -> None:
         default=ROOT.parent / "build" / "qwen3_tts_tokenizer_12hz" / "simplify",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "qwen3_tts_cpu.json")
+    parser.add_argument("--ort-child", help="(the ONNX Runtime part, in a process of its own)")
     args = parser.parse_args()
+    if args.ort_child:
+        paths = {n: Path(p) for n, p in json.loads(args.ort_child).items()}
+        figures = ort_figures(paths, args.codec, args.frames, args.threads, args.stream_seconds)
+        print(json.dumps(figures))
+        return
 
     import torch
 
@@ -311,47 +348,18 @@ def main() -> None:
         del network
         gc.collect()
         variants = quantized(built, ctx, work / "q")
-        models = {"fp32": runtime.load(built["export"].path, threads=args.threads)}
-        models |= {
-            n: runtime.load(v.pop("artifact").path, threads=args.threads)
-            for n, v in variants.items()
-        }
+        paths = {"fp32": built["export"].path}
+        paths |= {n: v.pop("artifact").path for n, v in variants.items()}
         rates = read_rates(args.threads, work)
-        runs = {}
-        for name, model in models.items():
-            outputs, seconds = timed_run(model, task, args.frames)
-            frames = outputs["codes"].shape[2]
-            floor_ms = 1000 * bytes_per_frame(model.artifact) / (rates[name] * 1e9)
-            ms = 1000 * seconds / frames
-            runs[name] = {
-                "frames": frames,
-                "ms_per_frame": ms,
-                "frames_per_s": frames / seconds,
-                "rtf": ms / (1000 / task.s.frames_per_second),
-                "floor_ms_per_frame": floor_ms,
-                "over_floor": ms / floor_ms,
-                **task.measure(model, prompt_inputs(task)),
-            }
-            if name == "fp32":
-                ours = outputs["codes"][0][:, : expected.shape[1]]
-                runs[name]["identical_to_upstream"] = bool(np.array_equal(ours, expected))
-        fastest = min(("int8", "int4"), key=lambda n: runs[n]["rtf"])
-        spinning = {"precision": fastest} | spinning_turns(
-            models[fastest].path, task, args.frames, args.threads
-        )
-        speech = None
-        if args.codec.is_dir():
-            codec = runtime.load(args.codec, threads=args.threads)
-            codec_task = task_for(codec.manifest.model)
-            streamer = streamer_of(codec_task, 1 / task.s.frames_per_second)
-            speech = {
-                "codec": str(args.codec),
-                "first_audio": {
-                    n: first_audio(m, task, codec, streamer) for n, m in models.items()
-                },
-                "stream_30s": {"precision": fastest}
-                | streamed(models[fastest], task, codec, codec_task, streamer, args.stream_seconds),
-            }
+        found = in_own_process(paths, args)
+    runs, speech = found["runs"], found["speech"]
+    for name, run in runs.items():
+        run["rtf"] = run["ms_per_frame"] / (1000 / task.s.frames_per_second)
+        run["floor_ms_per_frame"] = 1000 * run.pop("bytes_per_frame") / (rates[name] * 1e9)
+        run["over_floor"] = run["ms_per_frame"] / run["floor_ms_per_frame"]
+    ours = np.array(found["fp32_codes"])[:, : expected.shape[1]]
+    runs["fp32"]["identical_to_upstream"] = bool(np.array_equal(ours, expected))
+    fastest = min(("int8", "int4"), key=lambda n: runs[n]["rtf"])
     eager_ms = 1000 * eager_seconds / expected.shape[1]
     runs["fp32"]["speed_up_over_eager"] = eager_ms / runs["fp32"]["ms_per_frame"]
     met = {
@@ -372,7 +380,8 @@ def main() -> None:
         "upstream_eager": {"frames": int(expected.shape[1]), "ms_per_frame": eager_ms},
         "read_rate_gb_per_s": rates,
         "runs": runs,
-        "thread_pools": spinning,
+        "thread_pool": "one shared by every session (ONNX Runtime's global pool), as speedy synth "
+        "and speedy serve run",
         "quantized_vs_fp32": variants,
         "speech": speech,
         "goals": GOALS,

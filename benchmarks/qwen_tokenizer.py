@@ -94,7 +94,8 @@ def precisions(built: dict, ctx, upstream, codes: list[np.ndarray], out: Path, m
     variants = {
         "fp16": {"graphs": ["decoder"], "precision": "fp16"},
         "int8": {"graphs": ["decoder", "decoder_step"], "precision": "int8",
-                 "method": "minmax", "calib_size": 16, "no_budget": True},
+                 "method": "minmax", "calib_size": 16, "no_budget": True,
+                 "exact_stream": False},  # INT8 activations (exact_stream.py: the default)
     }  # fmt: skip
     if mixed:
         variants["mixed"] = {"graphs": ["decoder"], "precision": "mixed", "calib_size": 16}

@@ -43,9 +43,17 @@ REBUILD = (
 
 
 # A graph's arithmetic: int8+fp32 is INT8 with some layers kept in float, int8-dynamic INT8
-# MatMuls with scales taken from each run's activations, int4-weights MatMuls of 4-bit weights.
+# MatMuls with scales taken from each run's activations, int4-weights MatMuls of 4-bit weights,
+# int8-weights float arithmetic on weights stored in 8 bits (made float32 when loaded).
 Precision = Literal[
-    "fp32", "fp16", "int8", "int8+fp32", "int8+fp16", "int8-dynamic", "int4-weights"
+    "fp32",
+    "fp16",
+    "int8",
+    "int8+fp32",
+    "int8+fp16",
+    "int8-dynamic",
+    "int4-weights",
+    "int8-weights",
 ]
 # The largest error against the parent each reduced precision allows (fp32: the recipe's atol).
 REDUCED_ATOL: dict[str, float] = {
@@ -55,6 +63,7 @@ REDUCED_ATOL: dict[str, float] = {
     "int8+fp16": 1e-1,
     "int8-dynamic": 1e-1,
     "int4-weights": 1e-1,
+    "int8-weights": 1e-1,
 }
 
 

@@ -77,8 +77,12 @@ def own_signals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def speedy_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, own_signals: None):
-    """Run the real `speedy` entry point in-process; return (exit code, stdout, stderr)."""
+    """Run the real `speedy` entry point in-process; return (exit code, stdout, stderr). The
+    sessions keep pools of their own: once one pool is shared, ONNX Runtime refuses any other
+    session of the process (the quantizers' included)."""
     from speedy.cli import main
+
+    monkeypatch.setattr("speedy.backends.ort.pool.share", lambda threads: None)
 
     def run(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr("sys.argv", ["speedy", *map(str, args)])

@@ -421,32 +421,80 @@ def test_long_audio_tool_streams_a_codec(built: dict) -> None:
     assert figures["chunks"] >= 6.0 / 0.24 and figures["rss_peak"] > 0
 
 
-@pytest.mark.slow
-def test_an_int8_stream_follows_the_int8_whole_decode(
-    built: dict, task: Codec, codes: np.ndarray, tmp_path: Path
-) -> None:
-    """INT8 of the decoder and decoder_step together: the step graph takes its whole graph's
-    layers and scales, so its stream rounds as the INT8 whole decode does, but where a float op
-    that sums over a different number of frames (attention over the cache) moves a value across
-    a rounding boundary. Calibrated on its own the step graph streamed 18 dB from the whole
-    decode, as far as INT8 is from FP32."""
+def quantized_pair(built: dict, out: Path, **options) -> Artifact:
+    """The decoder and decoder_step quantized together (INT8, minmax ranges)."""
     from speedy.pipeline import make_stage
     from speedy.stages.base import execute
 
-    options = {"graphs": ["decoder", "decoder_step"], "precision": "int8", "calib_size": 4}
-    stage = make_stage("quantize", options | {"method": "minmax", "no_budget": True})
-    artifact = execute(stage, built["simplify"], tmp_path / "int8", built["ctx"])
-    step = artifact.manifest.reports["quantize"]["decoder_step"]
-    assert step["twin_of"] == "decoder" and step["twin_layers"] == step["layers"] > 20
-    model = runtime.load(artifact.path, threads=2)
-    whole = model["decoder"].run({"codes": codes})["audio"]
+    chosen = {"graphs": ["decoder", "decoder_step"], "precision": "int8", "calib_size": 4}
+    stage = make_stage("quantize", chosen | {"method": "minmax", "no_budget": True} | options)
+    return execute(stage, built["simplify"], out, built["ctx"])
+
+
+def stream_and_whole(
+    model: runtime.Model, task: Codec, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The audio of `codes` streamed through decoder_step in CHUNKS, and decoded whole."""
     streamer = task.streamer(0.08)
-    state, pieces, start = streamer.start(model, 2), [], 0
+    state, pieces, start = streamer.start(model, codes.shape[0]), [], 0
     for size in CHUNKS:
         audio, state = streamer.step(model, codes[..., start : start + size], state)
         pieces.append(audio)
         start += size
-    streamed = np.concatenate(pieces, axis=-1)
+    return np.concatenate(pieces, axis=-1), model["decoder"].run({"codes": codes})["audio"]
+
+
+@pytest.mark.slow
+def test_a_quantized_stream_equals_its_whole_decode(
+    built: dict, task: Codec, tmp_path: Path
+) -> None:
+    """Quantized together (the default), the decoder and decoder_step keep float activations
+    and store their layers' weights in int8, made float32 as the graphs load: the stream equals
+    the whole decode as FP32's does, on codes no other test uses, and compiled for ONNX Runtime
+    too (whose offline fusions would otherwise round the activations)."""
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    artifact = quantized_pair(built, tmp_path / "int8")
+    assert (
+        artifact.manifest.precision == "encoder:fp32,decoder:int8-weights,decoder_step:int8-weights"
+    )
+    report = artifact.manifest.reports["quantize"]
+    for graph in ("decoder", "decoder_step"):
+        assert report[graph]["int8_weight_layers"] == report[graph]["layers"] > 20
+        assert report[graph]["size_ratio"] < 0.6  # the codebooks and biases stay float32
+    shape = (2, task.codec.codebooks, sum(CHUNKS))
+    codes = np.random.default_rng(2027).integers(0, task.codec.codebook_size, shape)
+    float_whole = runtime.load(built["simplify"].path, threads=2)["decoder"].run({"codes": codes})
+    compiled = execute(
+        make_stage("compile", {"backend": "ort"}), artifact, tmp_path / "ort", built["ctx"]
+    )
+    for made in (artifact, compiled):
+        model = runtime.load(made.path, threads=2)
+        assert {
+            s.session.get_session_options().get_session_config_entry("session.disable_quant_qdq")
+            for s in (model["decoder"], model["decoder_step"])
+        } == {"1"}
+        streamed, whole = stream_and_whole(model, task, codes)
+        assert np.abs(streamed - whole).max() <= 1e-4
+        for item in range(2):
+            assert snr_db(whole[item, 0], streamed[item, 0]) >= 80  # as FP32 streams
+            assert snr_db(float_whole["audio"][item, 0], whole[item, 0]) < 60  # int8 weights
+
+
+@pytest.mark.slow
+def test_an_int8_stream_follows_the_int8_whole_decode(
+    built: dict, task: Codec, codes: np.ndarray, tmp_path: Path
+) -> None:
+    """INT8 activations too (--no-exact-stream): the step graph takes its whole graph's layers
+    and scales, so its stream rounds as the INT8 whole decode does, but where a float op that
+    sums over a different number of frames (attention over the cache) moves a value across a
+    rounding boundary. Calibrated on its own the step graph streamed 18 dB from the whole
+    decode, as far as INT8 is from FP32."""
+    artifact = quantized_pair(built, tmp_path / "int8", exact_stream=False)
+    step = artifact.manifest.reports["quantize"]["decoder_step"]
+    assert step["twin_of"] == "decoder" and step["twin_layers"] == step["layers"] > 20
+    streamed, whole = stream_and_whole(runtime.load(artifact.path, threads=2), task, codes)
     assert np.array_equal(streamed[..., :HOP], whole[..., :HOP])  # the first chunk: no state yet
     float_whole = runtime.load(built["simplify"].path, threads=2)["decoder"].run({"codes": codes})
     for item in range(2):

@@ -6,6 +6,7 @@ one-line errors."""
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -368,6 +369,43 @@ def test_synth_says_the_text_through_the_codec(
     audio, rate = sf.read(out, dtype="float32")
     assert rate == 24_000 and audio.size == codes.shape[1] * 1920 > 0
     assert np.abs(audio - np.clip(expected, -1, 1)).max() <= 1 / 32767
+
+
+SHARING_SPEEDY = """
+import sys
+from speedy.backends.ort import pool
+from speedy.cli import main
+sys.argv = ["speedy", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("shared pool of", pool.shared_threads())
+"""
+
+
+def test_synth_on_one_shared_pool_says_the_same(
+    speedy_cli, built: dict, codec, tmp_path: Path
+) -> None:
+    """`speedy synth` on CPU, in a process of its own, runs every graph of the talker and the
+    codec on one thread pool (ONNX Runtime's global pool, which then refuses any session with a
+    pool of its own): its WAV equals the one made with a pool per session."""
+    import soundfile as sf
+
+    args = ["--acoustic", built["export"].path, "--vocoder", codec.path, "--speaker", "amy"]
+    args += ["--text", "The lamp is on.", "--threads", "2", "-o"]
+    code, _, err = speedy_cli("synth", *args, tmp_path / "own.wav")
+    assert code == 0, err
+    done = subprocess.run(
+        [sys.executable, "-c", SHARING_SPEEDY, "synth", *map(str, args), tmp_path / "one.wav"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "shared pool of 2"
+    assert "thread_pool_size" not in done.stderr  # no per-session pool settings to ignore
+    shared, own = (sf.read(tmp_path / f"{name}.wav", dtype="float32")[0] for name in ("one", "own"))
+    assert shared.size == own.size > 0
+    assert np.abs(shared - own).max() <= 1 / 32767
 
 
 def test_a_codec_of_another_code_space_is_refused(

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from speedy.artifact import Artifact
+from speedy.artifact import Artifact, Precision
 from speedy.backends import BACKENDS
 from speedy.devices import Device
 from speedy.model_spec import ModelSpec
@@ -36,6 +36,7 @@ class CompileJob:
     device: Device
     fp16: bool
     int8: bool
+    precision: Precision  # of the compiled graph
     options: BaseModel  # the backend's own Options
     spec: ModelSpec
     profiles: list[Profile]  # from the data, for backends with `profiles`

@@ -22,6 +22,14 @@ from speedy.errors import SpeedyError
 from speedy.serve.options import ServeOptions
 
 
+def _share_threads(device: str, threads: int) -> None:
+    """This process runs only the artifacts' sessions: on CPU, one thread pool serves them all."""
+    if device == "cpu":
+        from speedy.backends.ort import pool
+
+        pool.share(threads)
+
+
 @app.command()
 def infer(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory of a model making audio.")],
@@ -47,6 +55,7 @@ def infer(
     if trust:
         runtime.trust_code()
     check_file_writable(output, force, force_file, written_by_speedy)
+    _share_threads(device, threads)
     model = runtime.load(artifact, device=device, threads=threads, verify=not no_verify)
     task = task_for(model.manifest.model)
     if input.suffix.lower() not in task.data_suffixes:
@@ -122,6 +131,7 @@ def synth(
     if trust:
         runtime.trust_code()
     check_file_writable(output, force, force_file, written_by_speedy)
+    _share_threads(device, threads)
     chain = Chain.load(acoustic, vocoder, device, threads, verify=not no_verify)
     asked = {
         "speaker": speaker,
@@ -163,4 +173,6 @@ def serve(
     if trust:
         runtime.trust_code()
     settings = given(options) | {"artifacts": artifacts, "verify": not no_verify}
-    run_server(validated(ServeOptions, settings, "serve"))
+    serve_options = validated(ServeOptions, settings, "serve")
+    _share_threads(serve_options.device, serve_options.threads)
+    run_server(serve_options)

@@ -1,4 +1,5 @@
-"""A streaming graph quantized as its whole graph is: the same layers with the same scales.
+"""A streaming graph quantized as its whole graph is: the same layers with the same scales
+(static INT8 of the two with `--no-exact-stream`; by default they keep float activations).
 
 A codec's `decoder_step` computes what its `decoder` computes, a chunk at a time with its state,
 from the same weights. Calibrated on its own, it gets other activation ranges, and its INT8

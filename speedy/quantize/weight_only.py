@@ -6,7 +6,7 @@ float16 one plus a Cast (2x smaller, about 1,000 times finer than int8: for laye
 every error shows, such as those deciding a voice's durations), feeding the float op.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import onnx
@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 
 # Axis of the output channels in each op's weight.
 CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1}
+EVERY_LAYER_AXIS = CHANNEL_AXIS | {"MatMul": 1}  # a MatMul's 2-D weight: [inputs, outputs]
 
 
 def quantize_weight(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,10 +55,15 @@ def _fp16(weight: str, tensor: onnx.TensorProto, axis: int) -> list:
 ENCODINGS = {"int8": _int8, "fp16": _fp16}
 
 
-def store_weights(model: onnx.ModelProto, nodes: Collection[str], dtype: str) -> int:
-    """Store the float32 weights of `nodes` (Conv/ConvTranspose) as `dtype` (int8 or fp16) that
-    a node turns back into float32 before the layer, in place; returns how many layers changed.
-    Weights shared with other nodes are left alone."""
+def store_weights(
+    model: onnx.ModelProto,
+    nodes: Collection[str],
+    dtype: str,
+    axes: Mapping[str, int] = CHANNEL_AXIS,
+) -> int:
+    """Store the float32 weights of `nodes` (of the op types in `axes`: Conv/ConvTranspose by
+    default) as `dtype` (int8 or fp16) that a node turns back into float32 before the layer, in
+    place; returns how many layers changed. Weights shared with other nodes are left alone."""
     encode = ENCODINGS[dtype]
     initializers = {t.name: t for t in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -70,12 +76,13 @@ def store_weights(model: onnx.ModelProto, nodes: Collection[str], dtype: str) ->
         tensor = initializers.get(weight)
         if (
             node.name in nodes
-            and node.op_type in CHANNEL_AXIS
+            and node.op_type in axes
             and tensor is not None
             and tensor.data_type == onnx.TensorProto.FLOAT
+            and (node.op_type != "MatMul" or len(tensor.dims) == 2)
             and uses[weight] == 1
         ):
-            *stored, decode = encode(weight, tensor, CHANNEL_AXIS[node.op_type])
+            *stored, decode = encode(weight, tensor, axes[node.op_type])
             model.graph.initializer.remove(tensor)
             model.graph.initializer.extend(stored)
             rebuilt.append(decode)

@@ -96,6 +96,7 @@ class CompileStage(Stage):
                 device=o.target,
                 fp16=o.fp16,
                 int8=o.int8,
+                precision=self.precision(entry),
                 options=o.backend_options,
                 spec=ctx.spec,
                 profiles=profiles,

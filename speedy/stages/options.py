@@ -119,6 +119,12 @@ class QuantizeOptions(GraphOptions):
     float_weights: FloatWeights = Field(
         "int8", description="How layers kept in float store their weights (mixed, dynamic)."
     )
+    exact_stream: bool = Field(
+        True,
+        description="A streaming step graph quantized with its whole graph: both keep float "
+        "activations (int8 weights), so the stream equals the whole decode; "
+        "--no-exact-stream rounds their activations too (faster, but the stream drifts).",
+    )
     plan: StoredPlan | None = None  # mixed: build it and check the budget; search if it misses
     search: bool = False  # mixed: search even when a plan is stored
 

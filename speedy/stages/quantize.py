@@ -57,6 +57,7 @@ from speedy.quantize.report import quality_report
 from speedy.quantize.scoring import Scorer
 from speedy.quantize.tails import size_nodes, tail_nodes, without
 from speedy.quantize.twin import OVERLAPPED, WholeGraph
+from speedy.quantize.weight_only import EVERY_LAYER_AXIS, store_weights
 from speedy.runtime import Model
 from speedy.scratch import scratch
 from speedy.stages.base import (
@@ -70,12 +71,14 @@ from speedy.stages.base import (
 from speedy.stages.options import Method, QuantizeOptions
 from speedy.tasks import Task, graph_feeds, task_for
 
+INT8_WEIGHTS = "int8-weights"  # a streaming pair's precision (`exact_stream`)
 MANIFEST_PRECISION = {
     "int8": "int8",
     "mixed": "int8+fp32",
     "fp16": "fp16",
     "dynamic": "int8-dynamic",
     "int4": "int4-weights",
+    INT8_WEIGHTS: INT8_WEIGHTS,
 }
 CONV_HEAVY = 0.5  # share of MACs in convolutions above which dynamic INT8 is slow on CPU
 
@@ -221,10 +224,19 @@ class QuantizeStage(Stage):
         reports: dict[str, Any] = {}
         wholes: dict[str, WholeGraph] = {}  # of the steps quantized here, their whole graphs'
         steps = {w: g for g in chosen if (w := ctx.task.twin_of(g)) in chosen}
+        exact = {*steps, *steps.values()} if o.exact_stream and o.precision != "fp16" else set()
+        if exact:
+            notice(
+                f"{' and '.join(sorted(exact))} stream: they keep float activations and store "
+                "int8 weights, so the stream equals the whole decode (--no-exact-stream "
+                f"rounds their activations as {o.precision}: faster, but the stream drifts)"
+            )
         for name in sorted(chosen, key=lambda g: g in steps.values()):  # wholes before steps
             entry = parent.manifest.graphs[name]
             out = workdir / entry.file
-            if o.precision == "fp16":
+            if name in exact:
+                report = self._int8_weights(model, name, out, ctx)
+            elif o.precision == "fp16":
                 source = load_onnx(parent.file(name))
                 blocked = self._fp16_blocked(source, ctx)
                 floats = float_nodes(source, ctx.task, name)
@@ -238,12 +250,26 @@ class QuantizeStage(Stage):
                     report = self._quantize(model, name, tmp, out, ctx, wholes, name in steps)
             files = [f.name for f in (out, out.with_name(out.name + ".data")) if f.is_file()]
             size_ratio = model_bytes(out) / model_bytes(parent.file(name))
-            report |= {"precision": o.precision, "size_ratio": size_ratio}
-            precision = MANIFEST_PRECISION[o.precision]
+            chosen_precision = INT8_WEIGHTS if name in exact else o.precision
+            report |= {"precision": chosen_precision, "size_ratio": size_ratio}
+            precision = MANIFEST_PRECISION[chosen_precision]
             graphs[name] = entry.model_copy(update={"files": files, "precision": precision})
             reports[name] = report
         ordered = {name: graphs[name] for name in parent.manifest.graphs}
         return Draft(ordered, reports={"quantize": reports})
+
+    def _int8_weights(self, model: Model, name: str, out: Path, ctx: StageContext) -> dict:
+        """Graph `name` with float activations and its layers' weights (but those kept float)
+        stored as int8 per output channel: it computes in float as it did, on any chunk."""
+        source = load_onnx(model.artifact.file(name))
+        floats = float_nodes(source, ctx.task, name)
+        info = analyze(source, ctx.spec.sizes(), self.options.granularity)
+        kept = {n for g in kept_groups(info, self.options.keep_float) for n in info.members[g]}
+        kept |= set(chain(*floats.values()))
+        layers = [layer.node for layer in info.layers if layer.node not in kept]
+        stored = store_weights(source, layers, "int8", EVERY_LAYER_AXIS)
+        save_onnx(source, out)
+        return floats | {"int8_weight_layers": stored, "layers": len(info.layers)}
 
     def _fp16_blocked(self, model: onnx.ModelProto, ctx: StageContext) -> list[str]:
         """`keep_float` as op types and node names (a group, or a node of it, blocks the group)."""

@@ -186,7 +186,8 @@ class Task(ABC):
 
     def twin_of(self, graph: str) -> str | None:
         """The graph that `graph` computes a chunk at a time (a streaming step graph's whole
-        graph): static INT8 quantizes it as that graph is quantized. None: no such graph."""
+        graph): quantized together, the two keep float activations (or, without
+        `exact_stream`, static INT8 gives the step that graph's scales). None: no such graph."""
         return None
 
     def code_space(self) -> CodeSpace | None:

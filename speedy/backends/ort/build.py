@@ -8,6 +8,7 @@ requested level when it loads (where the GPU provider's own fusions apply).
 from collections.abc import Sequence
 from pathlib import Path
 
+from speedy.artifact import Precision
 from speedy.backends.base import Compiled, CompileJob
 from speedy.backends.ort.section import (
     PROVIDERS,
@@ -18,7 +19,7 @@ from speedy.backends.ort.section import (
     Provider,
     Weights,
 )
-from speedy.backends.ort.session import LEVELS
+from speedy.backends.ort.session import LEVELS, float_weights
 from speedy.compile.fft_conv import FftConvOptions, fft_convolutions
 from speedy.compile.precision import to_fp16
 from speedy.console import console
@@ -29,15 +30,17 @@ from speedy.shapes import Profile, profile_shapes
 from speedy.specs import TensorSpec
 
 
-def optimize(source: Path, target: Path, level: Level) -> list[Path]:
+def optimize(source: Path, target: Path, level: Level, precision: Precision = "fp32") -> list[Path]:
     """Run ONNX Runtime's graph optimizations on `source` (CPU provider), saving to `target`
     (and, when the source has external data, its tensors of 1 KB or more beside it); returns the
-    files written."""
+    files written. A graph of int8-stored weights is saved with them made float32, as it runs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = LEVELS[level]
+    if precision == "int8-weights":
+        float_weights(options)
     options.optimized_model_filepath = str(target)
     external = bool(external_tensors(load_onnx(source, with_weights=False)))
     if external:
@@ -130,7 +133,7 @@ def compile_graph(job: CompileJob) -> Compiled:
             source = save_onnx(model, tmp / "model.onnx")[0]
             report["fft_convs"] = rewritten
             console.print(f"  {len(rewritten)} convs as block FFT convolutions")
-        files = optimize(source, job.target, level)
+        files = optimize(source, job.target, level, job.precision)
     trt_options = tensorrt_options(job.profiles, job.inputs, job.int8, o.workspace_mb)
     settings = settings_for(
         o.ort_level, level, o.providers, o.ort_threads, o.ort_weights, trt_options

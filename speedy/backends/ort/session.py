@@ -9,6 +9,7 @@ import onnxruntime as ort
 from speedy import cancel
 from speedy.artifact import Artifact, GraphEntry
 from speedy.audio.cache import default_cache_dir
+from speedy.backends.ort import pool
 from speedy.backends.ort.section import PROVIDERS, OrtSection, OrtSettings
 from speedy.errors import GraphRunError, SpeedyError
 from speedy.onnx_io import load_onnx
@@ -56,21 +57,31 @@ def session_options(
     settings: OrtSettings | None, threads: int | None, spinning: bool = True
 ) -> ort.SessionOptions:
     """Session options from stored settings (ORT's defaults without); `threads` overrides the
-    intra-op thread count; without `spinning`, idle pool threads sleep at once."""
+    intra-op thread count and, without `spinning`, idle pool threads sleep at once, unless the
+    process shares one pool (`pool.share`)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.inter_op_num_threads = 1
     if settings is not None:
         options.graph_optimization_level = LEVELS[settings.graph_optimization_level]
-        options.inter_op_num_threads = settings.inter_op_num_threads
         if settings.execution_mode == "parallel":
             options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if pool.shared_threads():  # the process's pool runs every session
+        options.use_per_session_threads = False
+        return options
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.inter_op_num_threads = settings.inter_op_num_threads if settings else 1
     threads = threads or (settings.intra_op_num_threads if settings else 0)
     if threads:
         options.intra_op_num_threads = threads
     return options
+
+
+def float_weights(options: ort.SessionOptions) -> None:
+    """Turn a graph's int8-stored weights into float32 as it loads (its DequantizeLinear nodes
+    fold into constants), so it computes in float as stored: ONNX Runtime would otherwise fuse a
+    dequantized MatMul weight into MatMulNBits, which rounds the activations to int8."""
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
 
 
 class MappedFiles:
@@ -123,6 +134,8 @@ class OnnxSession(Session):
         providers = providers_for(settings, device)
         load_onnx(file, with_weights=False)  # clear errors for corrupt files, unsafe paths
         options = session_options(settings, threads, spinning)
+        if graph.precision == "int8-weights":
+            float_weights(options)
         self.files = files  # mapped data files the session reads in place: kept for its life
         if settings and settings.weights == "shared" and device == "cpu":
             # (by default its own mappings of its artifact's directory, which holds `graph.file`)
@@ -168,10 +181,11 @@ def open_graphs(
     artifact: Artifact, names: Sequence[str], device: str, threads: int | None
 ) -> dict[str, Session]:
     """A session per named ONNX graph of `artifact` (those set to share weights read one
-    mapping of each data file). On CPU, several graphs' pools do not spin: graphs of one artifact
-    run in turns (prefill, decode, a predictor, a decoder step), and a pool spinning after its
-    run takes cores from the next graph's (a 4-bit Qwen3-TTS frame on 2 cores: 138-157 ms
-    spinning, 97-107 ms not)."""
+    mapping of each data file). On CPU, several graphs' own pools do not spin: graphs of one
+    artifact run in turns (prefill, decode, a predictor, a decoder step), and a pool spinning
+    after its run takes cores from the next graph's (a 4-bit Qwen3-TTS frame on 2 cores: 138-157
+    ms spinning, 97-107 ms not). A process's shared pool (`pool.share`) spins: its threads run
+    every graph."""
     dims, files = artifact.manifest.model.dims, MappedFiles(artifact.path)
     spinning = device != "cpu" or len(names) == 1
     graphs = artifact.manifest.graphs
