@@ -39,7 +39,6 @@ from onnx import TensorProto, helper, numpy_helper
 from speedy import runtime
 from speedy.artifact import Artifact
 from speedy.backends.ort import pool
-from speedy.backends.ort.session import OnnxSession
 from speedy.bench.machine import bench_machine
 from speedy.families import resolve
 from speedy.machine import write_result
@@ -101,25 +100,6 @@ def prompt_inputs(task: FrameCodes) -> Feeds:
 def frames_of(task: FrameCodes, frames: int) -> FrameGeneration:
     """The task's generation settings for exactly `frames` frames (the stop code disabled)."""
     return task.generation.model_copy(update={"max_frames": frames, "stop": False})
-
-
-def session_model(path: Path, threads: int, spinning: bool) -> runtime.Model:
-    """The artifact at `path`, each graph in an ONNX Runtime session of `threads` intra-op
-    threads whose pool spins after a run, or not."""
-    artifact = Artifact.open(path, verify=False)
-    dims = artifact.manifest.model.dims
-    return runtime.Model(artifact, {
-        name: OnnxSession(name, graph, artifact.file(name), dims, "cpu", threads, None, spinning)
-        for name, graph in artifact.manifest.graphs.items()})  # fmt: skip
-
-
-def frame_ms(
-    model: runtime.Model, task: FrameCodes, inputs: Feeds, generation: FrameGeneration
-) -> float:
-    """Milliseconds per frame of one generation."""
-    start = time.perf_counter()
-    outputs = task.generate(model, inputs, generation)
-    return 1000 * (time.perf_counter() - start) / outputs["codes"].shape[2]
 
 
 def timed_run(model: runtime.Model, task: FrameCodes, frames: int) -> tuple[dict, float]:

@@ -20,9 +20,16 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+
+from speedy import runtime
+from speedy.artifact import Artifact
+from speedy.backends.ort.session import OnnxSession
+from speedy.specs import Feeds
+from speedy.tasks.frame_codes import FrameCodes, FrameGeneration
 
 ROOT = Path(__file__).resolve().parent
 MODES = ("own_spinning", "own_not_spinning", "shared")
@@ -30,12 +37,30 @@ FRAMES = 20
 STREAM_SECONDS = 30.0
 
 
+def session_model(path: Path, threads: int, spinning: bool) -> runtime.Model:
+    """The artifact at `path`, each graph in an ONNX Runtime session of `threads` intra-op
+    threads whose pool spins after a run, or not."""
+    artifact = Artifact.open(path, verify=False)
+    dims = artifact.manifest.model.dims
+    return runtime.Model(artifact, {
+        name: OnnxSession(name, graph, artifact.file(name), dims, "cpu", threads, None, spinning)
+        for name, graph in artifact.manifest.graphs.items()})  # fmt: skip
+
+
+def frame_ms(
+    model: runtime.Model, task: FrameCodes, inputs: Feeds, generation: FrameGeneration
+) -> float:
+    """Milliseconds per frame of one generation."""
+    start = time.perf_counter()
+    outputs = task.generate(model, inputs, generation)
+    return 1000 * (time.perf_counter() - start) / outputs["codes"].shape[2]
+
+
 def measured(path: Path, mode: str, threads: int, codec_path: Path | None) -> dict:
     """Milliseconds per frame of 3 timed loops (after one warm-up) in `mode`, and with a codec
     the first audio and a streamed utterance."""
-    from qwen3_tts import first_audio, frame_ms, frames_of, prompt_inputs, session_model, streamed
+    from qwen3_tts import first_audio, frames_of, prompt_inputs, streamed
 
-    from speedy import runtime
     from speedy.backends.ort import pool
     from speedy.pipeline import context_for
     from speedy.tasks import streamer_of, task_for
@@ -73,7 +98,6 @@ def main() -> None:
     if args.mode:
         print(json.dumps(measured(args.artifact, args.mode, args.threads, args.codec)))
         return
-    from speedy.artifact import Artifact
     from speedy.bench.machine import bench_machine
     from speedy.machine import write_result
 

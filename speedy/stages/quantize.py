@@ -157,6 +157,11 @@ def kept_groups(info: GraphInfo, names: list[str]) -> set[str]:
     return kept
 
 
+def kept_nodes(info: GraphInfo, names: list[str]) -> set[str]:
+    """The nodes of the groups `kept_groups` finds for `names`."""
+    return {node for group in kept_groups(info, names) for node in info.members[group]}
+
+
 @dataclass
 class Calibrated:
     """A calibration source read and cut, with its activation ranges and candidate builder."""
@@ -264,8 +269,7 @@ class QuantizeStage(Stage):
         source = load_onnx(model.artifact.file(name))
         floats = float_nodes(source, ctx.task, name)
         info = analyze(source, ctx.spec.sizes(), self.options.granularity)
-        kept = {n for g in kept_groups(info, self.options.keep_float) for n in info.members[g]}
-        kept |= set(chain(*floats.values()))
+        kept = kept_nodes(info, self.options.keep_float) | set(chain(*floats.values()))
         layers = [layer.node for layer in info.layers if layer.node not in kept]
         stored = store_weights(source, layers, "int8", EVERY_LAYER_AXIS)
         save_onnx(source, out)
@@ -278,7 +282,7 @@ class QuantizeStage(Stage):
         if not names:
             return list(self.options.keep_float)
         info = analyze(model, ctx.spec.sizes(), self.options.granularity)
-        nodes = {n for group in kept_groups(info, names) for n in info.members[group]}
+        nodes = kept_nodes(info, names)
         return [*(n for n in self.options.keep_float if n in op_types), *sorted(nodes)]
 
     def _quantize(

@@ -39,8 +39,7 @@ def optimize(source: Path, target: Path, level: Level, precision: Precision = "f
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = LEVELS[level]
-    if precision == "int8-weights":
-        float_weights(options)
+    float_weights(options, precision)
     options.optimized_model_filepath = str(target)
     external = bool(external_tensors(load_onnx(source, with_weights=False)))
     if external:

@@ -77,11 +77,13 @@ def session_options(
     return options
 
 
-def float_weights(options: ort.SessionOptions) -> None:
-    """Turn a graph's int8-stored weights into float32 as it loads (its DequantizeLinear nodes
-    fold into constants), so it computes in float as stored: ONNX Runtime would otherwise fuse a
-    dequantized MatMul weight into MatMulNBits, which rounds the activations to int8."""
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
+def float_weights(options: ort.SessionOptions, precision: str) -> None:
+    """For a graph of int8-stored weights (`int8-weights`), turn them into float32 as it loads
+    (its DequantizeLinear nodes fold into constants), so it computes in float as stored: ONNX
+    Runtime would otherwise fuse a dequantized MatMul weight into MatMulNBits, which rounds the
+    activations to int8."""
+    if precision == "int8-weights":
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
 
 
 class MappedFiles:
@@ -134,8 +136,7 @@ class OnnxSession(Session):
         providers = providers_for(settings, device)
         load_onnx(file, with_weights=False)  # clear errors for corrupt files, unsafe paths
         options = session_options(settings, threads, spinning)
-        if graph.precision == "int8-weights":
-            float_weights(options)
+        float_weights(options, graph.precision)
         self.files = files  # mapped data files the session reads in place: kept for its life
         if settings and settings.weights == "shared" and device == "cpu":
             # (by default its own mappings of its artifact's directory, which holds `graph.file`)
