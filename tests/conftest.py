@@ -114,6 +114,39 @@ def gpt_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"build": build, "ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
 
 
+QWEN_TOKENIZER = FIXTURES / "qwen_tokenizer_12hz_tiny.yaml"
+QWEN_TOKENIZER_SEED = 7  # the saved checkpoint's weights: not the recipe's seeded ones (seed 0)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-TTS-Tokenizer-12Hz directory as a user holds one: upstream
+    `save_pretrained` (config.json, model.safetensors) of the tiny configuration."""
+    from speedy.families import resolve
+    from speedy.recipe import load_recipe
+
+    spec = load_recipe(str(QWEN_TOKENIZER)).model_spec()
+    network = spec.network | {"seed": QWEN_TOKENIZER_SEED}
+    directory = tmp_path_factory.mktemp("qwen_tokenizer") / "Qwen3-TTS-Tokenizer-tiny"
+    resolve(spec.model_copy(update={"network": network})).build().save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_build(
+    qwen_tokenizer_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
+    """torch and export artifacts of that directory, built once per session: the tokenizer's
+    tests, and the codec of the tiny Qwen3-TTS talker's code space."""
+    from speedy.pipeline import run_recipe
+    from speedy.recipe import load_recipe
+
+    build = tmp_path_factory.mktemp("qwen_tokenizer_build")
+    recipe = load_recipe(str(QWEN_TOKENIZER))
+    outcomes, ctx = run_recipe(recipe, build, checkpoint=qwen_tokenizer_checkpoint)
+    return {"ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
+
+
 @pytest.fixture(scope="session")
 def codec_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """torch, export and simplify artifacts of the two-graph toy codec, built once per session."""

@@ -33,7 +33,6 @@ if importlib.util.find_spec("qwen_tts") is None:  # its __init__ needs sox: not 
 FIXTURE = Path(__file__).parent / "fixtures" / "qwen_tokenizer_12hz_tiny.yaml"
 LJSPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "ljspeech" / "wavs"
 HOP = 1920
-SAVED_SEED = 7  # the checkpoint's weights: not the recipe's seeded ones (seed 0)
 
 pytestmark = pytest.mark.slow  # the module's export takes about a minute
 
@@ -44,12 +43,8 @@ def tiny_family(seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tokenizer directory as a user holds one: upstream `save_pretrained` of the tiny
-    configuration (config.json, model.safetensors)."""
-    directory = tmp_path_factory.mktemp("qwen_tokenizer") / "Qwen3-TTS-Tokenizer-tiny"
-    tiny_family(SAVED_SEED).build().save_pretrained(directory)
-    return directory
+def checkpoint(qwen_tokenizer_checkpoint: Path) -> Path:
+    return qwen_tokenizer_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +57,8 @@ def upstream(checkpoint: Path) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def built(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from speedy.pipeline import run_recipe
-
-    build = tmp_path_factory.mktemp("qwen_build")
-    outcomes, ctx = run_recipe(load_recipe(str(FIXTURE)), build, checkpoint=checkpoint)
-    return {"ctx": ctx, **{o.stage: o.artifact for o in outcomes}}
+def built(qwen_tokenizer_build: dict) -> dict:
+    return qwen_tokenizer_build
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ if importlib.util.find_spec("qwen_tts") is None:
     pytest.skip("qwen-tts is not installed", allow_module_level=True)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "qwen3_tts_tiny.yaml"
-TOKENIZER = Path(__file__).parent / "fixtures" / "qwen_tokenizer_12hz_tiny.yaml"
 SAVED_SEED = 12  # the checkpoint's weights (not the recipe's seed 0): its stops come late
 SPECIALS = {
     "<|im_start|>": 290,
@@ -334,17 +333,10 @@ def test_a_directory_of_another_model_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def codec(tmp_path_factory: pytest.TempPathFactory):
+def codec(qwen_tokenizer_build: dict):
     """The tiny Qwen3-TTS-Tokenizer-12Hz (4 codebooks of 64 codes at 12.5 Hz, the tiny talker's
-    code space), exported to ONNX (checked at one size: test_qwen_tokenizer checks the rest)."""
-    from speedy.pipeline import run_recipe
-
-    recipe = load_recipe(str(TOKENIZER))
-    assert recipe.parity is not None
-    parity = recipe.parity.model_copy(update={"sizes": recipe.parity.sizes[:1]})
-    recipe = recipe.model_copy(update={"parity": parity})
-    outcomes, _ = run_recipe(recipe, tmp_path_factory.mktemp("qwen_codec"))
-    return outcomes[-1].artifact
+    code space), exported to ONNX from its saved directory (test_qwen_tokenizer checks it)."""
+    return qwen_tokenizer_build["export"]
 
 
 def test_synth_says_the_text_through_the_codec(
@@ -406,6 +398,39 @@ def test_synth_on_one_shared_pool_says_the_same(
     shared, own = (sf.read(tmp_path / f"{name}.wav", dtype="float32")[0] for name in ("one", "own"))
     assert shared.size == own.size > 0
     assert np.abs(shared - own).max() <= 1 / 32767
+
+
+def test_a_request_with_a_seed_samples_as_the_model_does(
+    speedy_cli, built: dict, codec, tmp_path: Path
+) -> None:
+    """A request's seed samples its codes with the model's own settings (`generate`'s
+    defaults) drawn from that seed: one seed says one utterance, whole, streamed or through
+    `synth --seed`; another seed, or none (greedy), says another."""
+    import soundfile as sf
+
+    from speedy.chain import Chain
+
+    task, model = built["ctx"].task, runtime.load(built["export"].path)
+    said = {"text": "The rain has stopped.", "speaker": "amy"}
+    inputs = task.request(task.Controls(**said, seed=9))
+    sampled = task.run(model, inputs)["codes"]
+    drawn = task.defaults.sampling.model_copy(update={"seed": 9})
+    limit = {"max_frames": task.generation.max_frames, "sampling": drawn}
+    expected = task.generate(model, inputs, task.defaults.model_copy(update=limit))["codes"]
+    np.testing.assert_array_equal(sampled, expected)
+    for other in (task.Controls(**said, seed=10), task.Controls(**said)):
+        assert not np.array_equal(task.run(model, task.request(other))["codes"], sampled)
+    chain = Chain.load(built["export"].path, codec.path)
+    pieces = list(chain.handed_pieces(chain.request(**said, seed=9)))
+    np.testing.assert_array_equal(np.concatenate(pieces, 1), sampled[0])
+    args = ["--acoustic", built["export"].path, "--vocoder", codec.path, "--speaker", "amy"]
+    args += ["--text", said["text"], "--seed", "9", "-o", tmp_path / "nine.wav"]
+    code, _, err = speedy_cli("synth", *args)
+    assert code == 0, err
+    audio = sf.read(tmp_path / "nine.wav", dtype="float32")[0]
+    whole = chain(**said, seed=9).audio
+    assert audio.size == whole.size == sampled.shape[2] * 1920
+    assert np.abs(audio - np.clip(whole, -1, 1)).max() <= 1 / 32767
 
 
 def test_a_codec_of_another_code_space_is_refused(
@@ -558,4 +583,26 @@ def test_compiled_for_onnx_runtime_generates_the_same_codes(
     generation = task.generation.model_copy(update={"max_frames": 40, "stop": False})
     expected = task.generate(model, inputs, generation)["codes"]
     codes = task.generate(runtime.load(compiled.path, threads=2), inputs, generation)["codes"]
+    assert codes.shape == expected.shape and np.array_equal(codes, expected)
+
+
+def test_the_talker_step_compiled_by_aotinductor_generates_the_same_codes(
+    built: dict, model: runtime.Model, task: FrameCodes, tmp_path: Path
+) -> None:
+    """`speedy compile --backend aoti --graph decode` compiles the talker's per-frame step
+    (its cache inputs a `*args` tuple) into an AOTInductor package; with the other graphs carried
+    over, the artifact generates the export's greedy codes, every codebook, on a prompt of its
+    own. (All four graphs compile too, in about 100 s here: too long for this suite.)"""
+    from speedy.pipeline import make_stage
+    from speedy.stages.base import execute
+
+    stage = make_stage("compile", {"backend": "aoti", "graphs": ["decode"]})
+    compiled = execute(stage, built["torch"], tmp_path / "aoti", built["ctx"])
+    kinds = {name: graph.kind for name, graph in compiled.manifest.graphs.items()}
+    assert kinds == {"embed": "torch", "prefill": "torch", "decode": "aoti", "predictor": "torch"}
+    inputs = task.inputs(Utterance("", "A compiled step speaks.", "auto", "bo"))
+    generation = task.generation.model_copy(update={"max_frames": 40, "stop": False})
+    expected = task.generate(model, inputs, generation)["codes"]
+    loaded = runtime.load(compiled.path, threads=2, trust=True)  # built here: its code is ours
+    codes = task.generate(loaded, inputs, generation)["codes"]
     assert codes.shape == expected.shape and np.array_equal(codes, expected)

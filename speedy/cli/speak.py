@@ -114,6 +114,14 @@ def synth(
         float | None,
         typer.Option(help="Text-to-wave voices: duration noise (default: the voice's)."),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Codes models: sample as the model's generation config says, from this "
+            "seed (default: greedy).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Threads = 2,
     no_verify: NoVerify = False,
@@ -142,6 +150,7 @@ def synth(
         "pitch_shift": pitch_shift,
         "noise_scale": noise_scale,
         "noise_w": noise_w,
+        "seed": seed,
     }
     result = chain(text=text, **{name: value for name, value in asked.items() if value is not None})
     write_audio(output, result.audio, result.sample_rate)

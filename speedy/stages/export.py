@@ -31,6 +31,7 @@ from speedy.parity import check
 from speedy.specs import DimRange, TensorSpec, derived
 from speedy.stages.base import Draft, Stage, StageContext, check_kind
 from speedy.stages.export_check import check_lengths, other_sizes
+from speedy.stages.export_divide import divide_reciprocals
 from speedy.stages.export_fold import fold_weight_transposes
 from speedy.stages.options import Exporter, ExportOptions
 
@@ -279,6 +280,7 @@ class ExportStage(Stage):
                 check = LengthCheck(family, graph, trace, spec.dims)
                 exporters[graph.name] = self._export(module, args, graph, spec, exported, check)
                 model = onnx.load(str(exported))
+            divide_reciprocals(model)
             name_nodes(model)
             fold_weight_transposes(model)
             name_dims(model, graph.name, graph.inputs, graph.outputs, spec)

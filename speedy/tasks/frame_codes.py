@@ -97,14 +97,15 @@ class FrameGeneration(BaseModel):
 
 class FrameCodesControls(BaseModel):
     """One request (from Python, the command line or HTTP): text, its language, a speaker
-    (none: the model's unconditioned voice). Requests are greedy at both levels; `generate`
-    samples with the model's own settings (`defaults`)."""
+    (none: the model's unconditioned voice) and how to choose codes: greedy at both levels, or
+    with a `seed` the model's own sampling (`defaults`) drawn from it, one utterance per seed."""
 
     model_config = ConfigDict(extra="forbid")
 
     text: str
     language: str = "auto"
     speaker: str | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)
 
 
 @dataclass(frozen=True)
@@ -243,12 +244,25 @@ class FrameCodes(TextToCodes, TakesRequests):
 
     def request(self, controls: BaseModel) -> Feeds:
         assert isinstance(controls, FrameCodesControls)
-        return self._prompt([Utterance("", controls.text, controls.language, controls.speaker)])
+        utterance = Utterance("", controls.text, controls.language, controls.speaker)
+        seed = {} if controls.seed is None else {"seed": np.array([controls.seed], np.int64)}
+        return self._prompt([utterance]) | seed
 
     # Generation.
     def run(self, model: Model, inputs: Feeds) -> Feeds:
-        """Greedy frames (both levels), up to `generate_frames`."""
-        return self.generate(model, inputs, self.generation)
+        """Frames up to `generate_frames`: greedy (both levels), or sampled from a request's
+        seed."""
+        return self.generate(model, inputs, self.generation_for(inputs))
+
+    def generation_for(self, inputs: Feeds) -> FrameGeneration:
+        """Greedy, or for inputs with a `seed` the model's own sampling drawn from it; at most
+        `generate_frames` either way."""
+        if "seed" not in inputs:
+            return self.generation
+        sampling = self.defaults.sampling.model_copy(update={"seed": int(inputs["seed"][0])})
+        return self.defaults.model_copy(
+            update={"max_frames": self.generation.max_frames, "sampling": sampling}
+        )
 
     def embeddings(self, model: Model, inputs: Feeds) -> tuple[np.ndarray, ...]:
         """The prompt's embeddings [batch, seq, hidden] (left padding) and mask, the streamed
@@ -333,8 +347,8 @@ class FrameCodes(TextToCodes, TakesRequests):
             logits, hidden = self.step(model, cache, frame, streamed, real + step)
 
     def handoff_pieces(self, model: Model, inputs: Feeds) -> Iterator[np.ndarray]:
-        """One item's frames [groups, 1] as the talker makes them (greedy), until its stop."""
-        for frame in self.frames(model, inputs, self.generation, Frames()):
+        """One item's frames [groups, 1] as the talker makes them (as `run`), until its stop."""
+        for frame in self.frames(model, inputs, self.generation_for(inputs), Frames()):
             yield frame[0][:, None]
 
     def _first_code(

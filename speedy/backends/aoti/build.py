@@ -39,21 +39,22 @@ def trace_sizes(dims: Mapping[str, DimRange]) -> dict[str, int]:
 
 
 def dynamic_shapes(
-    inputs: Sequence[TensorSpec], dims: Mapping[str, DimRange]
-) -> tuple[dict[int, torch.export.Dim], ...]:
-    """Per input (in order), its dynamic axes as `torch.export.Dim`s shared between inputs
-    (a dim whose range is one size is static)."""
-    from speedy.stages.export import export_dim, export_dims
+    module: torch.nn.Module, inputs: Sequence[TensorSpec], dims: Mapping[str, DimRange]
+) -> dict | tuple:
+    """Each input's dynamic axes as `torch.export.Dim`s shared between inputs (a dim whose
+    range is one size is static), laid out as `module.forward` takes its inputs."""
+    from speedy.stages.export import by_signature, export_dim, export_dims
 
     found = export_dims({name: r for name, r in dims.items() if r.max > r.min})
-    return tuple(
-        {
+    shapes = {
+        s.name: {
             axis: export_dim(d, found)
             for axis, d in enumerate(s.shape)
             if isinstance(d, str) and base(d) in found
         }
         for s in inputs
-    )
+    }
+    return by_signature(module, shapes)
 
 
 def compile_package(
@@ -72,11 +73,10 @@ def compile_package(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # inductor's deprecation chatter; --debug keeps errors
-            shapes = dynamic_shapes(inputs, dims)  # HalfPrecision takes *args: one tuple of inputs
             program = torch.export.export(  # sizes it cannot prove for every dim: checked at run
                 module,
                 args,
-                dynamic_shapes=(shapes,) if fp16 else shapes,
+                dynamic_shapes=dynamic_shapes(module, inputs, dims),
                 prefer_deferred_runtime_asserts_over_guards=True,
             )
             torch._inductor.aoti_compile_and_package(
