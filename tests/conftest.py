@@ -118,17 +118,21 @@ QWEN_TOKENIZER = FIXTURES / "qwen_tokenizer_12hz_tiny.yaml"
 QWEN_TOKENIZER_SEED = 7  # the saved checkpoint's weights: not the recipe's seeded ones (seed 0)
 
 
-@pytest.fixture(scope="session")
-def qwen_tokenizer_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Qwen3-TTS-Tokenizer-12Hz directory as a user holds one: upstream
-    `save_pretrained` (config.json, model.safetensors) of the tiny configuration."""
+def qwen_tokenizer_family(seed: int = 0) -> Any:
+    """The tiny Qwen3-TTS-Tokenizer-12Hz family, its weights seeded with `seed`."""
     from speedy.families import resolve
     from speedy.recipe import load_recipe
 
     spec = load_recipe(str(QWEN_TOKENIZER)).model_spec()
-    network = spec.network | {"seed": QWEN_TOKENIZER_SEED}
+    return resolve(spec.model_copy(update={"network": spec.network | {"seed": seed}}))
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-TTS-Tokenizer-12Hz directory as a user holds one: upstream
+    `save_pretrained` (config.json, model.safetensors) of the tiny configuration."""
     directory = tmp_path_factory.mktemp("qwen_tokenizer") / "Qwen3-TTS-Tokenizer-tiny"
-    resolve(spec.model_copy(update={"network": network})).build().save_pretrained(directory)
+    qwen_tokenizer_family(QWEN_TOKENIZER_SEED).build().save_pretrained(directory)
     return directory
 
 

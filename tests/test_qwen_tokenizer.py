@@ -26,20 +26,16 @@ from speedy.families import resolve
 from speedy.quality import snr_db
 from speedy.recipe import load_recipe
 from speedy.tasks.codec import Codec
+from tests.conftest import QWEN_TOKENIZER as FIXTURE
+from tests.conftest import qwen_tokenizer_family
 
 if importlib.util.find_spec("qwen_tts") is None:  # its __init__ needs sox: not imported here
     pytest.skip("qwen-tts is not installed", allow_module_level=True)
 
-FIXTURE = Path(__file__).parent / "fixtures" / "qwen_tokenizer_12hz_tiny.yaml"
 LJSPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "ljspeech" / "wavs"
 HOP = 1920
 
 pytestmark = pytest.mark.slow  # the module's export takes about a minute
-
-
-def tiny_family(seed: int = 0):
-    spec = load_recipe(str(FIXTURE)).model_spec()
-    return resolve(spec.model_copy(update={"network": spec.network | {"seed": seed}}))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +134,7 @@ def test_the_checkpoint_directory_is_what_was_built(
     reference = upstream.state_dict()
     assert state.keys() == reference.keys()
     assert all(torch.equal(state[k], reference[k]) for k in reference)
-    seeded = tiny_family(0).build().state_dict()
+    seeded = qwen_tokenizer_family(0).build().state_dict()
     key = "decoder.pre_conv.conv.weight"
     assert not torch.equal(state[key], seeded[key])
 
@@ -262,7 +258,7 @@ def test_exportable_decoder_is_upstreams_bit_for_bit(built: dict) -> None:
     the exported decoder no size arithmetic (upstream's float padding exports a Ceil per conv)."""
     from speedy.families.qwen_codec_modules import exportable_decoder
 
-    network = tiny_family(seed=11).build()
+    network = qwen_tokenizer_family(seed=11).build()
     codes = torch.randint(0, 64, (2, 4, 19), generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         before = network.decoder(codes)

@@ -259,8 +259,9 @@ class FrameCodes(TextToCodes, TakesRequests):
         `generate_frames` either way."""
         if "seed" not in inputs:
             return self.generation
-        sampling = self.defaults.sampling.model_copy(update={"seed": int(inputs["seed"][0])})
-        return self.defaults.model_copy(
+        defaults = self.defaults
+        sampling = defaults.sampling.model_copy(update={"seed": int(inputs["seed"][0])})
+        return defaults.model_copy(
             update={"max_frames": self.generation.max_frames, "sampling": sampling}
         )
 
